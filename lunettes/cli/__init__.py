@@ -1,0 +1,1 @@
+"""The ``lunettes`` command line."""

@@ -1,0 +1,42 @@
+"""AuditRecord: one decoded kube-apiserver audit event, only the fields lunettes uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    """One audit event, normalised at the edge by a source.
+
+    Times are microseconds since the epoch. ``request``/``response`` are the decoded
+    requestObject/responseObject (None at Metadata level); nothing is interpreted until an
+    analyzer or the folder asks for it.
+    """
+
+    audit_id: str
+    stage: str
+    verb: str
+    received_us: int
+    resource: str = ""
+    subresource: str = ""
+    namespace: str = ""
+    name: str = ""
+    api_group: str = ""
+    object_uid: str = ""
+    code: int = 0
+    status_message: str = ""
+    status_reason: str = ""
+    username: str = ""
+    user_agent: str = ""
+    level: str = ""
+    request: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+    origin: str = ""
+    """Where the record was read, as ``file:line``."""
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the API server accepted the request (2xx, or no status recorded)."""
+        return self.code == 0 or 200 <= self.code < 300

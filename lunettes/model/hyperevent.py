@@ -1,0 +1,69 @@
+"""HyperEvent: one fact about one Pod, on the Pod's own timeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Operation kinds a HyperEvent can carry; stage markers match on these names.
+OPS = ("create", "bind", "status", "update", "delete", "evict", "event")
+
+
+@dataclass(slots=True, frozen=True)
+class ConditionChange:
+    """A Pod condition as it became in this update (only changed conditions are kept)."""
+
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class ContainerChange:
+    """A container's state as it became in this update (only changed containers are kept).
+
+    ``state`` is ``waiting``, ``running`` or ``terminated``; ``reason`` is the waiting or
+    terminated reason; ``exit_code`` is set for terminated states.
+    """
+
+    name: str
+    init: bool
+    state: str
+    reason: str = ""
+    message: str = ""
+    exit_code: int | None = None
+    restart_count: int = 0
+    ready: bool = False
+    image: str = ""
+
+
+@dataclass(slots=True)
+class HyperEvent:
+    """One operation on a Pod or one Kubernetes Event about it.
+
+    ``time_us`` is the audit requestReceivedTimestamp; ``seq`` breaks ties in arrival order.
+    ``source`` names the component that caused it (``kubelet``, ``kube-scheduler``, a
+    controller, or the user name); ``container``/``init`` say which container an Event or
+    change is about; ``image`` is the image an image Event names.
+    """
+
+    time_us: int
+    seq: int
+    op: str
+    uid: str
+    audit_id: str = ""
+    source: str = ""
+    node: str = ""
+    code: int = 0
+    conditions: tuple[ConditionChange, ...] = ()
+    containers: tuple[ContainerChange, ...] = ()
+    phase: str = ""
+    pod_ip: str = ""
+    reason: str = ""
+    message: str = ""
+    event_type: str = ""
+    count: int = 0
+    container: str = ""
+    init: bool = False
+    image: str = ""
+    extra: dict[str, str] = field(default_factory=dict)

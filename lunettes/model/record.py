@@ -1,0 +1,110 @@
+"""PodRecord: what one Pod's analysis produces, the single shape every sink receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lunettes.model.times import format_optional
+
+
+@dataclass(slots=True)
+class SpanEvent:
+    """A point in a stage worth showing (a warning Event, a container restart)."""
+
+    time_us: int
+    name: str
+    message: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Stage:
+    """One stage instance of a Pod's delivery: a span of the trace.
+
+    ``end_us`` is None while the stage has not ended (the trace shows it open up to the
+    record's end). ``instance`` names the container or image for per-instance stages.
+    """
+
+    name: str
+    owner: str
+    start_us: int
+    end_us: int | None
+    instance: str = ""
+    instance_kind: str = ""
+    """``container`` or ``image`` for per-instance stages, else empty."""
+    parent: str = ""
+    """Name of the parent stage; empty for the root stage."""
+    events: list[SpanEvent] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end, None while open."""
+        return None if self.end_us is None else (self.end_us - self.start_us) / 1e6
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view with RFC 3339 times."""
+        return {
+            "name": self.name,
+            "instance": self.instance,
+            "instance_kind": self.instance_kind,
+            "owner": self.owner,
+            "start": format_optional(self.start_us),
+            "end": format_optional(self.end_us),
+            "duration_s": self.duration_s,
+        }
+
+
+@dataclass(slots=True)
+class PodRecord:
+    """Identity, outcome and stages of one Pod, plus later analyzers' results.
+
+    ``outcome`` is one of ``delivered`` (Ready), ``completed`` (Succeeded), ``failed``
+    (phase Failed), ``deleted`` (deleted before delivery), ``rejected`` (create denied),
+    ``timeout`` (no delivery within the pod timeout) or ``in_progress``.
+    ``results`` holds the JSON-ready output of analyzers beyond lifecycle and stages, by
+    analyzer name (``slo``, ``diagnosis``, ...).
+    """
+
+    uid: str
+    namespace: str
+    name: str
+    node: str
+    created_us: int | None
+    finished_us: int | None
+    outcome: str
+    partial: bool = False
+    uid_derived: bool = False
+    owner_kind: str = ""
+    owner_name: str = ""
+    last_seen_us: int | None = None
+    stages: list[Stage] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from creation to delivery end, None if either is unknown."""
+        if self.created_us is None or self.finished_us is None:
+            return None
+        return (self.finished_us - self.created_us) / 1e6
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready pod record written by the CLI, the store and the API."""
+        out: dict[str, Any] = {
+            "uid": self.uid,
+            "namespace": self.namespace,
+            "name": self.name,
+            "node": self.node,
+            "created": format_optional(self.created_us),
+            "finished": format_optional(self.finished_us),
+            "duration_s": self.duration_s,
+            "outcome": self.outcome,
+            "partial": self.partial,
+            "uid_derived": self.uid_derived,
+            "owner_kind": self.owner_kind,
+            "owner_name": self.owner_name,
+            "last_seen": format_optional(self.last_seen_us),
+            "stages": [s.to_dict() for s in self.stages],
+        }
+        out.update(self.results)
+        return out

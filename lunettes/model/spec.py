@@ -1,0 +1,132 @@
+"""PodSpecSummary: what later analyzers need to know of a Pod's spec, nothing more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+_VOLUME_KINDS = (
+    "persistentVolumeClaim", "configMap", "secret", "emptyDir", "hostPath", "projected",
+    "downwardAPI", "csi", "ephemeral", "nfs",
+)
+
+
+@dataclass(slots=True, frozen=True)
+class ContainerSpec:
+    """One container or init container of the spec."""
+
+    name: str
+    image: str
+    requests: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, str] = field(default_factory=dict)
+    readiness_probe: bool = False
+    liveness_probe: bool = False
+    startup_probe: bool = False
+
+
+@dataclass(slots=True)
+class PodSpecSummary:
+    """A compact summary of a Pod's metadata and spec."""
+
+    containers: tuple[ContainerSpec, ...] = ()
+    init_containers: tuple[ContainerSpec, ...] = ()
+    volumes: tuple[tuple[str, str], ...] = ()
+    """(name, kind) pairs, kind being the volume source key such as ``configMap``."""
+    node_name: str = ""
+    scheduler_name: str = ""
+    owner_kind: str = ""
+    owner_name: str = ""
+    priority: int | None = None
+    priority_class_name: str = ""
+    readiness_gates: tuple[str, ...] = ()
+    restart_policy: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    has_affinity: bool = False
+    has_pod_anti_affinity: bool = False
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        """Every image the Pod runs, init containers first, without repeats."""
+        seen: dict[str, None] = {}
+        for c in (*self.init_containers, *self.containers):
+            seen.setdefault(c.image, None)
+        return tuple(seen)
+
+    @property
+    def runs_to_completion(self) -> bool:
+        """True for Pods that end in a terminal phase instead of staying Ready."""
+        return self.restart_policy in ("Never", "OnFailure")
+
+    @classmethod
+    def from_pod(cls, pod: dict[str, Any]) -> PodSpecSummary:
+        """Summarise a Pod object (a dict as found in an audit request or response body)."""
+        meta = pod.get("metadata") or {}
+        spec = pod.get("spec") or {}
+        owners = meta.get("ownerReferences") or []
+        owner = next((o for o in owners if o.get("controller")), owners[0] if owners else {})
+        affinity = spec.get("affinity") or {}
+        return cls(
+            containers=tuple(_container(c) for c in spec.get("containers") or ()),
+            init_containers=tuple(_container(c) for c in spec.get("initContainers") or ()),
+            volumes=tuple(_volume(v) for v in spec.get("volumes") or ()),
+            node_name=spec.get("nodeName") or "",
+            scheduler_name=spec.get("schedulerName") or "",
+            owner_kind=owner.get("kind") or "",
+            owner_name=owner.get("name") or "",
+            priority=spec.get("priority"),
+            priority_class_name=spec.get("priorityClassName") or "",
+            readiness_gates=tuple(
+                g.get("conditionType", "") for g in spec.get("readinessGates") or ()
+            ),
+            restart_policy=spec.get("restartPolicy") or "Always",
+            labels=dict(meta.get("labels") or {}),
+            has_affinity=bool(affinity.get("nodeAffinity") or affinity.get("podAffinity")),
+            has_pod_anti_affinity=bool(affinity.get("podAntiAffinity")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (no env, no secrets: the summary never holds them)."""
+        return {
+            "containers": [_container_dict(c) for c in self.containers],
+            "init_containers": [_container_dict(c) for c in self.init_containers],
+            "volumes": [{"name": n, "kind": k} for n, k in self.volumes],
+            "node_name": self.node_name,
+            "scheduler_name": self.scheduler_name,
+            "owner_kind": self.owner_kind,
+            "owner_name": self.owner_name,
+            "priority": self.priority,
+            "priority_class_name": self.priority_class_name,
+            "readiness_gates": list(self.readiness_gates),
+            "restart_policy": self.restart_policy,
+            "labels": self.labels,
+        }
+
+
+def _container(c: dict[str, Any]) -> ContainerSpec:
+    resources = c.get("resources") or {}
+    return ContainerSpec(
+        name=c.get("name") or "",
+        image=c.get("image") or "",
+        requests={k: str(v) for k, v in (resources.get("requests") or {}).items()},
+        limits={k: str(v) for k, v in (resources.get("limits") or {}).items()},
+        readiness_probe="readinessProbe" in c,
+        liveness_probe="livenessProbe" in c,
+        startup_probe="startupProbe" in c,
+    )
+
+
+def _volume(v: dict[str, Any]) -> tuple[str, str]:
+    kind = next((k for k in _VOLUME_KINDS if k in v), "")
+    if not kind:
+        kind = next((k for k in v if k != "name"), "")
+    return (v.get("name") or "", kind)
+
+
+def _container_dict(c: ContainerSpec) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "image": c.image,
+        "requests": c.requests,
+        "limits": c.limits,
+        "readiness_probe": c.readiness_probe,
+    }

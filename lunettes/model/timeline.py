@@ -1,0 +1,40 @@
+"""PodTimeline: a Pod's spec summary plus its HyperEvents, the unit every analyzer reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lunettes.model.hyperevent import HyperEvent
+from lunettes.model.spec import PodSpecSummary
+
+
+@dataclass(slots=True)
+class PodTimeline:
+    """Everything known about one Pod incarnation.
+
+    ``uid_derived`` is True when the audit log never showed the real UID (Metadata-level
+    logs, rejected creates) and the UID was derived from other identity. ``created_us`` is
+    None when the log starts after the Pod was created (``partial`` timelines).
+    ``end_reason`` says why the folder stopped following the Pod: ``delivered``,
+    ``terminal``, ``deleted``, ``rejected``, ``timeout`` or ``end_of_input``.
+    """
+
+    uid: str
+    namespace: str
+    name: str
+    uid_derived: bool = False
+    created_us: int | None = None
+    spec: PodSpecSummary | None = None
+    events: list[HyperEvent] = field(default_factory=list)
+    node: str = ""
+    end_reason: str = ""
+
+    @property
+    def partial(self) -> bool:
+        """True when the Pod's creation was not in the log."""
+        return self.created_us is None
+
+    def ordered(self) -> list[HyperEvent]:
+        """The HyperEvents in time order (ties in arrival order)."""
+        self.events.sort(key=lambda e: (e.time_us, e.seq))
+        return self.events

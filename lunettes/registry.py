@@ -1,0 +1,43 @@
+"""Component registry: built-in and plug-in analyzers and sinks, found by entry point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+ANALYZERS = "lunettes.analyzers"
+SINKS = "lunettes.sinks"
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What factories may use besides their own YAML section: injected, never global.
+
+    ``config_dir`` resolves relative file names in the config; ``env`` stands for the
+    process environment (tests pass their own).
+    """
+
+    config_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def names(group: str) -> list[str]:
+    """The registered component type names of a group, sorted."""
+    return sorted({ep.name for ep in entry_points(group=group)})
+
+
+def load(group: str, type_name: str) -> Any:
+    """The class registered under ``type_name``; unknown names raise KeyError listing the
+    supported ones, a missing optional dependency raises ImportError naming the extra."""
+    for ep in entry_points(group=group):
+        if ep.name == type_name:
+            try:
+                return ep.load()
+            except ImportError as exc:
+                raise ImportError(
+                    f"{type_name}: needs an optional dependency ({exc.name}); "
+                    f"install it with: pip install 'lunettes[{type_name}]'"
+                ) from exc
+    raise KeyError(f"unknown type {type_name!r}; supported: {', '.join(names(group))}")
