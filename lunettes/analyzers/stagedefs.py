@@ -1,0 +1,100 @@
+"""Stage definitions from stages.yaml: names, owners, markers, per-instance repetition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from lunettes.analyzers.markers import Instance, Marker
+from lunettes.config.errors import ConfigError, Section
+from lunettes.model.hyperevent import HyperEvent
+from lunettes.model.spec import PodSpecSummary
+
+OWNERS = ("platform", "user")
+PER = ("container", "image")
+
+
+@dataclass(frozen=True, slots=True)
+class StageDef:
+    """One stage of stages.yaml."""
+
+    name: str
+    owner: str
+    start: Marker
+    end: Marker
+    per: str = ""
+    root: bool = False
+
+    def instance(self, hit: Instance) -> str:
+        """The instance name a marker hit stands for in this stage ("" if not per-instance)."""
+        if self.per == "container":
+            return hit[0]
+        if self.per == "image":
+            return hit[1]
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class StageSet:
+    """All stages, the root first; ``delivered`` tells the folder when a Pod is done."""
+
+    stages: tuple[StageDef, ...]
+
+    @property
+    def root(self) -> StageDef:
+        return self.stages[0]
+
+    def delivered(self, spec: PodSpecSummary | None, event: HyperEvent) -> bool:
+        """True when ``event`` is an end marker of the root stage."""
+        return bool(self.root.end.match(event, spec))
+
+    @classmethod
+    def load(cls, path: Path) -> StageSet:
+        """Read and validate a stages file; every problem is reported at once."""
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError([f"{path}: {exc}"]) from exc
+        return cls.parse(data, str(path))
+
+    @classmethod
+    def parse(cls, data: object, origin: str) -> StageSet:
+        problems: list[str] = []
+        top = Section(data, origin, problems)
+        items = top.require("stages", list) or []
+        top.check_unknown()
+        stages = []
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            label = item.get("name") if isinstance(item, dict) else None
+            section = Section(item, f"{origin}: stages[{i}]" + (f" ({label})" if label else ""),
+                              problems)
+            name = section.require("name", str) or f"#{i}"
+            if name in seen:
+                section.problem("name", f"duplicate stage name {name!r}")
+            seen.add(name)
+            owner = section.get("owner", "platform", str)
+            if owner not in OWNERS:
+                section.problem("owner", f"unknown owner {owner!r}; supported: "
+                                         f"{', '.join(OWNERS)}")
+            per = section.get("per", "", str)
+            if per and per not in PER:
+                section.problem("per", f"unknown value {per!r}; supported: {', '.join(PER)}")
+            root = section.get("root", False, bool)
+            start = Marker.from_config(section.get("start", None, (dict, list)),
+                                       f"{section.path}.start", problems)
+            end = Marker.from_config(section.get("end", None, (dict, list)),
+                                     f"{section.path}.end", problems)
+            section.check_unknown()
+            stages.append(StageDef(name, owner, start, end, per, root))
+        roots = [s for s in stages if s.root]
+        if len(roots) != 1:
+            problems.append(f"{origin}: exactly one stage must have root: true "
+                            f"(found {len(roots)})")
+        elif roots[0].per:
+            problems.append(f"{origin}: the root stage {roots[0].name!r} cannot be per-instance")
+        if problems:
+            raise ConfigError(problems)
+        return cls(tuple(roots + [s for s in stages if not s.root]))

@@ -1,0 +1,136 @@
+"""``lunettes replay``: read audit logs, write one pod record per Pod."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lunettes.cli.common import add_config_arg, report_config_error
+from lunettes.config.errors import ConfigError
+from lunettes.model.record import PodRecord
+from lunettes.model.times import format_optional
+from lunettes.pipeline import Pipeline, load_config
+from lunettes.sinks.jsonl import JSONLSink
+from lunettes.sources.files import STDIN, FileSource
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("replay", help="turn audit logs into pod delivery records",
+                            description=__doc__)
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="audit log files (.gz too), directories of rotated logs, or - "
+                             "for stdin")
+    add_config_arg(parser)
+    parser.add_argument("--format", choices=("table", "jsonl", "none"), default="table",
+                        help="what to print on stdout (default: table)")
+    parser.add_argument("--store", metavar="PATH",
+                        help="SQLite store file (overrides sinks.sqlite.path)")
+    parser.add_argument("--no-store", action="store_true", help="do not write the store")
+    parser.add_argument("--otlp-endpoint", metavar="URL",
+                        help="export traces over OTLP (default: $OTEL_EXPORTER_OTLP_ENDPOINT)")
+    parser.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"),
+                        help="OTLP protocol (default: grpc)")
+    parser.set_defaults(run=run)
+
+
+def pipeline_data(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """pipeline.yaml with the command line's overrides applied."""
+    data = dict(load_config(args.config))
+    sinks = dict(data.get("sinks") or {})
+    if args.no_store:
+        sinks = {k: v for k, v in sinks.items() if k.split("/")[0] != "sqlite"}
+    elif args.store:
+        sinks["sqlite"] = {**(sinks.get("sqlite") or {}), "path": args.store}
+    endpoint = args.otlp_endpoint
+    if endpoint or args.otlp_protocol or (
+        not any(k.split("/")[0] == "otlp" for k in sinks)
+        and (env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    ):
+        otlp = dict(sinks.get("otlp") or {})
+        if endpoint:
+            otlp["endpoint"] = endpoint
+        if args.otlp_protocol:
+            otlp["protocol"] = args.otlp_protocol
+        sinks["otlp"] = otlp
+    data["sinks"] = sinks
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    extra = [JSONLSink("-")] if args.format == "jsonl" else []
+    try:
+        pipeline = Pipeline.from_config(args.config, pipeline_data(args, env), env, extra)
+    except ConfigError as exc:
+        return report_config_error(exc)
+    err = Console(stderr=True)
+    records: list[PodRecord] = []
+    keep = records.append if args.format == "table" else None
+    source = FileSource(args.paths)
+    progress = _progress(err, args.paths)
+    try:
+        if progress is None:
+            stats = pipeline.run(source, keep)
+        else:
+            with progress:
+                task = progress.add_task("reading", total=_total_bytes(source.paths))
+                source.on_bytes = lambda n: progress.advance(task, n)
+                stats = pipeline.run(source, keep)
+    finally:
+        pipeline.shutdown()
+    if records:
+        out = Console()
+        if not out.is_terminal:
+            out = Console(width=160)
+        out.print(_table(records))
+    _summary(err, stats, source)
+    return 0
+
+
+def _progress(console: Console, paths: list[str]) -> Progress | None:
+    if not console.is_terminal or paths == [STDIN]:
+        return None
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
+def _total_bytes(paths: list[str]) -> int | None:
+    if any(p == STDIN or p.endswith(".gz") for p in paths):
+        return None
+    return sum(os.path.getsize(p) for p in paths if os.path.exists(p))
+
+
+def _table(records: list[PodRecord]) -> Table:
+    table = Table(title=f"{len(records)} pods", show_lines=False)
+    for column in ("namespace/name", "node", "created", "outcome", "total s", "stages (s)"):
+        table.add_column(column, overflow="fold")
+    for r in sorted(records, key=lambda r: (r.created_us or r.last_seen_us or 0, r.uid)):
+        parts = [f"{s.name}{'[' + s.instance + ']' if s.instance else ''}="
+                 f"{'open' if s.duration_s is None else f'{s.duration_s:.2f}'}"
+                 for s in r.stages[1:]]
+        table.add_row(f"{r.namespace}/{r.name}", r.node or "-",
+                      format_optional(r.created_us) or "-", r.outcome,
+                      "-" if r.duration_s is None else f"{r.duration_s:.2f}",
+                      " ".join(parts))
+    return table
+
+
+def _summary(console: Console, stats: Counter[str], source: FileSource) -> None:
+    outcomes = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(stats.items())
+                         if k.startswith("outcome:"))
+    console.print(
+        f"read {stats['records']} records ({source.bad.total} bad, "
+        f"{stats['duplicate']} duplicate, {stats['interim_stage']} interim stages), "
+        f"{stats['pods_final']} pods ({stats['pods_partial']} partial): {outcomes or 'none'}",
+        highlight=False)
+    if source.bad.total:
+        console.print(source.bad.report(), highlight=False, markup=False)
+        sys.stderr.flush()

@@ -1,0 +1,209 @@
+"""The pipeline, assembled from pipeline.yaml: source records -> pod records -> sinks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lunettes import registry
+from lunettes.analyzers.dag import AnalyzerDAG
+from lunettes.analyzers.lifecycle import Lifecycle, LifecycleAnalyzer
+from lunettes.analyzers.stages import StagesAnalyzer
+from lunettes.config.errors import ConfigError, Section
+from lunettes.model.audit import AuditRecord
+from lunettes.model.record import PodRecord
+from lunettes.model.timeline import PodTimeline
+from lunettes.processors.dedupe import Deduplicator
+from lunettes.processors.fold import Folder
+from lunettes.processors.reorder import ReorderWindow
+from lunettes.registry import BuildContext
+from lunettes.sinks.base import Sink
+
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+_S = 1_000_000
+
+
+@dataclass
+class Settings:
+    """The processor settings of pipeline.yaml, in microseconds."""
+
+    reorder_window_us: int = 10 * _S
+    dedupe_horizon_us: int = 120 * _S
+    linger_us: int = 5 * _S
+    timeout_us: int = 2100 * _S
+    forget_us: int = 2100 * _S
+
+    @classmethod
+    def from_config(cls, top: Section) -> Settings:
+        source, pods = top.sub("input"), top.sub("pods")
+        default = cls()
+
+        def seconds(section: Section, key: str, fallback_us: int) -> int:
+            value = section.get(key, fallback_us / _S, float)
+            if value < 0:
+                section.problem(key, "must not be negative")
+            return int(value * _S)
+
+        settings = cls(
+            reorder_window_us=seconds(source, "reorder_window_s", default.reorder_window_us),
+            dedupe_horizon_us=seconds(source, "dedupe_horizon_s", default.dedupe_horizon_us),
+            linger_us=seconds(pods, "linger_s", default.linger_us),
+            timeout_us=seconds(pods, "timeout_s", default.timeout_us),
+            forget_us=seconds(pods, "forget_after_s", default.forget_us),
+        )
+        source.check_unknown()
+        pods.check_unknown()
+        return settings
+
+
+def build_sinks(section: Section, context: BuildContext) -> list[Sink]:
+    """One sink per key of the ``sinks`` section (``type`` or ``type/name``)."""
+    sinks = []
+    for key in section.data:
+        sub = section.sub(str(key))
+        try:
+            factory = registry.load(registry.SINKS, str(key).split("/")[0])
+        except (KeyError, ImportError) as exc:
+            section.problem(str(key), str(exc).strip('"'))
+            continue
+        try:
+            sinks.append(factory.from_config(str(key), sub, context))
+        except ConfigError as exc:
+            section.problems.extend(exc.problems)
+    return sinks
+
+
+def load_config(config_dir: Path) -> dict[str, Any]:
+    """The parsed pipeline.yaml of a config directory."""
+    path = config_dir / "pipeline.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError([f"{path}: {exc}"]) from exc
+    return data if data is not None else {}
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counters by name (records, bad, duplicates, pods...)."""
+
+    stats: Counter[str] = field(default_factory=Counter)
+
+
+class Pipeline:
+    """Records in, pod records out: dedupe -> reorder window -> fold -> analyzer DAG -> sinks.
+
+    Build it with :meth:`from_config` (validates everything, reports all problems at once)
+    or directly for embedding. ``on_record`` is called with each final pod record.
+    """
+
+    def __init__(self, dag: AnalyzerDAG, sinks: list[Sink], settings: Settings | None = None,
+                 batch_size: int = 500) -> None:
+        stages = dag.output(StagesAnalyzer)
+        lifecycle = dag.output(LifecycleAnalyzer)
+        if stages is None or lifecycle is None:
+            raise ConfigError(["pipeline: analyzers must include a stages and a lifecycle "
+                               "analyzer"])
+        self.stages_name, self.lifecycle_name = stages.name, lifecycle.name
+        self.stage_set = stages.stage_set  # type: ignore[attr-defined]
+        self.dag = dag
+        self.sinks = sinks
+        self.settings = settings or Settings()
+        self.batch_size = batch_size
+        self.stats: Counter[str] = Counter()
+
+    @classmethod
+    def from_config(cls, config_dir: Path = DEFAULT_CONFIG_DIR,
+                    data: Mapping[str, Any] | None = None,
+                    env: Mapping[str, str] | None = None,
+                    extra_sinks: Iterable[Sink] = ()) -> Pipeline:
+        """Build from ``config_dir``/pipeline.yaml (or ``data``, already parsed)."""
+        problems: list[str] = []
+        origin = str(config_dir / "pipeline.yaml")
+        top = Section(load_config(config_dir) if data is None else data, origin, problems)
+        context = BuildContext(config_dir=config_dir, env=dict(env or {}))
+        settings = Settings.from_config(top)
+        try:
+            dag = AnalyzerDAG.build(top.sub("analyzers"), context)
+        except ConfigError:
+            dag = None
+        sinks = build_sinks(top.sub("sinks"), context)
+        top.check_unknown()
+        if problems or dag is None:
+            for sink in sinks:
+                sink.shutdown()
+            raise ConfigError(problems)
+        return cls(dag, [*sinks, *extra_sinks], settings)
+
+    def record_of(self, timeline: PodTimeline) -> PodRecord:
+        """Run the analyzer DAG over one final timeline and assemble its pod record."""
+        outputs = self.dag.run(timeline)
+        life: Lifecycle = outputs[self.lifecycle_name]
+        spec = timeline.spec
+        record = PodRecord(
+            uid=timeline.uid, namespace=timeline.namespace, name=timeline.name,
+            node=life.node, created_us=life.created_us, finished_us=life.finished_us,
+            outcome=life.outcome, partial=timeline.partial, uid_derived=timeline.uid_derived,
+            owner_kind=spec.owner_kind if spec else "",
+            owner_name=spec.owner_name if spec else "",
+            last_seen_us=life.last_seen_us, stages=outputs[self.stages_name],
+        )
+        for name, output in outputs.items():
+            if name not in (self.lifecycle_name, self.stages_name):
+                record.results[name] = output.to_dict() if hasattr(output, "to_dict") else output
+        return record
+
+    def run(self, records: Iterable[AuditRecord],
+            on_record: Callable[[PodRecord], None] | None = None) -> Counter[str]:
+        """Process every record, export every pod record, flush the sinks; return stats."""
+        stats = self.stats
+        settings = self.settings
+        dedupe = Deduplicator(stats, settings.dedupe_horizon_us)
+        window = ReorderWindow(stats, settings.reorder_window_us)
+        stage_set = self.stage_set
+        folder = Folder(lambda t, e: stage_set.delivered(t.spec, e), stats,
+                        linger_us=settings.linger_us, timeout_us=settings.timeout_us,
+                        forget_us=settings.forget_us)
+        batch: list[PodRecord] = []
+
+        def finish(timelines: list[PodTimeline]) -> None:
+            for timeline in timelines:
+                record = self.record_of(timeline)
+                stats[f"outcome:{record.outcome}"] += 1
+                batch.append(record)
+                if on_record is not None:
+                    on_record(record)
+            if len(batch) >= self.batch_size:
+                self._export(batch)
+
+        for record in records:
+            stats["records"] += 1
+            if not dedupe.accept(record):
+                continue
+            for released in window.push(record):
+                folder.add(released)
+                finish(folder.advance(released.received_us))
+        for released in window.flush():
+            folder.add(released)
+            finish(folder.advance(released.received_us))
+        finish(folder.drain())
+        self._export(batch)
+        for sink in self.sinks:
+            sink.force_flush()
+        return stats
+
+    def _export(self, batch: list[PodRecord]) -> None:
+        if batch:
+            for sink in self.sinks:
+                sink.export(batch)
+            batch.clear()
+
+    def shutdown(self) -> None:
+        """Shut every sink down (safe twice)."""
+        for sink in self.sinks:
+            sink.shutdown()

@@ -1,0 +1,163 @@
+"""Read the parts of Pod, Binding and Event bodies that HyperEvents carry."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from lunettes.model.hyperevent import ConditionChange, ContainerChange
+
+_FIELD_PATH = re.compile(r"spec\.(containers|initContainers|ephemeralContainers)\{([^}]*)\}")
+_IMAGE = re.compile(r'[Ii]mage "([^"]+)"')
+_DENIED_NAME = re.compile(r'^\w+ "([^"]+)"')
+
+
+def component(username: str) -> tuple[str, str]:
+    """(component, node) of an audit user: kubelet of a node, the scheduler, a controller."""
+    if username.startswith("system:node:"):
+        return "kubelet", username[len("system:node:"):]
+    if username == "system:kube-scheduler":
+        return "kube-scheduler", ""
+    if username.startswith("system:serviceaccount:kube-system:"):
+        return username.rsplit(":", 1)[1], ""
+    return username, ""
+
+
+def meta(body: dict[str, Any] | None) -> dict[str, Any]:
+    """The metadata mapping of a body (empty when absent)."""
+    if not body:
+        return {}
+    value = body.get("metadata")
+    return value if isinstance(value, dict) else {}
+
+
+def denied_name(message: str) -> str:
+    """The object name in an API error such as ``pods "x" is forbidden: ...``."""
+    found = _DENIED_NAME.match(message)
+    return found.group(1) if found else ""
+
+
+@dataclass(slots=True)
+class PodState:
+    """What the folder last knew of a Pod's status, to keep only changes."""
+
+    conditions: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    containers: dict[tuple[bool, str], tuple[str, str, int, bool]] = field(default_factory=dict)
+    phase: str = ""
+    pod_ip: str = ""
+
+    def apply(self, status: dict[str, Any]) -> tuple[
+        tuple[ConditionChange, ...], tuple[ContainerChange, ...], str, str
+    ]:
+        """Fold a (full or patch) status in; return the changed conditions, containers,
+        the new phase and the new pod IP (empty when unchanged)."""
+        conditions = []
+        for cond in status.get("conditions") or ():
+            if not isinstance(cond, dict) or "type" not in cond:
+                continue
+            key = (str(cond.get("status", "")), str(cond.get("reason") or ""),
+                   str(cond.get("message") or ""))
+            if self.conditions.get(cond["type"]) != key:
+                self.conditions[cond["type"]] = key
+                conditions.append(ConditionChange(cond["type"], *key))
+        containers = []
+        for init, list_key in ((True, "initContainerStatuses"), (False, "containerStatuses")):
+            for cs in status.get(list_key) or ():
+                change = _container_change(cs, init) if isinstance(cs, dict) else None
+                if change is None:
+                    continue
+                key = (change.state, change.reason, change.restart_count, change.ready)
+                if self.containers.get((init, change.name)) != key:
+                    self.containers[(init, change.name)] = key
+                    containers.append(change)
+        phase = str(status.get("phase") or "")
+        if phase == self.phase:
+            phase = ""
+        elif phase:
+            self.phase = phase
+        pod_ip = str(status.get("podIP") or "")
+        if pod_ip == self.pod_ip:
+            pod_ip = ""
+        elif pod_ip:
+            self.pod_ip = pod_ip
+        return tuple(conditions), tuple(containers), phase, pod_ip
+
+
+def _container_change(cs: dict[str, Any], init: bool) -> ContainerChange | None:
+    state = cs.get("state")
+    if not isinstance(state, dict) or not state:
+        return None
+    kind = next((k for k in ("terminated", "running", "waiting") if k in state), "")
+    if not kind:
+        return None
+    detail = state[kind] if isinstance(state[kind], dict) else {}
+    exit_code = detail.get("exitCode") if kind == "terminated" else None
+    return ContainerChange(
+        name=str(cs.get("name", "")),
+        init=init,
+        state=kind,
+        reason=str(detail.get("reason") or ""),
+        message=str(detail.get("message") or ""),
+        exit_code=exit_code if isinstance(exit_code, int) else None,
+        restart_count=int(cs.get("restartCount") or 0),
+        ready=bool(cs.get("ready")),
+        image=str(cs.get("image") or ""),
+    )
+
+
+@dataclass(slots=True)
+class EventFacts:
+    """The parts of a core/v1 or events.k8s.io/v1 Event a HyperEvent carries."""
+
+    kind: str = ""
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+    reason: str = ""
+    message: str = ""
+    event_type: str = ""
+    count: int = 0
+    container: str = ""
+    init: bool = False
+    image: str = ""
+    reporter: str = ""
+
+
+def event_facts(body: dict[str, Any], previous: EventFacts | None = None) -> EventFacts:
+    """Read an Event body (create) or an Event patch merged over what was known before."""
+    facts = EventFacts() if previous is None else EventFacts(
+        previous.kind, previous.namespace, previous.name, previous.uid, previous.reason,
+        previous.message, previous.event_type, previous.count, previous.container,
+        previous.init, previous.image, previous.reporter,
+    )
+    about = body.get("involvedObject") or body.get("regarding")
+    if isinstance(about, dict):
+        facts.kind = str(about.get("kind") or "")
+        facts.namespace = str(about.get("namespace") or "")
+        facts.name = str(about.get("name") or "")
+        facts.uid = str(about.get("uid") or "")
+        path = _FIELD_PATH.search(str(about.get("fieldPath") or ""))
+        if path:
+            facts.container, facts.init = path.group(2), path.group(1) == "initContainers"
+    for key in ("reason", "type"):
+        if isinstance(body.get(key), str):
+            setattr(facts, "event_type" if key == "type" else key, body[key])
+    text = body.get("message", body.get("note"))
+    if isinstance(text, str):
+        facts.message = text
+        image = _IMAGE.search(text)
+        if image:
+            facts.image = image.group(1)
+    series = body.get("series")
+    count = series.get("count") if isinstance(series, dict) else body.get("count")
+    if isinstance(count, int):
+        facts.count = count
+    elif not facts.count:
+        facts.count = 1
+    source = body.get("source")
+    reporter = body.get("reportingController") or body.get("reportingComponent") or (
+        source.get("component") if isinstance(source, dict) else "")
+    if isinstance(reporter, str) and reporter:
+        facts.reporter = reporter
+    return facts

@@ -1,0 +1,42 @@
+"""One record per request: final stages only, exact duplicates dropped."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+
+from lunettes.model.audit import AuditRecord
+
+FINAL_STAGES = frozenset({"ResponseComplete", "Panic"})
+
+
+class Deduplicator:
+    """Accepts the ResponseComplete (or Panic) record of each request, once.
+
+    RequestReceived/ResponseStarted records are counted as ``interim_stage``; a second
+    final record with the same auditID as ``duplicate``. Remembered IDs are forgotten once
+    they are ``horizon_us`` older than the newest record seen, so memory stays bounded.
+    """
+
+    def __init__(self, stats: Counter[str], horizon_us: int = 120_000_000) -> None:
+        self.stats = stats
+        self.horizon_us = horizon_us
+        self._seen: set[str] = set()
+        self._order: deque[tuple[int, str]] = deque()
+        self._newest = 0
+
+    def accept(self, record: AuditRecord) -> bool:
+        """True if the record is the one that counts for its request."""
+        if record.stage not in FINAL_STAGES:
+            self.stats["interim_stage"] += 1
+            return False
+        if record.audit_id in self._seen:
+            self.stats["duplicate"] += 1
+            return False
+        self._seen.add(record.audit_id)
+        self._order.append((record.received_us, record.audit_id))
+        if record.received_us > self._newest:
+            self._newest = record.received_us
+        cutoff = self._newest - self.horizon_us
+        while self._order and self._order[0][0] < cutoff:
+            self._seen.discard(self._order.popleft()[1])
+        return True

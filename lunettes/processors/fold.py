@@ -1,0 +1,310 @@
+"""Fold audit records into per-Pod timelines of HyperEvents, keyed by pod UID."""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lunettes.model.audit import AuditRecord
+from lunettes.model.hyperevent import HyperEvent
+from lunettes.model.ids import derive_uid
+from lunettes.model.spec import PodSpecSummary
+from lunettes.model.timeline import PodTimeline
+from lunettes.processors.bodies import (
+    EventFacts,
+    PodState,
+    component,
+    denied_name,
+    event_facts,
+    meta,
+)
+
+# (timeline, the HyperEvent just added) -> True when it ends the Pod's delivery.
+DeliveryCheck = Callable[[PodTimeline, HyperEvent], bool]
+_POD_VERBS = {"create": "create", "delete": "delete", "patch": "update", "update": "update"}
+_SUBRESOURCE_OPS = {"status": "status", "binding": "bind", "eviction": "evict",
+                    "ephemeralcontainers": "update", "resize": "update"}
+
+
+@dataclass(slots=True)
+class _Live:
+    timeline: PodTimeline
+    state: PodState = field(default_factory=PodState)
+    first_us: int = 0
+    last_us: int = 0
+    done_us: int | None = None
+    event_names: list[str] = field(default_factory=list)
+
+
+class Folder:
+    """Turns audit records (in time order, after the reorder window) into PodTimelines.
+
+    A Pod leaves memory ``linger_us`` after its delivery ends (``delivered`` decides, from
+    the root stage's end markers), after it is deleted or rejected, or ``timeout_us`` after
+    it was created (or first seen) without delivery; :meth:`advance` returns those final
+    timelines. Records about a Pod already finished are dropped (``after_final``) for
+    ``forget_us`` of audit time, so a late record cannot start a second, partial record.
+    """
+
+    def __init__(self, delivered: DeliveryCheck, stats: Counter[str], *,
+                 linger_us: int = 5_000_000, timeout_us: int = 35 * 60_000_000,
+                 forget_us: int = 35 * 60_000_000) -> None:
+        self.delivered = delivered
+        self.stats = stats
+        self.linger_us = linger_us
+        self.timeout_us = timeout_us
+        self.forget_us = forget_us
+        self.live: dict[str, _Live] = {}
+        self._names: dict[tuple[str, str], str] = {}
+        self._finished: dict[str, int] = {}
+        self._finished_order: deque[tuple[int, str, tuple[str, str]]] = deque()
+        self._events: dict[tuple[str, str], tuple[str, EventFacts]] = {}
+        self._due: list[tuple[int, str]] = []
+        self._seq = 0
+
+    # -- identity -------------------------------------------------------------------------
+    def _resolve(self, namespace: str, name: str, uid: str) -> str:
+        if uid:
+            return uid
+        return self._names.get((namespace, name), "")
+
+    def _start(self, uid: str, namespace: str, name: str, now_us: int, *,
+               derived: bool = False, created: bool = False) -> _Live:
+        timeline = PodTimeline(uid=uid, namespace=namespace, name=name, uid_derived=derived,
+                               created_us=now_us if created else None)
+        live = _Live(timeline, first_us=now_us, last_us=now_us)
+        self.live[uid] = live
+        if name:
+            self._names[(namespace, name)] = uid
+        heapq.heappush(self._due, (now_us + self.timeout_us, uid))
+        self.stats["pods_seen"] += 1
+        if not created:
+            self.stats["pods_partial"] += 1
+        return live
+
+    def _pod(self, record: AuditRecord, uid: str) -> _Live | None:
+        """The live Pod a record is about, starting a partial timeline for unknown Pods."""
+        uid = self._resolve(record.namespace, record.name, uid)
+        if uid in self._finished:
+            self.stats["after_final"] += 1
+            return None
+        live = self.live.get(uid) if uid else None
+        if live is not None:
+            return live
+        if not record.name:
+            self.stats["unidentified"] += 1
+            return None
+        if uid:
+            return self._start(uid, record.namespace, record.name, record.received_us)
+        return self._start(derive_uid(record.namespace, record.name), record.namespace,
+                           record.name, record.received_us, derived=True)
+
+    # -- folding --------------------------------------------------------------------------
+    def add(self, record: AuditRecord) -> None:
+        """Fold one record; records about other objects are ignored."""
+        if record.resource == "pods":
+            if record.subresource:
+                op = _SUBRESOURCE_OPS.get(record.subresource)
+                if op and record.verb in ("create", "patch", "update"):
+                    self._subresource(record, op)
+            elif record.verb in _POD_VERBS:
+                self._pod_verb(record, _POD_VERBS[record.verb])
+        elif (record.resource == "events" and record.api_group in ("", "events.k8s.io")
+              and record.verb in ("create", "patch", "update") and record.succeeded):
+            self._event(record)
+
+    def _emit(self, live: _Live, record: AuditRecord, op: str, **facts: Any) -> HyperEvent:
+        source, node = component(record.username)
+        self._seq += 1
+        event = HyperEvent(time_us=record.received_us, seq=self._seq, op=op,
+                           uid=live.timeline.uid, audit_id=record.audit_id, source=source,
+                           node=facts.pop("node", node), code=record.code, **facts)
+        live.timeline.events.append(event)
+        live.last_us = max(live.last_us, record.received_us)
+        if live.done_us is None and self.delivered(live.timeline, event):
+            self._finish(live, record.received_us, "delivered")
+        self.stats["hyperevents"] += 1
+        return event
+
+    def _finish(self, live: _Live, now_us: int, reason: str, linger: bool = True) -> None:
+        live.done_us = now_us
+        live.timeline.end_reason = reason
+        heapq.heappush(self._due, (now_us + (self.linger_us if linger else 0),
+                                   live.timeline.uid))
+
+    def _pod_verb(self, record: AuditRecord, op: str) -> None:
+        if op == "create":
+            self._create(record)
+            return
+        if not record.succeeded:
+            return
+        body = record.response or record.request
+        live = self._pod(record, str(meta(body).get("uid") or ""))
+        if live is None:
+            return
+        self._emit(live, record, op)
+        if op == "delete" and live.done_us is None:
+            self._finish(live, record.received_us, "deleted")
+
+    def _create(self, record: AuditRecord) -> None:
+        request_meta, response_meta = meta(record.request), meta(record.response)
+        name = (response_meta.get("name") or record.name or request_meta.get("name")
+                or denied_name(record.status_message))
+        namespace = record.namespace or response_meta.get("namespace") or ""
+        if not record.succeeded:
+            name = name or request_meta.get("generateName") or ""
+            live = self._start(record.audit_id, namespace, "", record.received_us,
+                               derived=True, created=True)
+            live.timeline.name = name
+            self._fill_spec(live, record.request)
+            self._emit(live, record, "create", message=record.status_message,
+                       reason=record.status_reason)
+            self._finish(live, record.received_us, "rejected", linger=False)
+            return
+        uid = str(response_meta.get("uid") or record.object_uid or "")
+        if not uid and not name:
+            self.stats["unidentified"] += 1
+            return
+        if uid in self.live or uid in self._finished:
+            self.stats["duplicate_create"] += 1
+            return
+        derived = not uid
+        if derived:
+            uid = derive_uid(namespace, name, record.audit_id)
+        live = self._start(uid, namespace, name, record.received_us, derived=derived,
+                           created=True)
+        self._fill_spec(live, record.response or record.request)
+        self._emit(live, record, "create")
+
+    def _fill_spec(self, live: _Live, body: dict[str, Any] | None) -> None:
+        if body and isinstance(body.get("spec"), dict):
+            live.timeline.spec = PodSpecSummary.from_pod(body)
+            live.timeline.node = live.timeline.spec.node_name or live.timeline.node
+
+    def _subresource(self, record: AuditRecord, op: str) -> None:
+        if not record.succeeded:
+            return
+        body = record.request if op == "bind" else (record.response or record.request)
+        uid = str(meta(body).get("uid") or meta(record.request).get("uid") or "")
+        live = self._pod(record, uid)
+        if live is None:
+            return
+        if op == "bind":
+            target = (record.request or {}).get("target") or {}
+            node = str(target.get("name") or "") if isinstance(target, dict) else ""
+            live.timeline.node = node or live.timeline.node
+            self._emit(live, record, "bind", node=node)
+            return
+        if op != "status":
+            self._emit(live, record, op)
+            return
+        status = (body or {}).get("status")
+        if not isinstance(status, dict):
+            self._emit(live, record, "status")
+            return
+        conditions, containers, phase, pod_ip = live.state.apply(status)
+        self._emit(live, record, "status", conditions=conditions, containers=containers,
+                   phase=phase, pod_ip=pod_ip)
+
+    def _event(self, record: AuditRecord) -> None:
+        key = (record.namespace, record.name)
+        body = record.request or record.response
+        if record.verb == "create":
+            if body is None:
+                self._metadata_event(record)
+                return
+            facts = event_facts(body)
+            if facts.kind != "Pod":
+                return
+            live = self._pod_by_event(record, facts)
+            if live is None:
+                return
+            if record.name:
+                self._events[key] = (live.timeline.uid, facts)
+                live.event_names.append(record.name)
+        else:
+            known = self._events.get(key)
+            if known is None:
+                self.stats["event_patch_unknown"] += 1
+                return
+            uid, previous = known
+            live = self.live.get(uid)
+            if live is None:
+                return
+            facts = event_facts(body, previous) if body else previous
+            self._events[key] = (uid, facts)
+        self._emit(live, record, "event", reason=facts.reason, message=facts.message,
+                   event_type=facts.event_type, count=facts.count, container=facts.container,
+                   init=facts.init, image=facts.image)
+
+    def _pod_by_event(self, record: AuditRecord, facts: EventFacts) -> _Live | None:
+        uid = self._resolve(facts.namespace or record.namespace, facts.name, facts.uid)
+        if uid in self._finished:
+            self.stats["after_final"] += 1
+            return None
+        live = self.live.get(uid) if uid else None
+        if live is None:
+            self.stats["event_unknown_pod"] += 1
+        return live
+
+    def _metadata_event(self, record: AuditRecord) -> None:
+        """Metadata-level logs: an Event named ``<pod>.<hex>`` for a Pod in flight."""
+        pod_name, _, suffix = record.name.rpartition(".")
+        uid = self._names.get((record.namespace, pod_name), "")
+        live = self.live.get(uid) if uid and suffix and len(suffix) >= 8 else None
+        if live is not None:
+            self._emit(live, record, "event")
+
+    # -- leaving memory -------------------------------------------------------------------
+    def advance(self, now_us: int) -> list[PodTimeline]:
+        """Final timelines whose linger or timeout has passed at audit time ``now_us``."""
+        out = []
+        due = self._due
+        while due and due[0][0] <= now_us:
+            when, uid = heapq.heappop(due)
+            live = self.live.get(uid)
+            if live is None:
+                continue
+            if live.done_us is None:
+                start = live.timeline.created_us or live.first_us
+                if start + self.timeout_us > when:
+                    continue
+                live.timeline.end_reason = "timeout"
+            elif live.done_us + (0 if live.timeline.end_reason == "rejected"
+                                 else self.linger_us) > when:
+                continue
+            out.append(self._retire(live, now_us))
+        self._forget(now_us)
+        return out
+
+    def drain(self) -> list[PodTimeline]:
+        """Every Pod still in memory, at the end of the input."""
+        out = []
+        for live in list(self.live.values()):
+            if not live.timeline.end_reason:
+                live.timeline.end_reason = "end_of_input"
+            out.append(self._retire(live, live.last_us))
+        self._due.clear()
+        return out
+
+    def _retire(self, live: _Live, now_us: int) -> PodTimeline:
+        timeline = live.timeline
+        del self.live[timeline.uid]
+        self._finished[timeline.uid] = now_us
+        key = (timeline.namespace, timeline.name)
+        self._finished_order.append((now_us, timeline.uid, key))
+        for name in live.event_names:
+            self._events.pop((timeline.namespace, name), None)
+        self.stats["pods_final"] += 1
+        return timeline
+
+    def _forget(self, now_us: int) -> None:
+        order = self._finished_order
+        while order and order[0][0] + self.forget_us <= now_us:
+            _, uid, key = order.popleft()
+            self._finished.pop(uid, None)
+            if self._names.get(key) == uid:
+                del self._names[key]

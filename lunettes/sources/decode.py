@@ -1,0 +1,120 @@
+"""Decode audit documents (Event, EventList, Cloud Logging entries) into AuditRecords."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from lunettes.model.audit import AuditRecord
+from lunettes.model.times import parse_time
+from lunettes.sources.cloudlogging import from_log_entry, is_log_entry
+from lunettes.sources.errors import BadRecord
+
+AUDIT_API_VERSIONS = frozenset(
+    {"audit.k8s.io/v1", "audit.k8s.io/v1beta1", "audit.k8s.io/v1alpha1"}
+)
+
+
+def _str(obj: dict[str, Any], key: str, required: bool = False) -> str:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise BadRecord(f"missing_field:{key}")
+        return ""
+    if not isinstance(value, str):
+        raise BadRecord(f"wrong_type:{key}", f"expected string, got {type(value).__name__}")
+    return value
+
+
+def _dict(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRecord(f"wrong_type:{key}", f"expected object, got {type(value).__name__}")
+    return value
+
+
+def _body(obj: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = obj.get(key)
+    return value if isinstance(value, dict) else None
+
+
+def decode_event(event: dict[str, Any], origin: str = "") -> AuditRecord:
+    """Turn one audit.k8s.io Event (v1 or v1beta1) into an AuditRecord.
+
+    Raises BadRecord for missing or mistyped fields and unparseable times.
+    """
+    received = _str(event, "requestReceivedTimestamp") or _str(event, "timestamp")
+    if not received:
+        raise BadRecord("missing_field:requestReceivedTimestamp")
+    try:
+        received_us = parse_time(received)
+    except ValueError as exc:
+        raise BadRecord("bad_timestamp", received) from exc
+    ref = _dict(event, "objectRef")
+    status = _dict(event, "responseStatus")
+    user = _dict(event, "user")
+    code = status.get("code", 0)
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise BadRecord("wrong_type:responseStatus.code", repr(code))
+    return AuditRecord(
+        audit_id=_str(event, "auditID", required=True),
+        stage=_str(event, "stage", required=True),
+        verb=_str(event, "verb", required=True),
+        received_us=received_us,
+        resource=_str(ref, "resource"),
+        subresource=_str(ref, "subresource"),
+        namespace=_str(ref, "namespace"),
+        name=_str(ref, "name"),
+        api_group=_str(ref, "apiGroup"),
+        object_uid=_str(ref, "uid"),
+        code=code,
+        status_message=_str(status, "message"),
+        status_reason=_str(status, "reason"),
+        username=_str(user, "username"),
+        user_agent=_str(event, "userAgent"),
+        level=_str(event, "level"),
+        request=_body(event, "requestObject"),
+        response=_body(event, "responseObject"),
+        origin=origin,
+    )
+
+
+def decode_document(doc: Any, origin: str = "") -> Iterator[AuditRecord | BadRecord]:
+    """Yield the records of one decoded JSON/YAML document, or a BadRecord per problem.
+
+    Accepts an audit Event, an EventList (the webhook backend's batches), a JSON array of
+    either, and Cloud Logging audit entries (GKE exports).
+    """
+    if isinstance(doc, list):
+        for item in doc:
+            yield from decode_document(item, origin)
+        return
+    if not isinstance(doc, dict):
+        yield BadRecord("not_an_object", type(doc).__name__)
+        return
+    kind = doc.get("kind")
+    if kind == "EventList":
+        items = doc.get("items")
+        if not isinstance(items, list):
+            yield BadRecord("wrong_type:items", "EventList without an items array")
+            return
+        for item in items:
+            if isinstance(item, dict) and "kind" not in item:
+                item = {**item, "kind": "Event"}
+            yield from decode_document(item, origin)
+        return
+    if kind == "Event" and doc.get("apiVersion", "audit.k8s.io/v1") in AUDIT_API_VERSIONS:
+        try:
+            yield decode_event(doc, origin)
+        except BadRecord as bad:
+            yield bad
+        return
+    if is_log_entry(doc):
+        try:
+            yield decode_event(from_log_entry(doc), origin)
+        except BadRecord as bad:
+            yield bad
+        return
+    yield BadRecord("unknown_kind", f"kind={kind!r} apiVersion={doc.get('apiVersion')!r}")

@@ -1,0 +1,159 @@
+"""Read audit records from files, .gz files, directories of rotated logs and stdin."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import yaml
+
+from lunettes.model.audit import AuditRecord
+from lunettes.sources.decode import decode_document
+from lunettes.sources.errors import BadRecord, BadRecords
+
+STDIN = "-"
+_YAML_SUFFIXES = (".yaml", ".yml")
+_LOG_SUFFIXES = (".json", ".jsonl", ".log", ".gz", ".yaml", ".yml")
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """SafeLoader that keeps timestamps as strings, as JSON would."""
+
+
+_PlainLoader.yaml_implicit_resolvers = {
+    key: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def expand(paths: Iterable[str]) -> list[str]:
+    """Expand directories into their log files, oldest first; keep files and ``-`` as given.
+
+    Rotated logs (``audit.log``, ``audit-2026-01-01T00-00-00.000.log``, ``audit.log.1``,
+    ``.gz``) are ordered by the time of their first record, so a directory reads in time
+    order whatever the rotation naming.
+    """
+    out: list[str] = []
+    for path in paths:
+        if path != STDIN and os.path.isdir(path):
+            files = [
+                str(p) for p in sorted(Path(path).rglob("*"))
+                if p.is_file() and (p.suffix in _LOG_SUFFIXES or _rotated(p.name))
+            ]
+            out.extend(sorted(files, key=lambda f: (_first_time(f), f)))
+        else:
+            out.append(path)
+    return out
+
+
+def _rotated(name: str) -> bool:
+    stem, _, last = name.rpartition(".")
+    return bool(stem) and last.isdigit()
+
+
+def _first_time(path: str) -> str:
+    """The requestReceivedTimestamp of a file's first record (empty if none is found)."""
+    try:
+        with _open(path) as stream:
+            for raw in stream:
+                try:
+                    doc = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    return ""
+                for item in decode_document(doc):
+                    if isinstance(item, AuditRecord):
+                        return f"{item.received_us:020d}"
+                return ""
+    except OSError:
+        return ""
+    return ""
+
+
+def _open(path: str) -> IO[bytes]:
+    if path == STDIN:
+        return sys.stdin.buffer
+    stream: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
+    if stream.read(2) == b"\x1f\x8b":
+        stream.seek(0)
+        return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
+    stream.seek(0)
+    return stream
+
+
+class FileSource:
+    """Yields AuditRecords from paths; bad lines are counted in ``bad`` with file:line.
+
+    ``on_bytes`` (if given) is called with the number of bytes read, for progress bars.
+    """
+
+    def __init__(self, paths: Iterable[str], bad: BadRecords | None = None,
+                 on_bytes: Callable[[int], None] | None = None) -> None:
+        self.paths = expand(paths)
+        self.bad = bad if bad is not None else BadRecords()
+        self.on_bytes = on_bytes
+        self.lines = 0
+
+    def __iter__(self) -> Iterator[AuditRecord]:
+        for path in self.paths:
+            name = "<stdin>" if path == STDIN else path
+            try:
+                with _open(path) as stream:
+                    if path.endswith(_YAML_SUFFIXES):
+                        yield from self._yaml(stream, name)
+                    else:
+                        yield from self._json(stream, name)
+            except OSError as exc:
+                self.bad.add("unreadable_file", name, str(exc))
+
+    def _emit(self, doc: Any, origin: str) -> Iterator[AuditRecord]:
+        for item in decode_document(doc, origin):
+            if isinstance(item, BadRecord):
+                self.bad.add(item.reason, origin, str(item))
+            else:
+                yield item
+
+    def _json(self, stream: IO[bytes], name: str) -> Iterator[AuditRecord]:
+        """JSON lines; a file that is one multi-line JSON document is read whole."""
+        first_bad: list[bytes] = []
+        for number, raw in enumerate(stream, 1):
+            self.lines += 1
+            if self.on_bytes:
+                self.on_bytes(len(raw))
+            try:
+                doc = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                if not raw.strip():
+                    continue
+                if number == 1 and raw.lstrip()[:1] in (b"{", b"["):
+                    first_bad.append(raw)  # perhaps a pretty-printed document
+                    break
+                self.bad.add("invalid_json", f"{name}:{number}", str(exc))
+                continue
+            yield from self._emit(doc, f"{name}:{number}")
+        if first_bad:
+            text = first_bad[0] + stream.read()
+            try:
+                doc = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                self.bad.add("invalid_json", f"{name}:1", str(exc))
+                return
+            yield from self._emit(doc, f"{name}:1")
+
+    def _yaml(self, stream: IO[bytes], name: str) -> Iterator[AuditRecord]:
+        """YAML documents (Cloud Logging exports, audit events written as YAML)."""
+        try:
+            docs = list(yaml.load_all(io.TextIOWrapper(stream, "utf-8"), Loader=_PlainLoader))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{name}:{mark.line + 1}" if mark else name
+            self.bad.add("invalid_yaml", where, str(exc).splitlines()[0])
+            return
+        for index, doc in enumerate(docs, 1):
+            if doc is not None:
+                yield from self._emit(doc, f"{name}#{index}")
