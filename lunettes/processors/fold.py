@@ -256,6 +256,8 @@ class Folder:
         uid = self._names.get((record.namespace, pod_name), "")
         live = self.live.get(uid) if uid and suffix and len(suffix) >= 8 else None
         if live is not None:
+            self._events[(record.namespace, record.name)] = (uid, EventFacts(kind="Pod"))
+            live.event_names.append(record.name)
             self._emit(live, record, "event")
 
     # -- leaving memory -------------------------------------------------------------------

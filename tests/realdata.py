@@ -1,0 +1,17 @@
+"""Paths of the real audit captures in ../shared/data/real (see its PROVENANCE.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+def real(name: str) -> str:
+    """The path of one capture; skips the test only when shared/ is not beside the repo."""
+    path = REAL / name
+    if not path.exists():
+        pytest.skip(f"real capture {path} not present")
+    return str(path)

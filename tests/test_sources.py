@@ -1,0 +1,143 @@
+"""Sources: every real capture is read whole, and bad input is counted with its place."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+from realdata import REAL, real
+
+from lunettes.sources.files import FileSource
+
+
+def _read(*paths: str) -> tuple[list, FileSource]:
+    source = FileSource(paths)
+    return list(source), source
+
+
+def _plain_count(path: str) -> int:
+    """Independent oracle: the audit Events a plain json reader finds in a JSON-lines file."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as f:
+        return sum(1 for line in f if json.loads(line).get("kind") == "Event")
+
+
+@pytest.mark.parametrize("name, events", [
+    ("perfspec-kubeadm-metadata.jsonl.gz", 16563),
+    ("openshift-4.12-requestresponse.jsonl", 100),
+    ("openshift-4.12-small.jsonl", 5),
+    ("audit2rbac-demo-metadata.jsonl", 37),
+])
+def test_real_jsonl_captures_are_read_whole(name: str, events: int) -> None:
+    path = real(name)
+    records, source = _read(path)
+    assert len(records) == events == _plain_count(path)
+    assert source.bad.total == 0
+    assert all(r.audit_id and r.verb and r.received_us > 1_400_000_000_000_000 for r in records)
+
+
+def test_perfspec_counts_match_provenance() -> None:
+    records, _ = _read(real("perfspec-kubeadm-metadata.jsonl.gz"))
+    kinds = Counter((r.resource, r.subresource, r.verb) for r in records
+                    if r.stage == "ResponseComplete")
+    creates = [r for r in records if r.resource == "pods" and not r.subresource
+               and r.verb == "create"]
+    assert len(creates) == 52
+    assert sum(r.code == 403 for r in creates) == 16
+    # generateName creates carry no name; the 7 StatefulSet pods are created by name
+    assert sorted(r.name.rsplit("-", 1)[-1] for r in creates if r.name) == ["0"] * 7
+    assert kinds[("pods", "binding", "create")] == 28
+    assert kinds[("pods", "status", "patch")] == 100
+    assert kinds[("events", "", "create")] == 236
+    assert all(r.request is None and r.response is None for r in records)  # Metadata level
+
+
+def test_v1beta1_single_objects() -> None:
+    files = sorted(REAL.glob("falco-v1beta1/*.json")) or pytest.skip("no falco captures")
+    records, source = _read(*map(str, files))
+    assert len(records) == len(files) and source.bad.total == 0
+    pod_creates = [r for r in records if r.resource == "pods" and r.verb == "create"
+                   and not r.subresource]
+    assert pod_creates and all(r.request and r.request["kind"] == "Pod" for r in pod_creates)
+
+
+def test_gke_cloud_logging_entries_become_audit_records() -> None:
+    records, source = _read(real("gke-cloud-logging/container_recorder_test_1_1.yaml"),
+                            real("gke-cloud-logging/container_recorder_test_1_2.yaml"),
+                            real("gke-cloud-logging/oss-format-test-log.yaml"))
+    assert source.bad.total == 0 and len(records) == 3
+    create, patch, lease = records
+    assert (create.resource, create.verb, create.code) == ("pods", "create", 201)
+    assert create.namespace == "1-2-deployment-update"
+    assert (patch.resource, patch.subresource, patch.verb) == ("pods", "status", "patch")
+    assert patch.name == "nginx-deployment-surge-8655b4b8c5-xf5f4"
+    assert patch.username.startswith("system:node:")
+    assert patch.request and patch.request["metadata"]["uid"] == \
+        "c0b4e00d-da76-4255-9a02-670d5b74aa3a"
+    assert (lease.resource, lease.verb, lease.api_group) == ("leases", "update",
+                                                             "coordination.k8s.io")
+
+
+def test_eventlist_gz_and_directory_in_time_order(tmp_path: Path) -> None:
+    lines = Path(real("openshift-4.12-requestresponse.jsonl")).read_bytes().splitlines()
+    events = [orjson.loads(x) for x in lines]
+    events.sort(key=lambda e: e["requestReceivedTimestamp"])
+    old, new = events[:50], events[50:]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    # rotated names that sort the wrong way alphabetically
+    (logs / "audit.log").write_bytes(orjson.dumps({"kind": "EventList", "apiVersion":
+                                                   "audit.k8s.io/v1", "items": new}) + b"\n")
+    with gzip.open(logs / "audit-1.log.gz", "wb") as f:
+        f.write(b"\n".join(orjson.dumps(e) for e in old) + b"\n")
+    records, source = _read(str(logs))
+    assert source.bad.total == 0
+    assert [r.audit_id for r in records] == [e["auditID"] for e in events]
+
+
+def test_pretty_printed_document(tmp_path: Path) -> None:
+    event = orjson.loads(Path(real("openshift-4.12-small.jsonl")).read_bytes().splitlines()[0])
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(event, indent=2))
+    records, source = _read(str(path))
+    assert [r.audit_id for r in records] == [event["auditID"]] and source.bad.total == 0
+
+
+def test_bad_lines_are_counted_with_file_and_line(tmp_path: Path) -> None:
+    good = Path(real("openshift-4.12-small.jsonl")).read_bytes().splitlines()
+    event = orjson.loads(good[0])
+    bad_time = {**event, "requestReceivedTimestamp": "not a time"}
+    no_id = {k: v for k, v in event.items() if k != "auditID"}
+    wrong_type = {**event, "verb": 7}
+    lines = [good[0], b"{not json", b"[1, 2]", orjson.dumps({"kind": "Pod"}),
+             orjson.dumps(bad_time), orjson.dumps(no_id), orjson.dumps(wrong_type),
+             b"", good[1]]
+    path = tmp_path / "audit.log"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    records, source = _read(str(path))
+    assert len(records) == 2
+    assert source.bad.counts == Counter({
+        "invalid_json": 1, "not_an_object": 2, "unknown_kind": 1, "bad_timestamp": 1,
+        "missing_field:auditID": 1, "wrong_type:verb": 1,
+    })
+    assert source.bad.samples["invalid_json"][0].startswith(f"{path}:2")
+    assert source.bad.samples["missing_field:auditID"][0].startswith(f"{path}:6")
+    assert "wrong_type:verb: 1" in source.bad.report()
+
+
+def test_missing_file_is_reported_not_raised(tmp_path: Path) -> None:
+    records, source = _read(str(tmp_path / "nope.log"))
+    assert records == [] and source.bad.counts["unreadable_file"] == 1
+
+
+def test_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = Path(real("openshift-4.12-small.jsonl")).read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    records, _ = _read("-")
+    assert len(records) == 5
