@@ -124,7 +124,7 @@ class Pipeline:
                     extra_sinks: Iterable[Sink] = ()) -> Pipeline:
         """Build from ``config_dir``/pipeline.yaml (or ``data``, already parsed)."""
         problems: list[str] = []
-        origin = str(config_dir / "pipeline.yaml")
+        origin = f"{config_dir / 'pipeline.yaml'}:"
         top = Section(load_config(config_dir) if data is None else data, origin, problems)
         context = BuildContext(config_dir=config_dir, env=dict(env or {}))
         settings = Settings.from_config(top)

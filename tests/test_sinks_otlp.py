@@ -72,7 +72,7 @@ def from_config(data: dict[str, Any], env: dict[str, str] | None = None) -> tupl
                                                                                    list[str]]:
     problems: list[str] = []
     section = Section(data, "sinks.otlp", problems)
-    sink = OTLPSink.from_config(section, BuildContext(config_dir=Path("."), env=env or {}))
+    sink = OTLPSink.from_config("otlp", section, BuildContext(config_dir=Path("."), env=env or {}))
     return sink, problems
 
 

@@ -91,9 +91,9 @@ class AnalyzerDAG:
     def build(cls, section: Section, context: BuildContext) -> AnalyzerDAG:
         """Validate the graph, then build each analyzer with its factory."""
         nodes = read_nodes(section)
-        problems = check_graph(nodes, section.path)
-        if problems:
-            raise ConfigError(section.problems + problems)
+        section.problems.extend(check_graph(nodes, section.path))
+        if section.problems:
+            raise ConfigError(section.problems)
         by_name = {n.name: n for n in nodes}
         order = list(nx.topological_sort(graph_of(nodes)))
         built: list[tuple[Analyzer, tuple[str, ...]]] = []

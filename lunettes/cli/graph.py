@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     origin = str(args.config / "pipeline.yaml")
     try:
         section = Section(load_config(args.config).get("analyzers"), f"{origin}: analyzers",
-                          problems)
+                          problems)  # same paths as the pipeline's own checks
         nodes = read_nodes(section)
         problems += check_graph(nodes, section.path)
         if problems:

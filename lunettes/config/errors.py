@@ -39,9 +39,13 @@ class Section:
         self.problems = problems
         self._read: set[str] = set()
 
+    def join(self, key: str) -> str:
+        """The path of one key: ``file: a.b`` (a path ending in ``:`` is a file name)."""
+        return f"{self.path} {key}" if self.path.endswith(":") else f"{self.path}.{key}"
+
     def problem(self, key: str, message: str) -> None:
         """Record a problem with one key of this section."""
-        self.problems.append(f"{self.path}.{key}: {message}")
+        self.problems.append(f"{self.join(key)}: {message}")
 
     def get(self, key: str, default: Any, kind: type | tuple[type, ...] | None = None) -> Any:
         """The value of ``key`` or ``default``; a value of the wrong type is a problem."""
@@ -72,7 +76,7 @@ class Section:
     def sub(self, key: str) -> Section:
         """A nested section (an absent key gives an empty one)."""
         self._read.add(key)
-        return Section(self.data.get(key), f"{self.path}.{key}", self.problems)
+        return Section(self.data.get(key), self.join(key), self.problems)
 
     def check_unknown(self) -> None:
         """Report every key that no ``get``/``require``/``sub`` call asked for."""

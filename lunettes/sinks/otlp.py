@@ -144,7 +144,7 @@ class OTLPSink:
         self._closed = False
 
     @classmethod
-    def from_config(cls, section: Section, context: BuildContext) -> OTLPSink:
+    def from_config(cls, name: str, section: Section, context: BuildContext) -> OTLPSink:
         """Build from a ``type: otlp`` sink section; problems go to ``section.problems``.
 
         Keys: endpoint, protocol, headers, timeout_s, insecure, batch_size, max_retries,
