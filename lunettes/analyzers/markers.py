@@ -112,7 +112,7 @@ class Alternative:
         if self.container_states is not None:
             return [
                 (c.name, c.image) for c in event.containers
-                if c.state in self.container_states
+                if c.state in self.container_states and c.transition
                 and (self.container_reasons is None or c.reason in self.container_reasons)
                 and (self.init is None or c.init == self.init)
             ]

@@ -34,37 +34,43 @@ class StagesAnalyzer:
         events = timeline.ordered()
         if not events:
             return []
-        root_def = self.stage_set.root
-        stages: list[Stage] = []
-        for definition in self.stage_set.stages:
+        # Partial timelines (creation not in the log): the root starts at first sight.
+        stages = self._spans(self.stage_set.root, events, timeline, fallback_start=0)
+        for definition in self.stage_set.stages[1:]:
             stages.extend(self._spans(definition, events, timeline))
-        if not stages or stages[0].name != root_def.name:
-            # Partial timelines: the root starts when the Pod was first seen.
-            stages.insert(0, Stage(root_def.name, root_def.owner, events[0].time_us, None))
         root = stages[0]
         for stage in stages[1:]:
             stage.parent = root.name
         _attach_warnings(stages, events)
         return stages
 
-    def _spans(self, stage: StageDef, events: list[HyperEvent],
-               timeline: PodTimeline) -> list[Stage]:
+    def _spans(self, stage: StageDef, events: list[HyperEvent], timeline: PodTimeline,
+               fallback_start: int | None = None) -> list[Stage]:
+        """One Stage per instance whose start marker matched.
+
+        With ``pick: last`` the start is the latest of each hit's first match (for
+        readiness: the moment the last container was first known started) before the end.
+        """
         spec = timeline.spec
         starts: dict[str, list[int]] = {}
+        firsts: dict[str, dict[tuple[str, str], int]] = {}
         ends: dict[str, list[int]] = {}
         for index, event in enumerate(events):
             for hit in stage.start.match(event, spec):
-                _note(starts, stage.instance(hit), index, stage.per)
+                instance = stage.instance(hit)
+                if _note(starts, instance, index, stage.per):
+                    firsts.setdefault(instance, {}).setdefault(hit, index)
             for hit in stage.end.match(event, spec):
                 _note(ends, stage.instance(hit), index, stage.per)
+        if not starts and fallback_start is not None:
+            starts[""] = [fallback_start]
         out = []
         for instance, start_indices in starts.items():
             end_indices = ends.get(instance, [])
-            first = start_indices[0]
-            end = next((i for i in end_indices if i >= first), None)
-            start = first
+            start = start_indices[0]
+            end = next((i for i in end_indices if i >= start), None)
             if stage.start.pick == "last":
-                start = max(i for i in start_indices if end is None or i <= end)
+                start = max(i for i in firsts[instance].values() if end is None or i <= end)
             if end is not None and stage.end.pick == "last":
                 end = end_indices[-1]
             out.append(Stage(
@@ -75,12 +81,14 @@ class StagesAnalyzer:
         return out
 
 
-def _note(found: dict[str, list[int]], instance: str, index: int, per: str) -> None:
+def _note(found: dict[str, list[int]], instance: str, index: int, per: str) -> bool:
+    """Record a match of ``instance`` at ``index``; False for per-stages' Pod-level hits."""
     if per and not instance:
-        return
+        return False
     indices = found.setdefault(instance, [])
     if not indices or indices[-1] != index:
         indices.append(index)
+    return True
 
 
 def _attach_warnings(stages: list[Stage], events: list[HyperEvent]) -> None:

@@ -23,7 +23,8 @@ class ContainerChange:
     """A container's state as it became in this update (only changed containers are kept).
 
     ``state`` is ``waiting``, ``running`` or ``terminated``; ``reason`` is the waiting or
-    terminated reason; ``exit_code`` is set for terminated states.
+    terminated reason; ``exit_code`` is set for terminated states. ``transition`` is False
+    when only readiness changed (the container stayed in its state, without restarting).
     """
 
     name: str
@@ -35,6 +36,7 @@ class ContainerChange:
     restart_count: int = 0
     ready: bool = False
     image: str = ""
+    transition: bool = True
 
 
 @dataclass(slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lunettes.model.hyperevent import ConditionChange, ContainerChange
@@ -68,8 +68,11 @@ class PodState:
                 if change is None:
                     continue
                 key = (change.state, change.reason, change.restart_count, change.ready)
-                if self.containers.get((init, change.name)) != key:
+                old = self.containers.get((init, change.name))
+                if old != key:
                     self.containers[(init, change.name)] = key
+                    if old is not None and old[0] == change.state and old[2] == key[2]:
+                        change = replace(change, transition=False)
                     containers.append(change)
         phase = str(status.get("phase") or "")
         if phase == self.phase:
