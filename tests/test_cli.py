@@ -1,0 +1,92 @@
+"""The command line end to end: replay to stdout, the SQLite store and OTLP spans."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from realdata import real
+
+from lunettes.cli.main import main
+from lunettes.sinks.sqlite import SQLiteSink
+
+GKE = [f"gke-cloud-logging/container_recorder_test_1_{i}.yaml" for i in (1, 2, 3)]
+GKE_UID = "c0b4e00d-da76-4255-9a02-670d5b74aa3a"
+
+
+def _jsonl(out: bytes) -> list[dict]:
+    return [orjson.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_replay_jsonl_store_and_otlp(tmp_path: Path, capsysbinary: pytest.CaptureFixture,
+                                     otlp_receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    store = tmp_path / "pods.db"
+    paths = [real(p) for p in GKE] + [real("openshift-4.12-requestresponse.jsonl")]
+    rc = main(["replay", *paths, "--format", "jsonl", "--store", str(store),
+               "--otlp-endpoint", otlp_receiver.grpc_endpoint])
+    captured = capsysbinary.readouterr()
+    assert rc == 0
+    records = {r["uid"]: r for r in _jsonl(captured.out)}
+    assert len(records) == 5  # the GKE pod and four PodSecurity rejections
+    gke = records[GKE_UID]
+    assert gke["name"] == "nginx-deployment-surge-8655b4b8c5-xf5f4"
+    assert gke["outcome"] == "in_progress" and gke["created"].endswith("Z")
+    assert gke["stages"][0]["name"] == "delivery" and gke["stages"][0]["end"] is None
+    rejected = [r for r in records.values() if r["outcome"] == "rejected"]
+    assert len(rejected) == 4 and all(r["uid_derived"] for r in rejected)
+    assert b"read 103 records (0 bad" in captured.err
+
+    spans = otlp_receiver.wait_for_spans(sum(len(r["stages"]) for r in records.values()))
+    roots = [s for s in spans if not s.span.parent_span_id]
+    assert len(roots) == 5
+    gke_root = next(s for s in roots if s.span.trace_id == uuid.UUID(GKE_UID).bytes)
+    assert gke_root.resource["k8s.pod.uid"] == GKE_UID
+
+    sink = SQLiteSink(store)
+    try:
+        assert sink.count() == 5
+        assert sink.get(GKE_UID) == gke
+        assert sink.by_name(gke["namespace"], gke["name"]) == [gke]
+    finally:
+        sink.shutdown()
+
+    # a replay of the same log overwrites, never duplicates
+    assert main(["replay", *paths, "--format", "none", "--store", str(store)]) == 0
+    sink = SQLiteSink(store)
+    assert sink.count() == 5
+    sink.shutdown()
+
+
+def test_replay_table_through_the_console_script(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lunettes.cli.main", "replay", "--no-store",
+         real("perfspec-kubeadm-metadata.jsonl.gz")],
+        capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert "my-redis-master-0" in result.stdout and "rejected" in result.stdout
+    assert "read 16563 records (0 bad, 0 duplicate, 474 interim stages)" in result.stderr
+    assert not (tmp_path / "lunettes.db").exists()
+
+
+def test_replay_reports_bad_lines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    log = tmp_path / "audit.log"
+    log.write_bytes(Path(real("openshift-4.12-small.jsonl")).read_bytes() + b"garbage\n")
+    assert main(["replay", str(log), "--format", "none", "--no-store"]) == 0
+    err = capsys.readouterr().err
+    assert "1 bad record(s)" in err and f"{log}:6" in err
+
+
+def test_validate_config_and_graph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["validate-config", str(Path(__file__).parents[1] / "configs")]) == 0
+    assert "ok (2 analyzers" in capsys.readouterr().out
+    assert main(["graph"]) == 0
+    graph = capsys.readouterr().out
+    assert graph.startswith("flowchart LR") and "a_stages --> a_lifecycle" in graph
+    (tmp_path / "pipeline.yaml").write_text("analyzers:\n  stages: {confg: x}\n")
+    assert main(["validate-config", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "analyzers.stages.confg: unknown key (did you mean config?)" in err
