@@ -130,7 +130,7 @@ def _summary(console: Console, stats: Counter[str], source: FileSource) -> None:
         f"read {stats['records']} records ({source.bad.total} bad, "
         f"{stats['duplicate']} duplicate, {stats['interim_stage']} interim stages), "
         f"{stats['pods_final']} pods ({stats['pods_partial']} partial): {outcomes or 'none'}",
-        highlight=False)
+        highlight=False, soft_wrap=True)
     if source.bad.total:
         console.print(source.bad.report(), highlight=False, markup=False)
         sys.stderr.flush()

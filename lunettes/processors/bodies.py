@@ -67,11 +67,11 @@ class PodState:
                 change = _container_change(cs, init) if isinstance(cs, dict) else None
                 if change is None:
                     continue
-                key = (change.state, change.reason, change.restart_count, change.ready)
+                state = (change.state, change.reason, change.restart_count, change.ready)
                 old = self.containers.get((init, change.name))
-                if old != key:
-                    self.containers[(init, change.name)] = key
-                    if old is not None and old[0] == change.state and old[2] == key[2]:
+                if old != state:
+                    self.containers[(init, change.name)] = state
+                    if old is not None and old[0] == change.state and old[2] == state[2]:
                         change = replace(change, transition=False)
                     containers.append(change)
         phase = str(status.get("phase") or "")
