@@ -6,6 +6,7 @@ from collections import Counter
 
 from realdata import REAL, real
 
+from lunettes.model.audit import AuditRecord
 from lunettes.model.hyperevent import HyperEvent
 from lunettes.model.timeline import PodTimeline
 from lunettes.processors.fold import Folder
@@ -88,3 +89,60 @@ def test_falco_pod_creates_have_spec_summaries() -> None:
     for t in timelines:
         assert t.spec is not None and t.spec.images
         assert not t.uid_derived, "the response carries the real UID"
+
+
+S = 1_000_000
+
+
+def _record(t: float, verb: str, subresource: str = "", **kw) -> AuditRecord:
+    return AuditRecord(f"a-{t}-{verb}", "ResponseComplete", verb, round(t * S),
+                       resource="pods", subresource=subresource, namespace="ns", name="p",
+                       code=201 if verb == "create" else 200, **kw)
+
+
+def _ready(t: float) -> AuditRecord:
+    return _record(t, "patch", "status", username="system:node:n1",
+                   request={"metadata": {"uid": "u1"}, "status": {"conditions": [
+                       {"type": "Ready", "status": "True"}]}})
+
+
+def _ready_check(timeline: PodTimeline, event: HyperEvent) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in event.conditions)
+
+
+def test_pods_leave_memory_after_linger_and_late_records_are_dropped() -> None:
+    stats: Counter[str] = Counter()
+    folder = Folder(_ready_check, stats, linger_us=5 * S, timeout_us=100 * S,
+                    forget_us=50 * S)
+    folder.add(_record(0, "create", response={"metadata": {"uid": "u1", "name": "p"}}))
+    folder.add(_ready(2))
+    assert folder.advance(6.9 * S) == [] and "u1" in folder.live
+    (done,) = folder.advance(7 * S)
+    assert done.end_reason == "delivered" and not folder.live
+    folder.add(_ready(8))  # a trailing record about the finished Pod
+    assert stats["after_final"] == 1 and not folder.live
+    folder.advance(60 * S)  # past forget_after: the Pod is forgotten
+    folder.add(_ready(61))
+    assert "u1" in folder.live and folder.live["u1"].timeline.partial
+
+
+def test_pods_time_out_on_the_audit_clock() -> None:
+    stats: Counter[str] = Counter()
+    folder = Folder(_ready_check, stats, timeout_us=100 * S)
+    folder.add(_record(0, "create", response={"metadata": {"uid": "u1", "name": "p"}}))
+    assert folder.advance(99 * S) == []
+    (done,) = folder.advance(100 * S)
+    assert done.end_reason == "timeout"
+
+
+def test_delete_ends_delivery_and_name_reuse_starts_a_new_incarnation() -> None:
+    stats: Counter[str] = Counter()
+    folder = Folder(_ready_check, stats, linger_us=1 * S)
+    folder.add(_record(0, "create", response={"metadata": {"uid": "u1", "name": "p"}}))
+    folder.add(_record(1, "delete"))
+    (first,) = folder.advance(2 * S)
+    assert first.uid == "u1" and first.end_reason == "deleted"
+    folder.add(_record(3, "create", response={"metadata": {"uid": "u2", "name": "p"}}))
+    folder.add(_record(4, "create", "binding", request={"target": {"name": "n2"}}))
+    assert [e.op for e in folder.live["u2"].timeline.events] == ["create", "bind"]
+    assert folder.live["u2"].timeline.node == "n2"
