@@ -116,6 +116,15 @@ class Pipeline:
         self.settings = settings or Settings()
         self.batch_size = batch_size
         self.stats: Counter[str] = Counter()
+        self.newest_us: int | None = None
+        """The newest audit timestamp read so far (the audit clock's watermark)."""
+        self._folder: Folder | None = None
+
+    @property
+    def pods_in_flight(self) -> int:
+        """Pods the running pipeline is following now (read-only, for metrics)."""
+        folder = self._folder
+        return len(folder.live) if folder is not None else 0
 
     @classmethod
     def from_config(cls, config_dir: Path = DEFAULT_CONFIG_DIR,
@@ -169,10 +178,13 @@ class Pipeline:
         folder = Folder(lambda t, e: stage_set.delivered(t.spec, e), stats,
                         linger_us=settings.linger_us, timeout_us=settings.timeout_us,
                         forget_us=settings.forget_us)
+        self._folder = folder
         batch: list[PodRecord] = []
+        now_us = 0
 
         def finish(timelines: list[PodTimeline]) -> None:
             for timeline in timelines:
+                timeline.observed_until_us = now_us
                 record = self.record_of(timeline)
                 stats[f"outcome:{record.outcome}"] += 1
                 batch.append(record)
@@ -183,13 +195,17 @@ class Pipeline:
 
         for record in records:
             stats["records"] += 1
+            if self.newest_us is None or record.received_us > self.newest_us:
+                self.newest_us = record.received_us
             if not dedupe.accept(record):
                 continue
             for released in window.push(record):
                 folder.add(released)
+                now_us = max(now_us, released.received_us)
                 finish(folder.advance(released.received_us))
         for released in window.flush():
             folder.add(released)
+            now_us = max(now_us, released.received_us)
             finish(folder.advance(released.received_us))
         finish(folder.drain())
         self._export(batch)

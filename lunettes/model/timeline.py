@@ -28,6 +28,9 @@ class PodTimeline:
     events: list[HyperEvent] = field(default_factory=list)
     node: str = ""
     end_reason: str = ""
+    observed_until_us: int | None = None
+    """The audit time up to which the pipeline followed the Pod (set when it leaves memory);
+    analyzers judging a Pod that was never delivered measure up to here."""
 
     @property
     def partial(self) -> bool:
