@@ -1,0 +1,64 @@
+"""Audit policies: which level (None, Metadata, Request, RequestResponse) a request gets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["LEVELS", "POLICIES", "Policy", "get_policy"]
+
+NONE, METADATA, REQUEST, REQUEST_RESPONSE = "None", "Metadata", "Request", "RequestResponse"
+LEVELS = (NONE, METADATA, REQUEST, REQUEST_RESPONSE)
+RANK = {level: i for i, level in enumerate(LEVELS)}
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A named audit policy. ``level`` answers for one request's resource."""
+
+    name: str
+    description: str
+
+    def level(self, resource: str, subresource: str = "", group: str = "") -> str:
+        """The audit level of a request on ``group/resource/subresource``."""
+        if self.name == "metadata":
+            return METADATA
+        is_pod = resource == "pods" and group == ""
+        is_core_event = resource == "events" and group == ""
+        is_event = resource == "events" and group in ("", "events.k8s.io")
+        if self.name == "gke":
+            if is_core_event:
+                return NONE
+            if is_pod and subresource == "status":
+                return REQUEST
+            if is_pod and subresource in ("", "binding"):
+                return REQUEST_RESPONSE
+            return METADATA
+        # requestresponse
+        if (is_pod and subresource in ("", "status", "binding")) or is_event:
+            return REQUEST_RESPONSE
+        return METADATA
+
+
+POLICIES: dict[str, Policy] = {
+    p.name: p
+    for p in (
+        Policy(
+            "requestresponse",
+            "RequestResponse for pods, pods/status, pods/binding and events; Metadata else",
+        ),
+        Policy(
+            "gke",
+            "core Events not logged; pods/status at Request; pods at RequestResponse; "
+            "Metadata else",
+        ),
+        Policy("metadata", "Metadata for everything: no bodies"),
+    )
+}
+
+
+def get_policy(name: str) -> Policy:
+    """The policy called ``name``; raises KeyError listing the known names."""
+    try:
+        return POLICIES[name]
+    except KeyError:
+        raise KeyError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}") from None
