@@ -53,13 +53,13 @@ class StagesAnalyzer:
         """
         spec = timeline.spec
         starts: dict[str, list[int]] = {}
-        firsts: dict[str, dict[tuple[str, str], int]] = {}
+        firsts: dict[str, dict[str, int]] = {}  # instance -> container (or image) -> index
         ends: dict[str, list[int]] = {}
         for index, event in enumerate(events):
             for hit in stage.start.match(event, spec):
                 instance = stage.instance(hit)
                 if _note(starts, instance, index, stage.per):
-                    firsts.setdefault(instance, {}).setdefault(hit, index)
+                    firsts.setdefault(instance, {}).setdefault(hit[0] or hit[1], index)
             for hit in stage.end.match(event, spec):
                 _note(ends, stage.instance(hit), index, stage.per)
         if not starts and fallback_start is not None:
