@@ -12,7 +12,7 @@ from lunettes.model.timeline import PodTimeline
 from lunettes.registry import BuildContext
 
 OUTCOMES = ("delivered", "completed", "failed", "deleted", "rejected", "timeout",
-            "in_progress")
+            "in_progress", "unknown")
 
 
 @dataclass(slots=True)
@@ -31,7 +31,9 @@ class LifecycleAnalyzer:
 
     The Pod is ``delivered``/``completed``/``failed`` by the event that ended the root stage
     (phase Succeeded/Failed, else Ready), ``deleted`` when a delete or eviction came first,
-    ``rejected`` when the create was denied, otherwise ``timeout`` or ``in_progress``.
+    ``rejected`` when the create was denied, otherwise ``timeout`` or ``in_progress`` -- or
+    ``unknown`` when the log carries no status bodies for the Pod (Metadata level), so that
+    delivery could not have been seen.
     """
 
     def __init__(self, name: str = "lifecycle", stages_input: str = "stages") -> None:
@@ -61,5 +63,10 @@ class LifecycleAnalyzer:
             phase = next((e.phase for e in events if e.time_us == root_end and e.phase), "")
             outcome = {"Succeeded": "completed", "Failed": "failed"}.get(phase, "delivered")
             return Lifecycle(outcome, created, root_end, last_seen, node)
-        outcome = "timeout" if timeline.end_reason == "timeout" else "in_progress"
+        if not any(e.conditions or e.containers or e.phase or e.reason for e in events):
+            outcome = "unknown"
+        elif timeline.end_reason == "timeout":
+            outcome = "timeout"
+        else:
+            outcome = "in_progress"
         return Lifecycle(outcome, created, None, last_seen, node)

@@ -61,7 +61,8 @@ class PodRecord:
 
     ``outcome`` is one of ``delivered`` (Ready), ``completed`` (Succeeded), ``failed``
     (phase Failed), ``deleted`` (deleted before delivery), ``rejected`` (create denied),
-    ``timeout`` (no delivery within the pod timeout) or ``in_progress``.
+    ``timeout`` (no delivery within the pod timeout), ``in_progress``, or ``unknown`` (the
+    log has no status bodies for the Pod: Metadata-level audit).
     ``results`` holds the JSON-ready output of analyzers beyond lifecycle and stages, by
     analyzer name (``slo``, ``diagnosis``, ...).
     """
