@@ -68,6 +68,7 @@ class Simulation:
         self.pods: list[PodTruth] = []
         self.log_end_us = self.start_us
         self._image_ids: dict[str, str] = {}
+        self._turns: dict[str, int] = {}
         for name in config.scenarios:
             if name not in SCENARIOS:
                 raise ValueError(f"unknown scenario {name!r}")
@@ -75,6 +76,12 @@ class Simulation:
     def pick_node(self) -> Node:
         """The node the scheduler picks (uniformly: the cluster is balanced)."""
         return self.rng.choice(self.cluster.nodes)
+
+    def turn(self, key: str) -> int:
+        """0, 1, 2, ... on successive calls with ``key``: alternates scenario variants."""
+        n = self._turns.get(key, 0)
+        self._turns[key] = n + 1
+        return n
 
     def image_id(self, image: str) -> str:
         """The repo digest the runtime reports for an image (stable per image)."""

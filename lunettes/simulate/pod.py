@@ -53,6 +53,7 @@ class PodSim:
         self.scenario = scenario
         self.t = t0
         self.t0 = t0
+        self._last_us = t0 - 1
         self.horizon = t0 + HORIZON_US
         self.ns = plan.namespace
         self.name = plan.name
@@ -78,6 +79,13 @@ class PodSim:
     def after(self, seconds: float) -> int:
         """Advance the Pod's clock by ``seconds`` (at least 1 us) and return it."""
         self.t += max(1, int(seconds * SECOND))
+        return self.t
+
+    def _stamp(self) -> int:
+        """The time of the next record: never the same microsecond as the last one."""
+        if self.t <= self._last_us:
+            self.t = self._last_us + self.rng.randint(200, 3000)
+        self._last_us = self.t
         return self.t
 
     def soon(self) -> int:
@@ -128,7 +136,7 @@ class PodSim:
                annotations: dict[str, str] | None = None) -> bool:
         """The creator's POST; a ``failure`` Status makes the API server reject it."""
         plan, c = self.plan, self.cluster
-        t = self.t
+        t = self._stamp()
         if not self.name:
             self.name = c.pod_name(self.ns, plan.generate_name)
         req_meta: dict[str, Any] = {}
@@ -215,7 +223,7 @@ class PodSim:
     # -- binding ----------------------------------------------------------------------
     def bind(self, node: Node) -> None:
         """The scheduler's pods/binding; the API server sets PodScheduled=True itself."""
-        t = self.t
+        t = self._stamp()
         self.node = node
         self.truth.node = node.name
         self.spec["nodeName"] = node.name
@@ -238,8 +246,8 @@ class PodSim:
             self._add_fact(Fact(t, "bind", "kube-scheduler"))
 
     # -- status -----------------------------------------------------------------------
-    def cond(self, ctype: str, status: str, reason: str = "", message: str = "",
-             kubelet_style: bool = True) -> dict[str, Any]:
+    def cond(self, ctype: str, status: str, reason: str = "", message: str = ""
+             ) -> dict[str, Any]:
         """Set a condition on the Pod; returns the condition as written in a patch."""
         t = self.t
         old = self.conds.get(ctype)
@@ -278,7 +286,7 @@ class PodSim:
                set_order: bool = True) -> Written:
         """PATCH pods/status with the given changed conditions (already set with ``cond``),
         the full container status lists when ``containers``, a new phase and extra fields."""
-        t = self.t
+        t = self._stamp()
         ident = ident or self.node.identity  # type: ignore[union-attr]
         patch_status: dict[str, Any] = {}
         if set_order and ident.source == "kubelet":
@@ -367,7 +375,7 @@ class PodSim:
     def _core_event(self, ident: Identity, component: str, host: str, reason: str,
                     message: str, etype: str, field_path: str, c: ContainerPlan | None,
                     image: str) -> None:
-        t = self.t
+        t = self._stamp()
         key = (reason, message, field_path)
         state = self.events.get(key)
         stamp = rfc3339_s(t)
@@ -421,7 +429,7 @@ class PodSim:
 
     def scheduler_event(self, reason: str, note: str, etype: str, action: str) -> None:
         """An events.k8s.io/v1 Event from the scheduler: created, then series-patched."""
-        t = self.t
+        t = self._stamp()
         ident = self.cluster.scheduler
         key = (reason, note, "events.k8s.io")
         state = self.events.get(key)
@@ -471,7 +479,7 @@ class PodSim:
     # -- delete -----------------------------------------------------------------------
     def delete(self, ident: Identity, final: bool = False) -> None:
         """DELETE the Pod: graceful by a user/controller, or the kubelet's final delete."""
-        t = self.t
+        t = self._stamp()
         if final:
             options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1",
                                        "gracePeriodSeconds": 0,

@@ -697,13 +697,16 @@ def _rejected(kind: str) -> Callable[[PodSim], None]:
                                      {"causes": [{"message": "resource quota evaluation "
                                                              "timed out"}]})
         p.create(failure=failure, annotations=notes)
+        if p.plan.generate_name and name not in msg:
+            # no Pod and no name in the log: the request only carried generateName
+            p.truth.name = p.plan.generate_name
         if p.plan.owner_kind:
             p.owner_event("FailedCreate", f"Error creating: {msg}", "Warning")
     return run
 
 
 def admission_denied(p: PodSim) -> None:
-    _rejected("pss" if p.rng.random() < 0.6 else "webhook")(p)
+    _rejected("webhook" if p.sim.turn("admission_denied") % 3 == 1 else "pss")(p)
 
 
 def _gate_prepare(plan: PodPlan, rng: random.Random) -> None:
