@@ -1,0 +1,213 @@
+"""SLOAnalyzer: the delivery SLO of a Pod, on the platform's time only.
+
+Delivery time runs from the Pod's creation to the end of the root stage (``delivery``:
+Ready, or the terminal phase of a Pod that runs to completion). **User time** is the union
+of the user-owned stages (``owner: user`` in stages.yaml: init containers, readiness,
+readiness gates) minus whatever platform-owned non-root stages cover at the same moments,
+plus any user-fault intervals an input of the analyzer supplies (the diagnosis), clipped
+to the delivery span. **Platform time** is the rest; it is compared with the deadline of
+the Pod's SLO class (slo.yaml). Stages still open end where the span ends.
+
+Results (``result``):
+
+- ``met`` / ``violated``: delivered, platform time within / past the deadline.
+- ``killed``: deleted before delivery while the platform was still within the deadline.
+- ``in_progress``: not delivered (still in flight when the input ended, or the pod timeout
+  passed) while the platform was still within the deadline.
+- ``violated`` also for a Pod deleted or never delivered once the platform time had
+  already passed the deadline: the platform broke its promise whatever came after.
+- ``not_applicable``: no verdict, with ``why``: the create was rejected, or the log began
+  after the Pod was created (a partial timeline).
+
+Only audit times are used, never the wall clock: an undelivered Pod is measured up to the
+audit time the pipeline followed it until (``PodTimeline.observed_until_us``) or its last
+record, so replaying a log gives the same answers as watching it live.
+
+User-fault intervals (optional): every input in ``needs`` other than the stages and
+lifecycle inputs is asked for ``user_fault_intervals`` (an attribute, or a key of a
+mapping): a sequence of ``(start_us, end_us)`` pairs (or mappings with those keys) in audit
+microseconds, ``end_us`` None for still open. Those times count as user time even where a
+platform stage covers them (a diagnosis that an image pull failed because the image name
+is wrong overrides the stage's owner).
+
+The pod startup SLI follows the kubelet's ``kubelet_pod_start_sli_duration_seconds``: from
+creation to the moment all app containers were started, leaving out image pulls and init
+containers (the stages named in slo.yaml ``pod_start_sli``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lunettes.analyzers import intervals as iv
+from lunettes.analyzers.lifecycle import Lifecycle
+from lunettes.analyzers.sloclasses import SLIStages, SLOClass, SLOConfig
+from lunettes.config.errors import Section
+from lunettes.model.record import Stage
+from lunettes.model.timeline import PodTimeline
+from lunettes.model.times import format_time
+from lunettes.registry import BuildContext
+
+__all__ = ["RESULTS", "SLOAnalyzer", "SLOResult", "evaluate", "pod_start_sli_us"]
+
+RESULTS = ("met", "violated", "killed", "in_progress", "not_applicable")
+_DELIVERED = ("delivered", "completed", "failed")
+_S = 1_000_000
+
+
+@dataclass(slots=True)
+class SLOResult:
+    """The SLO verdict of one Pod; times in microseconds, ``to_dict`` in seconds."""
+
+    result: str
+    why: str = ""
+    slo_class: str = ""
+    deadline_us: int | None = None
+    total_us: int | None = None
+    user_us: int | None = None
+    platform_us: int | None = None
+    delivered: bool = False
+    pod_start_sli_us: int | None = None
+    user_intervals: list[iv.Interval] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready result written to the pod record under the analyzer's name."""
+        return {
+            "result": self.result,
+            "why": self.why,
+            "class": self.slo_class,
+            "deadline_s": _seconds(self.deadline_us),
+            "total_s": _seconds(self.total_us),
+            "user_s": _seconds(self.user_us),
+            "platform_s": _seconds(self.platform_us),
+            "delivered": self.delivered,
+            "pod_start_sli_s": _seconds(self.pod_start_sli_us),
+            "user_intervals": [[format_time(s), format_time(e)] for s, e in self.user_intervals],
+        }
+
+
+def _seconds(us: int | None) -> float | None:
+    return None if us is None else round(us / _S, 6)
+
+
+class SLOAnalyzer:
+    """Reads the stages and lifecycle inputs (and optional user-fault inputs); see the
+    module docstring for the rules. Config: ``config`` (the SLO file, default slo.yaml),
+    ``stages_input`` and ``lifecycle_input`` (default ``stages`` and ``lifecycle``)."""
+
+    def __init__(self, config: SLOConfig, name: str = "slo", stages_input: str = "stages",
+                 lifecycle_input: str = "lifecycle") -> None:
+        self.name = name
+        self.config = config
+        self.stages_input = stages_input
+        self.lifecycle_input = lifecycle_input
+
+    @classmethod
+    def from_config(cls, name: str, section: Section, context: BuildContext) -> SLOAnalyzer:
+        path = context.config_dir / section.get("config", "slo.yaml", str)
+        stages_input = section.get("stages_input", "stages", str)
+        lifecycle_input = section.get("lifecycle_input", "lifecycle", str)
+        section.check_unknown()
+        return cls(SLOConfig.load(path), name, stages_input, lifecycle_input)
+
+    def analyze(self, timeline: PodTimeline, inputs: Mapping[str, Any]) -> SLOResult:
+        stages: list[Stage] = inputs.get(self.stages_input) or []
+        life: Lifecycle | None = inputs.get(self.lifecycle_input)
+        faults = [i for name, output in inputs.items()
+                  if name not in (self.stages_input, self.lifecycle_input)
+                  for i in user_fault_intervals(output)]
+        slo_class = self.config.select(timeline.namespace, timeline.spec)
+        return evaluate(timeline, stages, life, slo_class, faults, self.config.sli)
+
+
+def user_fault_intervals(output: Any) -> list[tuple[int, int | None]]:
+    """The ``user_fault_intervals`` an analyzer output offers (none if it has no such
+    field); items are ``(start_us, end_us)`` pairs or ``{start_us, end_us}`` mappings."""
+    raw = (output.get("user_fault_intervals") if isinstance(output, Mapping)
+           else getattr(output, "user_fault_intervals", None))
+    out: list[tuple[int, int | None]] = []
+    for item in raw or ():
+        if isinstance(item, Mapping):
+            start, end = item.get("start_us"), item.get("end_us")
+        else:
+            start, end = item
+        if isinstance(start, int):
+            out.append((start, end if isinstance(end, int) else None))
+    return out
+
+
+def evaluate(timeline: PodTimeline, stages: Sequence[Stage], life: Lifecycle | None,
+             slo_class: SLOClass, faults: Iterable[tuple[int, int | None]] = (),
+             sli: SLIStages | None = None) -> SLOResult:
+    """The verdict for one Pod (pure: everything it needs is passed in)."""
+    name = slo_class.name
+    outcome = life.outcome if life is not None else ""
+    if outcome == "rejected":
+        return SLOResult("not_applicable", "rejected: the create was denied, no Pod existed",
+                         name)
+    created = timeline.created_us
+    if created is None:
+        return SLOResult("not_applicable",
+                         "partial: the log began after the Pod was created", name)
+    root = stages[0] if stages and not stages[0].parent else None
+    if root is None or life is None:
+        return SLOResult("not_applicable", "no delivery stage for this Pod", name)
+    delivered = outcome in _DELIVERED and life.finished_us is not None
+    if delivered or (outcome == "deleted" and life.finished_us is not None):
+        end = life.finished_us
+    else:
+        end = max(t for t in (timeline.observed_until_us, life.last_seen_us, root.end_us,
+                              created) if t is not None)
+    assert end is not None
+    end = max(end, created)
+    user = iv.union(iv.close(s.start_us, s.end_us, end) for s in stages[1:]
+                    if s.owner == "user")
+    platform = iv.union(iv.close(s.start_us, s.end_us, end) for s in stages[1:]
+                        if s.owner != "user")
+    user = iv.clip(iv.union(iv.subtract(user, platform),
+                            (iv.close(s, e, end) for s, e in faults)), created, end)
+    total_us = end - created
+    user_us = iv.total(user)
+    platform_us = total_us - user_us
+    deadline_us = round(slo_class.deadline_s * _S)
+    late = platform_us > deadline_us
+    if delivered:
+        result, why = ("violated" if late else "met"), ""
+    elif outcome == "deleted":
+        result, why = (("violated", "deleted after the platform had used up the deadline")
+                       if late else ("killed", "deleted before delivery"))
+    else:
+        waited = ("the pod timeout passed" if timeline.end_reason == "timeout"
+                  else "followed until the input ended")
+        result, why = (("violated", f"not delivered, platform time past the deadline "
+                                    f"({waited})") if late
+                       else ("in_progress", f"not delivered yet ({waited})"))
+    return SLOResult(result, why, name, deadline_us, total_us, user_us, platform_us,
+                     delivered, pod_start_sli_us(timeline, stages, sli or SLIStages()), user)
+
+
+def pod_start_sli_us(timeline: PodTimeline, stages: Sequence[Stage],
+                     sli: SLIStages) -> int | None:
+    """Creation -> all app containers started, minus image pulls and init containers.
+
+    None when the creation or a container's start is unknown.
+    """
+    created = timeline.created_us
+    if created is None:
+        return None
+    started = {s.instance: s.end_us for s in stages if s.name == sli.started}
+    names = ([c.name for c in timeline.spec.containers] if timeline.spec is not None
+             and timeline.spec.containers else list(started))
+    ends = [started.get(n) for n in names]
+    end: int | None = None
+    if ends and all(e is not None for e in ends):
+        end = max(e for e in ends if e is not None)
+    else:
+        end = next((s.start_us for s in stages if s.name == sli.fallback), None)
+    if end is None or end < created:
+        return None
+    excluded = iv.clip((iv.close(s.start_us, s.end_us, end) for s in stages
+                        if s.name in sli.exclude), created, end)
+    return end - created - iv.total(excluded)
