@@ -328,9 +328,11 @@ class PodSim:
                                 if k in cs["state"])
                     ckey = (kind, cs["state"][kind].get("reason", ""), cs["restartCount"],
                             cs["ready"])
-                    if self._cont_keys.get((init, name)) != ckey:
+                    old = self._cont_keys.get((init, name))
+                    if old != ckey:
                         self._cont_keys[(init, name)] = ckey
-                        changed_cont.append((name, init, kind))
+                        transition = old is None or old[0] != kind or old[2] != ckey[2]
+                        changed_cont.append((name, init, kind, transition))
         if w.level == "None":
             return w
         if ("Ready", "True") in changed_conds and not self.plan.completes and \

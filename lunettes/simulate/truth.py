@@ -1,9 +1,10 @@
 """Ground truth: each Pod's facts as a reader can see them, its stages and outcome.
 
 The stage rules mirror ``configs/stages.yaml``: a stage starts at the first matching fact
-(``pick: last`` takes the last match strictly before the end), ends at the first end match
-at or after the start, and repeats per container or image instance. Facts are what the
-simulator wrote, reduced to what the chosen audit policy leaves readable.
+(``pick: last``: the latest of each container's first match at or before the end), ends at
+the first end match at or after the start, and repeats per container or image instance.
+Container-state markers match transitions only (a new state or a restart). Facts are what
+the simulator wrote, reduced to what the chosen audit policy leaves readable.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ class Fact:
     """One readable fact about a Pod at the requestReceivedTimestamp ``t``.
 
     ``conds`` are changed conditions ``(type, status)``; ``containers`` changed containers
-    ``(name, init, state)``; body fields stay empty when the policy hid the body.
+    ``(name, init, state, transition)`` (transition: a new state or restart, not only a
+    readiness flip); body fields stay empty when the policy hid the body.
     """
 
     t: int
     op: str
     source: str
     conds: tuple[tuple[str, str], ...] = ()
-    containers: tuple[tuple[str, bool, str], ...] = ()
+    containers: tuple[tuple[str, bool, str, bool], ...] = ()
     phase: str = ""
     reason: str = ""
     container: str = ""
@@ -40,54 +42,54 @@ class Fact:
     image: str = ""
 
 
-Match = Callable[[Fact, bool], list[str]]
-"""A marker: the instances a fact matches for ([""] for pod-level), given ``completes``."""
+Hit = tuple[str, str]
+"""What a marker matched: ``(container, image)``, both empty for Pod-level facts."""
+Match = Callable[[Fact, bool], list[Hit]]
+"""A marker: the hits of a fact, given whether the Pod runs to completion."""
+_POD: list[Hit] = [("", "")]
 
 
 def _op(op: str) -> Match:
-    return lambda f, c: [""] if f.op == op else []
+    return lambda f, c: _POD if f.op == op else []
 
 
 def _source(src: str) -> Match:
-    return lambda f, c: [""] if f.source == src else []
+    return lambda f, c: _POD if f.source == src else []
 
 
 def _cond(ctype: str, status: str, completes: bool | None = None) -> Match:
-    def match(f: Fact, c: bool) -> list[str]:
+    def match(f: Fact, c: bool) -> list[Hit]:
         if completes is not None and c != completes:
             return []
-        return [""] if (ctype, status) in f.conds else []
+        return _POD if (ctype, status) in f.conds else []
     return match
 
 
 def _phase(*phases: str) -> Match:
-    return lambda f, c: [""] if f.phase in phases else []
+    return lambda f, c: _POD if f.phase in phases else []
 
 
-def _reason(reasons: tuple[str, ...], init: bool | None = None, per: str = "") -> Match:
-    def match(f: Fact, c: bool) -> list[str]:
+def _reason(reasons: tuple[str, ...], init: bool | None = None) -> Match:
+    def match(f: Fact, c: bool) -> list[Hit]:
         if f.op != "event" or f.reason not in reasons:
             return []
         if init is not None and (not f.container or f.init != init):
             return []
-        if per == "image":
-            return [f.image]
-        if per == "container":
-            return [f.container]
-        return [f.container or ""]
+        return [(f.container, f.image)]
     return match
 
 
 def _state(states: tuple[str, ...], init: bool | None = None) -> Match:
-    def match(f: Fact, c: bool) -> list[str]:
-        return [name for name, is_init, st in f.containers
-                if st in states and (init is None or is_init == init)]
+    """Container state transitions (a new state or a restart; a readiness flip is not)."""
+    def match(f: Fact, c: bool) -> list[Hit]:
+        return [(name, "") for name, is_init, st, transition in f.containers
+                if transition and st in states and (init is None or is_init == init)]
     return match
 
 
 def _any(*alts: Match) -> Match:
-    def match(f: Fact, c: bool) -> list[str]:
-        out: list[str] = []
+    def match(f: Fact, c: bool) -> list[Hit]:
+        out: list[Hit] = []
         for alt in alts:
             out.extend(alt(f, c))
         return out
@@ -111,15 +113,14 @@ STAGES: tuple[StageRule, ...] = (
     StageRule("sandbox", _source("kubelet"),
               _any(_cond("PodReadyToStartContainers", "True"), _reason(_ENGAGE),
                    _state(("running", "terminated")))),
-    StageRule("image_pull", _reason(("Pulling",), per="image"),
-              _reason(("Pulled",), per="image"), per="image"),
+    StageRule("image_pull", _reason(("Pulling",)), _reason(("Pulled",)), per="image"),
     StageRule("init_containers",
               _any(_reason(_ENGAGE, init=True), _state(("running", "terminated"), init=True)),
               _cond("Initialized", "True")),
-    StageRule("container_create", _reason(("Pulled",), init=False, per="container"),
-              _reason(("Created",), init=False, per="container"), per="container"),
-    StageRule("container_start", _reason(("Created",), init=False, per="container"),
-              _any(_reason(("Started",), init=False, per="container"),
+    StageRule("container_create", _reason(("Pulled",), init=False),
+              _reason(("Created",), init=False), per="container"),
+    StageRule("container_start", _reason(("Created",), init=False),
+              _any(_reason(("Started",), init=False),
                    _state(("running", "terminated"), init=False)), per="container"),
     StageRule("readiness",
               _any(_reason(("Started",), init=False), _state(("running",), init=False)),
@@ -128,39 +129,57 @@ STAGES: tuple[StageRule, ...] = (
 )
 
 
-def _note(found: dict[str, list[int]], rule: StageRule, hits: list[str], i: int) -> None:
-    for inst in hits:
-        key = inst if rule.per else ""
-        if rule.per and not key:
-            continue
-        indices = found.setdefault(key, [])
-        if not indices or indices[-1] != i:
-            indices.append(i)
+def _instance(rule: StageRule, hit: Hit) -> str:
+    if rule.per == "container":
+        return hit[0]
+    if rule.per == "image":
+        return hit[1]
+    return ""
+
+
+def _note(found: dict[str, list[int]], instance: str, rule: StageRule, i: int) -> bool:
+    if rule.per and not instance:
+        return False
+    indices = found.setdefault(instance, [])
+    if not indices or indices[-1] != i:
+        indices.append(i)
+    return True
 
 
 def compute_stages(facts: list[Fact], completes: bool) -> list[dict[str, Any]]:
-    """The stages a reader of ``facts`` recovers, in STAGES order, with RFC 3339 times."""
+    """The stages a reader of ``facts`` recovers, in STAGES order, with RFC 3339 times.
+
+    With ``pick_last`` the start is the latest of each container's (or image's) first
+    start match at or before the end: for readiness, when the last container was first
+    known started.
+    """
     facts = sorted(facts, key=lambda f: f.t)
     out: list[dict[str, Any]] = []
     for rule in STAGES:
         starts: dict[str, list[int]] = {}
+        firsts: dict[str, dict[str, int]] = {}
         ends: dict[str, list[int]] = {}
         for i, f in enumerate(facts):
-            _note(starts, rule, rule.start(f, completes), i)
-            _note(ends, rule, rule.end(f, completes), i)
+            for hit in rule.start(f, completes):
+                inst = _instance(rule, hit)
+                if _note(starts, inst, rule, i):
+                    firsts.setdefault(inst, {}).setdefault(hit[0] or hit[1], i)
+            for hit in rule.end(f, completes):
+                _note(ends, _instance(rule, hit), rule, i)
         for inst, idx in starts.items():
             first = idx[0]
             end = next((j for j in ends.get(inst, ()) if j >= first), None)
             start = first
             if rule.pick_last:
-                before = [i for i in idx if end is None or i < end]
-                start = before[-1] if before else first
+                start = max(i for i in firsts[inst].values() if end is None or i <= end)
             out.append({"name": rule.name, "instance": inst, "start": rfc3339(facts[start].t),
                         "end": None if end is None else rfc3339(facts[end].t)})
     if facts and (not out or out[0]["name"] != "delivery"):
         # The create was not readable: the root starts when the Pod was first seen.
+        root = STAGES[0]
+        end = next((i for i, f in enumerate(facts) if root.end(f, completes)), None)
         out.insert(0, {"name": "delivery", "instance": "", "start": rfc3339(facts[0].t),
-                       "end": None})
+                       "end": None if end is None else rfc3339(facts[end].t)})
     return out
 
 
