@@ -145,6 +145,11 @@ class Simulation:
             scenario.run(pod)
             self.pods.append(pod.truth)
             last_pod_us = max(last_pod_us, pod.t + 50_000)
+            truth = pod.truth
+            if not (truth.rejected or truth.terminal or truth.delivered_us is not None
+                    or truth.deleted_us is not None):
+                # a stuck Pod: keep the log going until a reader would call it a timeout
+                last_pod_us = max(last_pod_us, pod.horizon)
             if progress is not None:
                 progress(done + 1)
         end = self.config.end_s
