@@ -477,3 +477,20 @@ def test_list_scenarios(capsys) -> None:
 def test_bad_mix_is_an_error(capsys) -> None:
     assert main(["simulate", "--scenarios", "nope=1"]) == 2
     assert "unknown scenario" in capsys.readouterr().err
+
+
+def test_bundled_sample_is_reproducible(tmp_path: Path) -> None:
+    data = Path(__file__).resolve().parents[1] / "lunettes" / "data"
+    readme = (data / "README.md").read_text()
+    command = readme.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ").split()
+    assert command[:2] == ["lunettes", "simulate"]
+    args = command[2:]
+    args[args.index("-o") + 1] = str(tmp_path / "audit.jsonl.gz")
+    args[args.index("--truth") + 1] = str(tmp_path / "truth.jsonl")
+    assert main(["simulate", "-q", *args]) == 0
+    assert (tmp_path / "audit.jsonl.gz").read_bytes() == \
+        (data / "sample-audit.jsonl.gz").read_bytes()
+    assert (tmp_path / "truth.jsonl").read_bytes() == (data / "sample-truth.jsonl").read_bytes()
+    assert (data / "sample-audit.jsonl.gz").stat().st_size < 5_000_000
+    rows = [json.loads(x) for x in (data / "sample-truth.jsonl").read_text().splitlines()]
+    assert len(rows) == 300 and {r["scenario"] for r in rows} == set(SCENARIOS)
