@@ -262,7 +262,7 @@ def crash_loop(p: PodSim, c: ContainerPlan, cid: str, reason: str = "Error",
                liveness: bool = False) -> None:
     """The container keeps exiting; restarts back off (CrashLoopBackOff) or, with
     restartPolicy Never, the Pod fails."""
-    state = {"restarts": 0, "cid": cid, "started": p.t}
+    restarts, started = 0, p.t
 
     def crash() -> bool:
         if liveness:
@@ -277,9 +277,9 @@ def crash_loop(p: PodSim, c: ContainerPlan, cid: str, reason: str = "Error",
             p.after(p.rng.uniform(0.5, 2))
         else:
             p.after(p.rng.uniform(*run_s))
-        last = _terminated(p, c, state["cid"], reason, exit_code, state["started"])
+        last = _terminated(p, c, cid, reason, exit_code, started)
         if p.plan.restart_policy == "Never":
-            p.container_status(c, last, cid=state["cid"])
+            p.container_status(c, last, cid=cid)
             conds = [p.cond("PodReadyToStartContainers", "False"),
                      p.cond("Ready", "False", "PodFailed"),
                      p.cond("ContainersReady", "False", "PodFailed")]
@@ -288,7 +288,7 @@ def crash_loop(p: PodSim, c: ContainerPlan, cid: str, reason: str = "Error",
         p.container_status(c, {"waiting": {
             "reason": "CrashLoopBackOff",
             "message": f"back-off 10s restarting failed container={c.name} pod={pod_ref(p)}"}},
-            restarts=state["restarts"], last=last)
+            restarts=restarts, last=last)
         p.status(containers=True)
         p.soon()
         p.event("BackOff", f"Back-off restarting failed container {c.name} in pod "
@@ -296,13 +296,14 @@ def crash_loop(p: PodSim, c: ContainerPlan, cid: str, reason: str = "Error",
         return True
 
     def restart(attempt: int) -> bool:
+        nonlocal cid, restarts, started
         p.event("Pulled", f'Container image "{c.image}" already present on machine', c=c,
                 image=c.image)
-        state["cid"] = create_and_start(p, c)
-        state["restarts"] += 1
-        state["started"] = p.t
+        cid = create_and_start(p, c)
+        restarts += 1
+        started = p.t
         p.soon()
-        container_running(p, c, state["cid"], restarts=state["restarts"])
+        container_running(p, c, cid, restarts=restarts)
         p.status(containers=True)
         return crash()
 
