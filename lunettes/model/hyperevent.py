@@ -46,7 +46,9 @@ class HyperEvent:
     ``time_us`` is the audit requestReceivedTimestamp; ``seq`` breaks ties in arrival order.
     ``source`` names the component that caused it (``kubelet``, ``kube-scheduler``, a
     controller, or the user name); ``container``/``init`` say which container an Event or
-    change is about; ``image`` is the image an image Event names.
+    change is about; ``image`` is the image an image Event names. ``reason``/``message``
+    are the Event's, or for ``status`` operations the Pod-level status reason and message
+    (``Evicted``, ``OutOfcpu``, ...).
     """
 
     time_us: int

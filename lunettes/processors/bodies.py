@@ -46,12 +46,14 @@ class PodState:
     containers: dict[tuple[bool, str], tuple[str, str, int, bool]] = field(default_factory=dict)
     phase: str = ""
     pod_ip: str = ""
+    reason: tuple[str, str] = ("", "")
 
     def apply(self, status: dict[str, Any]) -> tuple[
-        tuple[ConditionChange, ...], tuple[ContainerChange, ...], str, str
+        tuple[ConditionChange, ...], tuple[ContainerChange, ...], str, str, tuple[str, str]
     ]:
         """Fold a (full or patch) status in; return the changed conditions, containers,
-        the new phase and the new pod IP (empty when unchanged)."""
+        the new phase, the new pod IP and the new Pod-level (reason, message) such as
+        (``Evicted``, ...) -- empty when unchanged."""
         conditions = []
         for cond in status.get("conditions") or ():
             if not isinstance(cond, dict) or "type" not in cond:
@@ -84,7 +86,12 @@ class PodState:
             pod_ip = ""
         elif pod_ip:
             self.pod_ip = pod_ip
-        return tuple(conditions), tuple(containers), phase, pod_ip
+        reason = (str(status.get("reason") or ""), str(status.get("message") or ""))
+        if reason == self.reason or not reason[0]:
+            reason = ("", "")
+        else:
+            self.reason = reason
+        return tuple(conditions), tuple(containers), phase, pod_ip, reason
 
 
 def _container_change(cs: dict[str, Any], init: bool) -> ContainerChange | None:

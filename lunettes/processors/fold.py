@@ -205,9 +205,9 @@ class Folder:
         if not isinstance(status, dict):
             self._emit(live, record, "status")
             return
-        conditions, containers, phase, pod_ip = live.state.apply(status)
+        conditions, containers, phase, pod_ip, (reason, message) = live.state.apply(status)
         self._emit(live, record, "status", conditions=conditions, containers=containers,
-                   phase=phase, pod_ip=pod_ip)
+                   phase=phase, pod_ip=pod_ip, reason=reason, message=message)
 
     def _event(self, record: AuditRecord) -> None:
         key = (record.namespace, record.name)
