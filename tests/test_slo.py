@@ -119,7 +119,7 @@ def test_killed_and_deleted_past_the_deadline(pipeline: Pipeline) -> None:
 
 def test_in_progress_and_timeout(pipeline: Pipeline) -> None:
     # still scheduling when the input ended, 20 s after creation: no verdict yet
-    pod = Pod().add(0, "create")
+    pod = Pod().add(0, "create").status(0.1, {"PodScheduled": "False"})
     pod.timeline.end_reason, pod.timeline.observed_until_us = "end_of_input", T0 + 20 * S
     result = slo(pipeline, pod)
     assert result["result"] == "in_progress" and result["total_s"] == 20
@@ -137,6 +137,28 @@ def test_in_progress_and_timeout(pipeline: Pipeline) -> None:
     result = slo(pipeline, stuck)
     assert result["result"] == "in_progress" and result["platform_s"] == pytest.approx(3.3)
     assert result["user_s"] == pytest.approx(2101 - 3.3)
+
+
+def test_a_jobs_own_run_is_user_time(pipeline: Pipeline) -> None:
+    job = Pod(restart_policy="Never").start().status(4, {"Ready": "True"})
+    job.status(600, {"Ready": "False"}, phase="Succeeded")
+    result = slo(pipeline, job)
+    assert result["result"] == "met" and result["delivered"] is True
+    assert result["total_s"] == 600 and result["platform_s"] == pytest.approx(3.3)
+
+    # a Job still running when the pod timeout passes is not the platform's fault
+    running = Pod(restart_policy="OnFailure").start()
+    running.timeline.end_reason, running.timeline.observed_until_us = "timeout", T0 + 2101 * S
+    assert slo(pipeline, running)["result"] == "in_progress"
+
+
+def test_failed_before_ready_is_killed(pipeline: Pipeline) -> None:
+    """A Deployment's Pod evicted or rejected by the kubelet was never delivered."""
+    pod = (Pod().add(0, "create").add(0.5, "bind", node="n1")
+           .status(2, {"Ready": "False"}, phase="Failed"))
+    result = slo(pipeline, pod)
+    assert (result["result"], result["delivered"]) == ("killed", False)
+    assert "phase Failed" in result["why"]
 
 
 def test_without_observed_until_an_open_stage_ends_at_last_seen(pipeline: Pipeline) -> None:
@@ -183,6 +205,11 @@ def test_rejected_and_partial_have_no_verdict(pipeline: Pipeline) -> None:
     result = slo(pipeline, rejected)
     assert result["result"] == "not_applicable" and result["why"].startswith("rejected")
     assert result["total_s"] is None
+
+    metadata_only = Pod().add(0, "create").add(0.5, "bind", node="n1").status(0.8)
+    metadata_only.timeline.end_reason = "timeout"
+    result = slo(pipeline, metadata_only)  # no status bodies: delivery cannot be seen
+    assert result["result"] == "not_applicable" and result["why"].startswith("unknown")
 
     partial = Pod().add(5, "bind", node="n1").ready(6, 7)
     partial.timeline.created_us = None

@@ -5,19 +5,24 @@ Ready, or the terminal phase of a Pod that runs to completion). **User time** is
 of the user-owned stages (``owner: user`` in stages.yaml: init containers, readiness,
 readiness gates) minus whatever platform-owned non-root stages cover at the same moments,
 plus any user-fault intervals an input of the analyzer supplies (the diagnosis), clipped
-to the delivery span. **Platform time** is the rest; it is compared with the deadline of
-the Pod's SLO class (slo.yaml). Stages still open end where the span ends.
+to the delivery span. For Pods that run to completion (Jobs), the workload's own run, from
+the moment all its containers were started to the terminal phase, is user time too.
+**Platform time** is the rest; it is compared with the deadline of the Pod's SLO class
+(slo.yaml). Stages still open end where the span ends.
 
 Results (``result``):
 
 - ``met`` / ``violated``: delivered, platform time within / past the deadline.
-- ``killed``: deleted before delivery while the platform was still within the deadline.
+- ``killed``: deleted before delivery while the platform was still within the deadline;
+  also a Pod that reached phase Failed before it was Ready (or, for a Pod that runs to
+  completion, before its containers started): evicted, rejected by the kubelet.
 - ``in_progress``: not delivered (still in flight when the input ended, or the pod timeout
   passed) while the platform was still within the deadline.
-- ``violated`` also for a Pod deleted or never delivered once the platform time had
+- ``violated`` also for a Pod deleted, failed or never delivered once the platform time had
   already passed the deadline: the platform broke its promise whatever came after.
-- ``not_applicable``: no verdict, with ``why``: the create was rejected, or the log began
-  after the Pod was created (a partial timeline).
+- ``not_applicable``: no verdict, with ``why``: the create was rejected, the log began
+  after the Pod was created (a partial timeline), or the log shows no status of the Pod
+  (outcome ``unknown``: Metadata-level audit).
 
 Only audit times are used, never the wall clock: an undelivered Pod is measured up to the
 audit time the pipeline followed it until (``PodTimeline.observed_until_us``) or its last
@@ -151,19 +156,30 @@ def evaluate(timeline: PodTimeline, stages: Sequence[Stage], life: Lifecycle | N
     if created is None:
         return SLOResult("not_applicable",
                          "partial: the log began after the Pod was created", name)
+    if outcome == "unknown":
+        return SLOResult("not_applicable", "unknown: the log holds no status of the Pod "
+                         "(Metadata-level audit), so its delivery cannot be seen", name)
     root = stages[0] if stages and not stages[0].parent else None
     if root is None or life is None:
         return SLOResult("not_applicable", "no delivery stage for this Pod", name)
-    delivered = outcome in _DELIVERED and life.finished_us is not None
-    if delivered or (outcome == "deleted" and life.finished_us is not None):
+    sli_stages = sli or SLIStages()
+    started = _all_started_us(timeline, stages, sli_stages)
+    completes = timeline.spec is not None and timeline.spec.runs_to_completion
+    ended = outcome in _DELIVERED and life.finished_us is not None
+    # Phase Failed delivered nothing when the Pod should have stayed Ready, or when it runs
+    # to completion and none of its containers ever started.
+    delivered = ended and (outcome != "failed" or (completes and started is not None))
+    if ended or (outcome == "deleted" and life.finished_us is not None):
         end = life.finished_us
     else:
         end = max(t for t in (timeline.observed_until_us, life.last_seen_us, root.end_us,
                               created) if t is not None)
     assert end is not None
     end = max(end, created)
-    user = iv.union(iv.close(s.start_us, s.end_us, end) for s in stages[1:]
-                    if s.owner == "user")
+    user = iv.union((iv.close(s.start_us, s.end_us, end) for s in stages[1:]
+                     if s.owner == "user"),
+                    # the workload's own run, for Pods that run to completion
+                    [(started, end)] if completes and started is not None else [])
     platform = iv.union(iv.close(s.start_us, s.end_us, end) for s in stages[1:]
                         if s.owner != "user")
     user = iv.clip(iv.union(iv.subtract(user, platform),
@@ -178,6 +194,10 @@ def evaluate(timeline: PodTimeline, stages: Sequence[Stage], life: Lifecycle | N
     elif outcome == "deleted":
         result, why = (("violated", "deleted after the platform had used up the deadline")
                        if late else ("killed", "deleted before delivery"))
+    elif ended:
+        result, why = (("violated", "failed after the platform had used up the deadline")
+                       if late else ("killed", "reached phase Failed before it was Ready "
+                                               "or before its containers started"))
     else:
         waited = ("the pod timeout passed" if timeline.end_reason == "timeout"
                   else "followed until the input ended")
@@ -185,7 +205,7 @@ def evaluate(timeline: PodTimeline, stages: Sequence[Stage], life: Lifecycle | N
                                     f"({waited})") if late
                        else ("in_progress", f"not delivered yet ({waited})"))
     return SLOResult(result, why, name, deadline_us, total_us, user_us, platform_us,
-                     delivered, pod_start_sli_us(timeline, stages, sli or SLIStages()), user)
+                     delivered, pod_start_sli_us(timeline, stages, sli_stages), user)
 
 
 def pod_start_sli_us(timeline: PodTimeline, stages: Sequence[Stage],
@@ -195,8 +215,17 @@ def pod_start_sli_us(timeline: PodTimeline, stages: Sequence[Stage],
     None when the creation or a container's start is unknown.
     """
     created = timeline.created_us
-    if created is None:
+    end = _all_started_us(timeline, stages, sli)
+    if created is None or end is None or end < created:
         return None
+    excluded = iv.clip((iv.close(s.start_us, s.end_us, end) for s in stages
+                        if s.name in sli.exclude), created, end)
+    return end - created - iv.total(excluded)
+
+
+def _all_started_us(timeline: PodTimeline, stages: Sequence[Stage],
+                    sli: SLIStages) -> int | None:
+    """When the last app container was started (None if one never was)."""
     started = {s.instance: s.end_us for s in stages if s.name == sli.started}
     names = ([c.name for c in timeline.spec.containers] if timeline.spec is not None
              and timeline.spec.containers else list(started))
@@ -206,8 +235,4 @@ def pod_start_sli_us(timeline: PodTimeline, stages: Sequence[Stage],
         end = max(e for e in ends if e is not None)
     else:
         end = next((s.start_us for s in stages if s.name == sli.fallback), None)
-    if end is None or end < created:
-        return None
-    excluded = iv.clip((iv.close(s.start_us, s.end_us, end) for s in stages
-                        if s.name in sli.exclude), created, end)
-    return end - created - iv.total(excluded)
+    return end

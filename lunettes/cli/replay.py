@@ -17,6 +17,7 @@ from lunettes.config.errors import ConfigError
 from lunettes.model.record import PodRecord
 from lunettes.model.times import format_optional
 from lunettes.pipeline import Pipeline, load_config
+from lunettes.sinks.base import Sink
 from lunettes.sinks.jsonl import JSONLSink
 from lunettes.sources.files import STDIN, FileSource
 
@@ -35,6 +36,12 @@ def register(sub: Any) -> None:
     parser.add_argument("--no-store", action="store_true", help="do not write the store")
     parser.add_argument("--otlp-endpoint", metavar="URL",
                         help="export traces over OTLP (default: $OTEL_EXPORTER_OTLP_ENDPOINT)")
+    parser.add_argument("--openmetrics", metavar="FILE",
+                        help="write the metrics over audit time as OpenMetrics, for "
+                             "promtool tsdb create-blocks-from openmetrics (needs the "
+                             "prometheus extra)")
+    parser.add_argument("--openmetrics-interval", metavar="SECONDS", type=int, default=60,
+                        help="audit time between OpenMetrics samples (default: 60)")
     parser.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"),
                         help="OTLP protocol (default: grpc)")
     parser.set_defaults(run=run)
@@ -66,7 +73,15 @@ def pipeline_data(args: argparse.Namespace, env: dict[str, str]) -> dict[str, An
 
 def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
-    extra = [JSONLSink("-")] if args.format == "jsonl" else []
+    extra: list[Sink] = [JSONLSink("-")] if args.format == "jsonl" else []
+    if args.openmetrics:
+        try:
+            from lunettes.sinks.openmetrics import OpenMetricsFileSink
+        except ImportError as exc:
+            return report_config_error(ConfigError([
+                f"--openmetrics: needs an optional dependency ({exc.name}); install it with:"
+                f" pip install 'lunettes[prometheus]'"]))
+        extra.append(OpenMetricsFileSink(args.openmetrics, max(1, args.openmetrics_interval)))
     try:
         pipeline = Pipeline.from_config(args.config, pipeline_data(args, env), env, extra)
     except ConfigError as exc:
@@ -110,7 +125,8 @@ def _total_bytes(paths: list[str]) -> int | None:
 
 def _table(records: list[PodRecord]) -> Table:
     table = Table(title=f"{len(records)} pods", show_lines=False)
-    for column in ("namespace/name", "node", "created", "outcome", "total s", "stages (s)"):
+    for column in ("namespace/name", "node", "created", "outcome", "total s", "slo",
+                   "stages (s)"):
         table.add_column(column, overflow="fold")
     for r in sorted(records, key=lambda r: (r.created_us or r.last_seen_us or 0, r.uid)):
         parts = [f"{s.name}{'[' + s.instance + ']' if s.instance else ''}="
@@ -119,6 +135,7 @@ def _table(records: list[PodRecord]) -> Table:
         table.add_row(f"{r.namespace}/{r.name}", r.node or "-",
                       format_optional(r.created_us) or "-", r.outcome,
                       "-" if r.duration_s is None else f"{r.duration_s:.2f}",
+                      str((r.results.get("slo") or {}).get("result") or "-"),
                       " ".join(parts))
     return table
 
