@@ -24,17 +24,18 @@ import orjson
 import pytest
 
 pytest.importorskip("fastapi", reason="needs the serve extra")
-import httpx  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-from prometheus_client import CollectorRegistry, Counter as PromCounter  # noqa: E402
+import httpx
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
 
-from lunettes.api.app import ServeState, create_app  # noqa: E402
-from lunettes.cli.main import main  # noqa: E402
-from lunettes.pipeline import DEFAULT_CONFIG_DIR, Pipeline, load_config  # noqa: E402
-from lunettes.sinks.memory import InMemorySink  # noqa: E402
-from lunettes.sources.errors import BadRecords  # noqa: E402
-from lunettes.sources.files import FileSource  # noqa: E402
-from lunettes.sources.follow import FollowSource  # noqa: E402
+from lunettes.api.app import ServeState, create_app
+from lunettes.cli.main import main
+from lunettes.pipeline import DEFAULT_CONFIG_DIR, Pipeline, load_config
+from lunettes.sinks.memory import InMemorySink
+from lunettes.sources.errors import BadRecords
+from lunettes.sources.files import FileSource
+from lunettes.sources.follow import FollowSource
 
 SAMPLE = Path(__file__).resolve().parents[1] / "lunettes" / "data" / "sample-audit.jsonl.gz"
 T = TypeVar("T")

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 
 pytest.importorskip("prometheus_client", reason="needs the prometheus extra")
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
+from prometheus_client import CollectorRegistry, generate_latest
 
-from lunettes.api.metrics import PipelineCollector  # noqa: E402
-from lunettes.config.errors import ConfigError, Section  # noqa: E402
-from lunettes.model.record import PodRecord, Stage  # noqa: E402
-from lunettes.registry import BuildContext  # noqa: E402
-from lunettes.sinks.base import SinkClosedError  # noqa: E402
-from lunettes.sinks.openmetrics import OpenMetricsFileSink  # noqa: E402
-from lunettes.sinks.prometheus import PrometheusSink  # noqa: E402
-from lunettes.sources.errors import BadRecords  # noqa: E402
+from lunettes.api.metrics import PipelineCollector
+from lunettes.config.errors import ConfigError, Section
+from lunettes.model.record import PodRecord, Stage
+from lunettes.registry import BuildContext
+from lunettes.sinks.base import SinkClosedError
+from lunettes.sinks.openmetrics import OpenMetricsFileSink
+from lunettes.sinks.prometheus import PrometheusSink
+from lunettes.sources.errors import BadRecords
 
 S = 1_000_000
 T0 = 1_767_225_600 * S  # 2026-01-01T00:00:00Z
@@ -114,9 +114,10 @@ def test_factory_defaults_errors_and_shutdown(tmp_path: Path) -> None:
 
 def test_pipeline_collector_reads_stats_bad_records_and_the_audit_clock() -> None:
     class Pipeline:
-        stats = {"records": 7, "duplicate": 2}
-        newest_us: int | None = None
-        pods_in_flight = 3
+        def __init__(self) -> None:
+            self.stats = {"records": 7, "duplicate": 2}
+            self.newest_us: int | None = None
+            self.pods_in_flight = 3
 
     bad = BadRecords()
     bad.add("invalid_json", "a.log:3")
