@@ -288,3 +288,28 @@ def test_simulated_slow_readiness_meets_and_slow_kubelet_violates(tmp_path: Path
         assert slo["platform_s"] + slo["user_s"] == pytest.approx(slo["total_s"])
         assert 0 < slo["pod_start_sli_s"] <= slo["total_s"]
     assert seen == {"slow_readiness": 5, "slow_kubelet": 7}
+
+
+def test_serve_follows_a_growing_file(tmp_path: Path) -> None:
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)[:3000]
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"".join(lines[:1000]))
+
+    def records_read(base: str) -> float:
+        text = httpx.get(f"{base}/metrics").text
+        found = re.search(r"^lunettes_audit_records_read_total (\S+)$", text, re.M)
+        return float(found[1]) if found else -1
+
+    with lunettes_serve([str(log)], tmp_path, "--follow") as base:
+        wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, "the first pass")
+        assert records_read(base) == 1000
+        with log.open("ab") as out:
+            out.write(b"".join(lines[1000:]))
+        wait_for(lambda: records_read(base) == 3000, "the appended records", 30)
+        assert httpx.get(f"{base}/healthz").json()["phase"] == "following"
+
+
+def test_replay_table_shows_the_slo(tmp_path: Path, capsys: Any) -> None:
+    assert main(["replay", str(SAMPLE), "--no-store"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "/" in line]
+    assert any(" met " in row for row in rows) and any(" violated " in row for row in rows)
