@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from functools import lru_cache
 
 __all__ = ["parse_quantity"]
 
@@ -35,6 +36,12 @@ def parse_quantity(text: str | int | float) -> Fraction:
         return Fraction(text)
     if isinstance(text, float):
         return Fraction(Decimal(repr(text)))
+    return _parse(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> Fraction:
+    """Parse a quantity string (cached: clusters repeat a handful of values)."""
     match = _QUANTITY.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"invalid quantity {text!r} (expected e.g. 500m, 2, 1.5, 512Mi, 1G, "
