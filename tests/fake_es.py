@@ -1,0 +1,280 @@
+"""A local stand-in for Elasticsearch 8 on 127.0.0.1, for the sink tests.
+
+It answers the requests the official client sends the way Elasticsearch 8 does (the
+``X-Elastic-Product`` header the client checks, compatible-with=8 media types, ``GET /``,
+``PUT _ilm/policy``, ``PUT _index_template``, ``PUT <index>``, ``POST _bulk`` with per-item
+results, ``GET <index>/_doc/<id>``) and records every request so tests can read the
+bodies. Documents are kept by (index, id), so a replay overwrites. Faults are injected:
+refused connections (``go_down``/``come_back``), failing requests (``fail_requests``),
+items refused per document id (``fail_item``) and required credentials (``require_auth``).
+
+It is not Elasticsearch: it checks no mapping, so a document is refused only when a test
+says so. What it proves is what the client sends and how the sink reacts to answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import socket
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+VERSION = "8.15.0"
+COMPAT = "compatible-with=8"
+
+
+@dataclass
+class Request:
+    """One request as received."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    @property
+    def ndjson(self) -> list[Any]:
+        return [json.loads(line) for line in self.body.splitlines() if line.strip()]
+
+
+@dataclass
+class _ItemFault:
+    status: int
+    times: int | None  # None: forever
+    error_type: str
+    reason: str
+
+
+@dataclass
+class FakeElasticsearch:
+    """Start with ``start()``, stop with ``stop()``; ``url`` is ``http://127.0.0.1:N``."""
+
+    requests: list[Request] = field(default_factory=list)
+    documents: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    indices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Index name -> {settings, template (the one applied at creation), explicit}."""
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._failures: list[tuple[int, str]] = []  # (status, path fragment)
+        self._item_faults: dict[str, _ItemFault] = {}
+        self._auth: str | None = None
+        self.port = 0
+
+    # -- control -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeElasticsearch:
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_class(self))
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever,
+                                        kwargs={"poll_interval": 0.02}, daemon=True,
+                                        name="fake-elasticsearch")
+        self._thread.start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        """Close the listening socket and every open connection (clients get refused)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        with self._lock:
+            for conn in list(self._connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            self._connections.clear()
+
+    go_down = stop
+
+    def come_back(self) -> None:
+        """Listen again on the same port, with every document and template kept."""
+        self.start()
+
+    def fail_requests(self, n: int, status: int = 503, path: str = "") -> None:
+        """Answer the next ``n`` requests (whose path contains ``path``) with ``status``."""
+        with self._lock:
+            self._failures = [(status, path)] * n
+
+    def fail_item(self, doc_id: str, status: int, times: int | None = None,
+                  error_type: str = "", reason: str = "") -> None:
+        """Refuse the bulk item of ``doc_id`` with ``status``, ``times`` times (None:
+        always). Default errors look like Elasticsearch's (429 rejected execution, 400
+        document parsing)."""
+        if not error_type:
+            error_type = ("es_rejected_execution_exception" if status == 429
+                          else "document_parsing_exception")
+        if not reason:
+            reason = ("rejected execution of coordinating operation" if status == 429
+                      else "[1:42] failed to parse field [created] of type [date]")
+        with self._lock:
+            self._item_faults[doc_id] = _ItemFault(status, times, error_type, reason)
+
+    def require_auth(self, authorization: str | None) -> None:
+        """Answer 401 unless the Authorization header equals this (None: no auth)."""
+        self._auth = authorization
+
+    # -- reading -------------------------------------------------------------------------
+
+    def bulk_requests(self) -> list[Request]:
+        return [r for r in self.requests if r.path.endswith("/_bulk")]
+
+    def paths(self) -> list[str]:
+        return [f"{r.method} {r.path}" for r in self.requests]
+
+    def docs(self, index_prefix: str = "") -> dict[tuple[str, str], dict[str, Any]]:
+        return {k: v for k, v in self.documents.items() if k[0].startswith(index_prefix)}
+
+    # -- serving -------------------------------------------------------------------------
+
+    def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes
+                ) -> tuple[int, Any]:
+        parts = urlsplit(target)
+        path = unquote(parts.path)
+        params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        with self._lock:
+            self.requests.append(Request(method, path, params, headers, body))
+            for name in ("accept", "content-type"):
+                value = headers.get(name, "")
+                if "compatible-with=" in value and COMPAT not in value.replace(" ", ""):
+                    return 400, _error("media_type_header_exception",
+                                       f"Invalid media-type value on headers [{name}]")
+            if self._auth is not None and headers.get("authorization") != self._auth:
+                return 401, _error("security_exception", "unable to authenticate user")
+            for i, (status, fragment) in enumerate(self._failures):
+                if fragment in path:
+                    del self._failures[i]
+                    return status, _error("unavailable_shards_exception"
+                                          if status >= 500 else "too_many_requests",
+                                          "injected failure")
+            return self._route(method, path, body)
+
+    def _route(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        segments = [s for s in path.split("/") if s]
+        if method in ("GET", "HEAD") and not segments:
+            return 200, {"name": "fake", "cluster_name": "lunettes-test",
+                         "version": {"number": VERSION, "build_flavor": "default"},
+                         "tagline": "You Know, for Search"}
+        if method == "PUT" and segments[:2] == ["_ilm", "policy"] and len(segments) == 3:
+            self.policies[segments[2]] = json.loads(body)
+            return 200, {"acknowledged": True}
+        if method == "PUT" and segments[0] == "_index_template" and len(segments) == 2:
+            self.templates[segments[1]] = json.loads(body)
+            return 200, {"acknowledged": True}
+        if method in ("POST", "PUT") and segments[-1] == "_bulk":
+            return 200, self._bulk(body)
+        if method == "PUT" and len(segments) == 1 and not segments[0].startswith("_"):
+            index = segments[0]
+            if index in self.indices:
+                return 400, _error("resource_already_exists_exception",
+                                   f"index [{index}/abc] already exists")
+            settings = (json.loads(body) if body else {}).get("settings") or {}
+            self._create_index(index, settings, explicit=True)
+            return 200, {"acknowledged": True, "shards_acknowledged": True, "index": index}
+        if method == "GET" and len(segments) == 3 and segments[1] == "_doc":
+            key = (segments[0], segments[2])
+            if key not in self.documents:
+                return 404, {"_index": key[0], "_id": key[1], "found": False}
+            return 200, {"_index": key[0], "_id": key[1], "found": True,
+                         "_source": self.documents[key]}
+        return 400, _error("illegal_argument_exception", f"no handler for {method} {path}")
+
+    def _create_index(self, index: str, settings: dict[str, Any], explicit: bool) -> None:
+        matching = sorted(
+            (t.get("priority", 0), name) for name, t in self.templates.items()
+            if any(fnmatch.fnmatchcase(index, p) for p in t.get("index_patterns", []))
+        )
+        self.indices[index] = {"settings": settings, "explicit": explicit,
+                               "template": matching[-1][1] if matching else None}
+
+    def _bulk(self, body: bytes) -> dict[str, Any]:
+        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        items: list[dict[str, Any]] = []
+        for action, source in zip(lines[0::2], lines[1::2], strict=True):
+            (op, meta), = action.items()
+            index, doc_id = meta["_index"], meta["_id"]
+            fault = self._item_faults.get(doc_id)
+            if fault is not None:
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        del self._item_faults[doc_id]
+                items.append({op: {"_index": index, "_id": doc_id, "status": fault.status,
+                                   "error": {"type": fault.error_type,
+                                             "reason": fault.reason}}})
+                continue
+            if index not in self.indices:
+                self._create_index(index, {}, explicit=False)
+            existed = (index, doc_id) in self.documents
+            self.documents[(index, doc_id)] = source
+            items.append({op: {"_index": index, "_id": doc_id, "_version": 1,
+                               "result": "updated" if existed else "created",
+                               "status": 200 if existed else 201}})
+        errors = any(next(iter(i.values()))["status"] >= 300 for i in items)
+        return {"took": 1, "errors": errors, "items": items}
+
+
+def _error(kind: str, reason: str) -> dict[str, Any]:
+    cause = {"type": kind, "reason": reason}
+    return {"error": {"root_cause": [cause], **cause}}
+
+
+def _handler_class(fake: FakeElasticsearch) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+            pass
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body go out in two writes: without this, Nagle and delayed
+            # ACKs hold every answer ~40 ms.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with fake._lock:
+                fake._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with fake._lock:
+                fake._connections.discard(self.connection)
+            super().finish()
+
+        def _serve(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, payload = fake._handle(self.command, self.path, headers, body)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("X-Elastic-Product", "Elasticsearch")
+            self.send_header("Content-Type", f"application/vnd.elasticsearch+json;{COMPAT}")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _serve
+
+    return Handler
