@@ -7,6 +7,7 @@ client sends. Backoff delays are a millisecond; nothing waits on a clock.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -39,18 +40,24 @@ def uid(n: int) -> str:
 
 
 def diagnosis(reason: str = "ImagePullBackOff") -> dict[str, Any]:
+    """Shaped like DiagnosisAnalyzer's result (lunettes/analyzers/diagnosis.py)."""
     return {
         "reason": reason,
         "stage": "image_pull",
         "owner": "user",
         "message": "image nginx:1.99 not found",
         "hint": "check the image name and tag",
+        "so_far": False,
+        "last_stage": "image_pull",
         "evidence": [
             {"time": "2023-11-14T22:13:21.123456Z", "source": "event", "audit_id": "a-1",
+             "op": "create", "reason": "Failed", "container": "web",
              "message": "Failed to pull image \"nginx:1.99\""},
         ],
-        "secondary": [{"reason": "BackOff", "stage": "image_pull", "owner": "user",
-                       "message": "Back-off pulling image"}],
+        "secondary": [{"code": "BackOff", "stage": "image_pull", "owner": "user",
+                       "message": "Back-off pulling image", "count": 3,
+                       "first": "2023-11-14T22:13:22.000000Z",
+                       "last": "2023-11-14T22:13:40.000000Z"}],
     }
 
 
@@ -282,8 +289,11 @@ def test_an_outage_spools_to_disk_and_a_later_export_drains_it_first(es, tmp_pat
     assert sink.stats["spooled"] == 3 and sink.stats["indexed"] == 0
     assert sink.stats["retried"] == 2 * 3  # two retries of the three documents
     assert sink.pending() == 3
-    spool_files = sorted((tmp_path / "spool").glob("*.jsonl"))
-    assert len(spool_files) == 1
+    (spool_file,) = sorted((tmp_path / "spool").glob("*.jsonl"))
+    spooled = [json.loads(line) for line in spool_file.read_text().splitlines()]
+    assert [(a["_index"], a["_id"]) for a in spooled] == [
+        (PODS, uid(1)), (DIAGS, uid(1)), (PODS, uid(2))]
+    assert spooled[0]["_source"] == record(1, diag=diagnosis()).to_dict()
 
     # Still down: the next batch goes behind the spool after one failed attempt.
     sink.export([record(3)])
@@ -309,6 +319,17 @@ def test_503_for_a_while_is_retried_without_spooling(es, tmp_path):
     assert sink.stats == {**sink.stats, "indexed": 2, "retried": 4, "spooled": 0}
     assert len(es.bulk_requests()) == 3
     assert len(es.documents) == 2
+
+
+def test_retries_stop_at_timeout_s_whatever_max_retries(es, tmp_path):
+    es.fail_requests(100, 503, path="_bulk")
+    # The first backoff (at least 5 s) would pass the 1 s timeout: no retry at all.
+    sink = make_sink(es, tmp_path, max_retries=50, timeout_s=1.0, backoff_base_s=10.0,
+                     backoff_max_s=10.0)
+    sink.export([record(1)])
+    assert sink.stats["retried"] == 0 and sink.stats["spooled"] == 1
+    assert len(es.bulk_requests()) == 1
+    sink.shutdown()
 
 
 def test_a_long_503_spools_and_force_flush_drains(es, tmp_path):
@@ -543,5 +564,6 @@ def test_mappings_cover_what_lunettes_writes():
     diag = tpl.diagnosis_document(rec, pod)
     assert diag is not None
     assert set(diag) <= set(tpl.DIAGNOSIS_MAPPINGS["properties"])
-    assert set(diagnosis()["evidence"][0]) <= set(
-        tpl.DIAGNOSIS_MAPPINGS["properties"]["evidence"]["properties"])
+    for key in ("evidence", "secondary"):
+        assert set(diagnosis()[key][0]) <= set(
+            tpl.DIAGNOSIS_MAPPINGS["properties"][key]["properties"]), key

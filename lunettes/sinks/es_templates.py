@@ -136,22 +136,23 @@ _STAGE = {
 _EVIDENCE = {
     "type": "nested",
     "properties": {
-        "time": _DATE, "source": _KEYWORD, "audit_id": _KEYWORD, "message": _TEXT,
-        "reason": _KEYWORD, "kind": _KEYWORD,
+        "time": _DATE, "source": _KEYWORD, "audit_id": _KEYWORD, "op": _KEYWORD,
+        "reason": _KEYWORD, "message": _TEXT, "container": _KEYWORD,
     },
 }
 
 _SECONDARY = {
     "type": "nested",
     "properties": {
-        "reason": _KEYWORD, "stage": _KEYWORD, "owner": _KEYWORD, "message": _TEXT,
-        "hint": _TEXT,
+        "code": _KEYWORD, "stage": _KEYWORD, "owner": _KEYWORD, "message": _TEXT,
+        "count": {"type": "integer"}, "first": _DATE, "last": _DATE,
     },
 }
 
 _DIAGNOSIS_FIELDS: dict[str, Any] = {
     "reason": _KEYWORD, "stage": _KEYWORD, "owner": _KEYWORD, "message": _TEXT,
-    "hint": _TEXT, "evidence": _EVIDENCE, "secondary": _SECONDARY,
+    "hint": _TEXT, "so_far": _BOOL, "last_stage": _KEYWORD,
+    "evidence": _EVIDENCE, "secondary": _SECONDARY,
 }
 
 _SLO = {
