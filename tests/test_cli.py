@@ -82,7 +82,7 @@ def test_replay_reports_bad_lines(tmp_path: Path, capsys: pytest.CaptureFixture)
 
 def test_validate_config_and_graph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["validate-config", str(Path(__file__).parents[1] / "configs")]) == 0
-    assert "ok (3 analyzers" in capsys.readouterr().out
+    assert "ok (4 analyzers" in capsys.readouterr().out
     assert main(["graph"]) == 0
     graph = capsys.readouterr().out
     assert graph.startswith("flowchart LR") and "a_stages --> a_lifecycle" in graph

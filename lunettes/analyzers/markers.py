@@ -30,6 +30,17 @@ def _names(section: Section, key: str, allowed: tuple[str, ...] = ()) -> frozens
     return frozenset(items)
 
 
+def _numbers(section: Section, key: str) -> frozenset[int] | None:
+    value = section.get(key, None, (int, list))
+    if value is None:
+        return None
+    items = [value] if isinstance(value, int) else value
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        section.problem(key, "expected an integer or a list of integers")
+        return None
+    return frozenset(items)
+
+
 @dataclass(frozen=True, slots=True)
 class Alternative:
     """One set of conditions that must all hold for a HyperEvent to match."""
@@ -47,6 +58,9 @@ class Alternative:
     init: bool | None = None
     sources: frozenset[str] | None = None
     completes: bool | None = None
+    codes: frozenset[int] | None = None
+    exit_codes: frozenset[int] | None = None
+    pod_reasons: frozenset[str] | None = None
 
     @classmethod
     def from_config(cls, section: Section) -> Alternative:
@@ -75,6 +89,9 @@ class Alternative:
             init=section.get("init", None, bool),
             sources=_names(section, "source"),
             completes=section.get("completes", None, bool),
+            codes=_numbers(section, "code"),
+            exit_codes=_numbers(section, "exit_code"),
+            pod_reasons=_names(section, "pod_reason"),
         )
         section.check_unknown()
         if alt == cls():
@@ -92,6 +109,11 @@ class Alternative:
         ):
             return []
         if self.phases is not None and event.phase not in self.phases:
+            return []
+        if self.codes is not None and event.code not in self.codes:
+            return []
+        if self.pod_reasons is not None and (event.op != "status"
+                                             or event.reason not in self.pod_reasons):
             return []
         if self.reasons is not None or self.event_types is not None:
             if event.op != "event":
@@ -113,8 +135,12 @@ class Alternative:
             return [
                 (c.name, c.image) for c in event.containers
                 if c.state in self.container_states and c.transition
+                and (not c.previous_run or self.container_reasons or self.exit_codes)
                 and (self.container_reasons is None or c.reason in self.container_reasons)
+                and (self.exit_codes is None or c.exit_code in self.exit_codes)
                 and (self.init is None or c.init == self.init)
+                and (self.message is None or bool(c.message and self.message.search(c.message))
+                     or bool(event.message and self.message.search(event.message)))
             ]
         if self.init is not None:
             if event.op != "event" or not event.container or event.init != self.init:
@@ -125,11 +151,21 @@ class Alternative:
         return _POD_LEVEL
 
     def _message_matches(self, event: HyperEvent) -> bool:
-        assert self.message is not None
+        return self.captures(event) is not None
+
+    def captures(self, event: HyperEvent) -> dict[str, str] | None:
+        """The named groups of the message regex in the first text it matches (the Event
+        or status message, then condition and container messages); {} without a regex."""
+        if self.message is None:
+            return {}
         texts = [event.message]
         texts += [c.message for c in event.conditions]
         texts += [c.message for c in event.containers]
-        return any(self.message.search(t) for t in texts if t)
+        for text in texts:
+            found = self.message.search(text) if text else None
+            if found:
+                return {k: v for k, v in found.groupdict().items() if v is not None}
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,8 @@ class ContainerChange:
     ``state`` is ``waiting``, ``running`` or ``terminated``; ``reason`` is the waiting or
     terminated reason; ``exit_code`` is set for terminated states. ``transition`` is False
     when only readiness changed (the container stayed in its state, without restarting).
+    ``previous_run`` marks the termination of the run before a restart, read from the
+    container's ``lastState`` (an OOMKilled run behind a CrashLoopBackOff).
     """
 
     name: str
@@ -37,6 +39,7 @@ class ContainerChange:
     ready: bool = False
     image: str = ""
     transition: bool = True
+    previous_run: bool = False
 
 
 @dataclass(slots=True)

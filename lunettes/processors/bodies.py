@@ -71,11 +71,17 @@ class PodState:
                     continue
                 state = (change.state, change.reason, change.restart_count, change.ready)
                 old = self.containers.get((init, change.name))
-                if old != state:
-                    self.containers[(init, change.name)] = state
-                    if old is not None and old[0] == change.state and old[2] == state[2]:
-                        change = replace(change, transition=False)
-                    containers.append(change)
+                if old == state:
+                    continue
+                self.containers[(init, change.name)] = state
+                if old is not None and old[:3] == state[:3]:  # only readiness flipped
+                    change = replace(change, transition=False)
+                restarted = old is not None and change.restart_count > old[2]
+                ended = _last_terminated(cs, change)
+                if ended is not None and (restarted or old is None) and change.state != (
+                        "terminated"):
+                    containers.append(ended)  # the run that ended before this restart
+                containers.append(change)
         phase = str(status.get("phase") or "")
         if phase == self.phase:
             phase = ""
@@ -92,6 +98,19 @@ class PodState:
         else:
             self.reason = reason
         return tuple(conditions), tuple(containers), phase, pod_ip, reason
+
+
+def _last_terminated(cs: dict[str, Any], current: ContainerChange) -> ContainerChange | None:
+    """The terminated state in ``lastState`` (why the previous run ended), if any."""
+    last = cs.get("lastState")
+    ended = last.get("terminated") if isinstance(last, dict) else None
+    if not isinstance(ended, dict):
+        return None
+    exit_code = ended.get("exitCode")
+    return replace(current, state="terminated", reason=str(ended.get("reason") or ""),
+                   message=str(ended.get("message") or ""),
+                   exit_code=exit_code if isinstance(exit_code, int) else None, ready=False,
+                   transition=True, previous_run=True)
 
 
 def _container_change(cs: dict[str, Any], init: bool) -> ContainerChange | None:

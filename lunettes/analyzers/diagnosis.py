@@ -1,0 +1,243 @@
+"""DiagnosisAnalyzer: why a Pod failed or was slow, with the evidence (diagnosis.yaml)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lunettes.analyzers.diagnosisdefs import CodeDef, DiagnosisConfig, RuleDef
+from lunettes.analyzers.lifecycle import Lifecycle
+from lunettes.analyzers.stagedefs import StageSet
+from lunettes.config.errors import Section
+from lunettes.model.hyperevent import HyperEvent
+from lunettes.model.record import Stage
+from lunettes.model.timeline import PodTimeline
+from lunettes.model.times import format_optional
+from lunettes.registry import BuildContext
+
+_DELIVERED = ("delivered", "completed")
+_EVIDENCE_HEAD, _EVIDENCE_TAIL = 3, 2
+
+
+class _Fields(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+@dataclass(slots=True)
+class Evidence:
+    """One HyperEvent that supports a finding."""
+
+    time_us: int
+    source: str
+    audit_id: str
+    op: str
+    reason: str
+    message: str
+    container: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": format_optional(self.time_us), "source": self.source,
+                "audit_id": self.audit_id, "op": self.op, "reason": self.reason,
+                "message": self.message, "container": self.container}
+
+
+@dataclass(slots=True)
+class Finding:
+    """Every occurrence of one reason code in a timeline."""
+
+    code: CodeDef
+    rule_index: int
+    message: str
+    first_us: int
+    last_us: int
+    count: int = 0
+    evidence: list[Evidence] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code.name, "stage": self.code.stage, "owner": self.code.owner,
+                "message": self.message, "count": self.count,
+                "first": format_optional(self.first_us), "last": format_optional(self.last_us)}
+
+
+@dataclass(slots=True)
+class Diagnosis:
+    """The primary reason (None when nothing went wrong), the secondary findings, and the
+    user-fault intervals the SLO analyzer subtracts from platform time."""
+
+    reason: str | None
+    stage: str = ""
+    owner: str = ""
+    message: str = ""
+    hint: str = ""
+    so_far: bool = False
+    last_stage: str = ""
+    evidence: list[Evidence] = field(default_factory=list)
+    secondary: list[Finding] = field(default_factory=list)
+    user_fault_intervals: list[tuple[int, int | None]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "stage": self.stage, "owner": self.owner,
+                "message": self.message, "hint": self.hint, "so_far": self.so_far,
+                "last_stage": self.last_stage,
+                "evidence": [e.to_dict() for e in self.evidence],
+                "secondary": [f.to_dict() for f in self.secondary]}
+
+
+class DiagnosisAnalyzer:
+    """Finds every rule's occurrences, then names the primary reason.
+
+    - Rejected, failed, deleted or undelivered Pods: a finding of the first stage that did
+      not complete, else the earliest rule that matched anywhere; with no finding at all,
+      DeletedBeforeDelivered, NoProgress (past the deadline, naming the last stage
+      reached) or Unknown. In-flight Pods are answered "so far" (``so_far``).
+    - Delivered Pods: a reason only when a platform stage exceeded its ``slow`` limit: the
+      finding of that stage (as its ``recovered`` code) or the stage's slowness code. A Pod
+      that recovered in time is not blamed; its findings stay secondary.
+    """
+
+    def __init__(self, config: DiagnosisConfig, name: str = "diagnosis",
+                 stages_input: str = "stages", lifecycle_input: str = "lifecycle") -> None:
+        self.name = name
+        self.config = config
+        self.stages_input = stages_input
+        self.lifecycle_input = lifecycle_input
+
+    @classmethod
+    def from_config(cls, name: str, section: Section,
+                    context: BuildContext) -> DiagnosisAnalyzer:
+        path = context.config_dir / section.get("config", "diagnosis.yaml", str)
+        stages_path = context.config_dir / section.get("stages_config", "stages.yaml", str)
+        stages_input = section.get("stages_input", "stages", str)
+        lifecycle_input = section.get("lifecycle_input", "lifecycle", str)
+        section.check_unknown()
+        names = tuple(s.name for s in StageSet.load(stages_path).stages)
+        return cls(DiagnosisConfig.load(path, names), name, stages_input, lifecycle_input)
+
+    def analyze(self, timeline: PodTimeline, inputs: Mapping[str, Any]) -> Diagnosis:
+        stages: list[Stage] = inputs.get(self.stages_input) or []
+        life: Lifecycle = inputs[self.lifecycle_input]
+        findings = self.findings(timeline)
+        if life.outcome in _DELIVERED:
+            primary, code = self._slowness(stages, findings)
+        else:
+            primary, code = self._failure(stages, findings, life)
+        diagnosis = Diagnosis(reason=None, so_far=life.outcome == "in_progress",
+                              last_stage=_last_stage(stages))
+        if code is not None:
+            diagnosis.reason, diagnosis.stage = code.name, code.stage
+            diagnosis.owner, diagnosis.hint = code.owner, code.hint
+            diagnosis.message = primary.message if primary else _default_message(
+                code, diagnosis.last_stage)
+            diagnosis.evidence = primary.evidence if primary else []
+        diagnosis.secondary = [f for f in findings if f is not primary]
+        diagnosis.user_fault_intervals = [
+            (f.first_us, _stage_end(stages, f.code.stage)) for f in findings
+            if f.code.owner == "user" and (f is primary or life.outcome in _DELIVERED)]
+        return diagnosis
+
+    # -- findings -------------------------------------------------------------------------
+    def findings(self, timeline: PodTimeline) -> list[Finding]:
+        """Every code found in the timeline, in rule order."""
+        by_code: dict[str, Finding] = {}
+        for event in timeline.ordered():
+            for rule_index, rule, captures, container in self._matches(event, timeline):
+                finding = by_code.get(rule.code)
+                if finding is None:
+                    fields = _Fields(captures, container=container or "?",
+                                     image=event.image or captures.get("image", "?"))
+                    finding = Finding(self.config.codes[rule.code], rule_index,
+                                      rule.message.format_map(fields), event.time_us,
+                                      event.time_us)
+                    by_code[rule.code] = finding
+                finding.rule_index = min(finding.rule_index, rule_index)
+                finding.last_us = event.time_us
+                finding.count += 1
+                _add_evidence(finding, event, container)
+        return sorted(by_code.values(), key=lambda f: f.rule_index)
+
+    def _matches(self, event: HyperEvent, timeline: PodTimeline
+                 ) -> list[tuple[int, RuleDef, dict[str, str], str]]:
+        matches = []
+        for index, rule in enumerate(self.config.rules):
+            for alt in rule.match.alternatives:
+                hits = alt.match(event, timeline.spec)
+                if not hits:
+                    continue
+                captures = alt.captures(event) or {}
+                matches.append((index, rule, captures, hits[0][0] or event.container))
+                break
+        ranked = [m for m in matches if m[1].rank]
+        if len(ranked) > 1:  # several causes in one message: the one on most nodes wins
+            best = max(ranked, key=lambda m: _number(m[2].get(m[1].rank)))
+            matches = [m for m in matches if not m[1].rank or m is best]
+        return matches
+
+    # -- choosing the primary -------------------------------------------------------------
+    def _failure(self, stages: list[Stage], findings: list[Finding],
+                 life: Lifecycle) -> tuple[Finding | None, CodeDef | None]:
+        if findings:
+            open_stage = next((s.name for s in sorted(stages[1:], key=lambda s: s.start_us)
+                               if s.end_us is None), "")
+            owned = [f for f in findings if f.code.stage == open_stage]
+            primary = (owned or findings)[0]
+            return primary, primary.code
+        codes = self.config.codes
+        if life.outcome == "deleted":
+            return None, codes["DeletedBeforeDelivered"]
+        if life.outcome == "in_progress":
+            elapsed = (life.last_seen_us or 0) - (life.created_us or life.last_seen_us or 0)
+            return None, codes["NoProgress"] if elapsed > self.config.deadline_us else None
+        if life.outcome == "timeout":
+            return None, codes["NoProgress"]
+        return None, codes["Unknown"]
+
+    def _slowness(self, stages: list[Stage], findings: list[Finding]
+                  ) -> tuple[Finding | None, CodeDef | None]:
+        worst, worst_ratio = None, 1.0
+        for slow in self.config.slow:
+            for stage in stages:
+                if stage.name == slow.stage and stage.end_us is not None:
+                    ratio = (stage.end_us - stage.start_us) / max(slow.after_us, 1)
+                    if ratio > worst_ratio:
+                        worst, worst_ratio = slow, ratio
+        if worst is None:
+            return None, None
+        codes = self.config.codes
+        found = next((f for f in findings if f.code.stage == worst.stage), None)
+        if found is not None:
+            return found, codes[found.code.recovered or found.code.name]
+        return None, codes[worst.code] if worst.code else codes["Unknown"]
+
+
+def _number(text: str | None) -> int:
+    return int(text) if text and text.isdigit() else 0
+
+
+def _add_evidence(finding: Finding, event: HyperEvent, container: str) -> None:
+    item = Evidence(event.time_us, event.source, event.audit_id, event.op, event.reason,
+                    event.message, container)
+    if len(finding.evidence) < _EVIDENCE_HEAD + _EVIDENCE_TAIL:
+        finding.evidence.append(item)
+    else:  # keep the first few and the latest few
+        del finding.evidence[_EVIDENCE_HEAD]
+        finding.evidence.append(item)
+
+
+def _last_stage(stages: list[Stage]) -> str:
+    started = sorted(stages[1:], key=lambda s: (s.start_us, s.end_us is None))
+    return started[-1].name if started else (stages[0].name if stages else "")
+
+
+def _stage_end(stages: list[Stage], name: str) -> int | None:
+    ends = [s.end_us for s in stages if s.name == name]
+    return None if not ends or None in ends else max(e for e in ends if e is not None)
+
+
+def _default_message(code: CodeDef, last_stage: str) -> str:
+    if code.name == "NoProgress":
+        return f"no progress after stage {last_stage}"
+    if code.name == "DeletedBeforeDelivered":
+        return f"deleted during stage {last_stage}"
+    return code.hint

@@ -1,0 +1,143 @@
+"""Diagnosis configuration (diagnosis.yaml): reason codes, rules, slowness limits."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from lunettes.analyzers.markers import Marker
+from lunettes.config.errors import ConfigError, Section, suggest
+
+OWNERS = ("platform", "user")
+PSEUDO_STAGES = ("create", "lifecycle")
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class CodeDef:
+    """One reason code of the vocabulary."""
+
+    name: str
+    owner: str
+    stage: str
+    hint: str
+    recovered: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDef:
+    """How one code is recognised: a marker, a message template, an optional rank group."""
+
+    code: str
+    match: Marker
+    message: str
+    rank: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SlowDef:
+    """A platform stage's time limit for Pods that were delivered in the end."""
+
+    stage: str
+    after_us: int
+    code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnosisConfig:
+    codes: dict[str, CodeDef]
+    rules: tuple[RuleDef, ...]
+    slow: tuple[SlowDef, ...]
+    deadline_us: int
+
+    @classmethod
+    def load(cls, path: Path, stage_names: tuple[str, ...]) -> DiagnosisConfig:
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError([f"{path}: {exc}"]) from exc
+        return cls.parse(data, f"{path}:", stage_names)
+
+    @classmethod
+    def parse(cls, data: object, origin: str, stage_names: tuple[str, ...]) -> DiagnosisConfig:
+        """Validate everything, reporting every problem at once."""
+        problems: list[str] = []
+        top = Section(data, origin, problems)
+        stages = (*stage_names, *PSEUDO_STAGES)
+        codes = _codes(top.sub("codes"), stages)
+        rules = _rules(top.get("rules", [], list), top.join("rules"), problems, codes)
+        slow = _slow(top.sub("slow"), codes, stage_names)
+        deadline = top.get("deadline_s", 600.0, float)
+        top.check_unknown()
+        for code in codes.values():
+            if code.recovered and code.recovered not in codes:
+                problems.append(f"{origin} codes.{code.name}.recovered: unknown code "
+                                f"{code.recovered!r}{suggest(code.recovered, codes)}")
+        for required in ("NoProgress", "Unknown", "DeletedBeforeDelivered"):
+            if required not in codes:
+                problems.append(f"{origin} codes: the code {required} must be defined")
+        if problems:
+            raise ConfigError(problems)
+        return cls(codes, rules, slow, int(deadline * 1_000_000))
+
+
+def _codes(section: Section, stages: tuple[str, ...]) -> dict[str, CodeDef]:
+    codes = {}
+    for name in section.data:
+        sub = section.sub(str(name))
+        owner = sub.get("owner", "platform", str)
+        if owner not in OWNERS:
+            sub.problem("owner", f"unknown owner {owner!r}; supported: {', '.join(OWNERS)}")
+        stage = sub.require("stage", str) or ""
+        if stage and stage not in stages:
+            sub.problem("stage", f"unknown stage {stage!r}{suggest(stage, stages)}; "
+                                 f"known: {', '.join(stages)}")
+        codes[str(name)] = CodeDef(str(name), owner, stage, sub.get("hint", "", str),
+                                   sub.get("recovered", "", str))
+        sub.check_unknown()
+    return codes
+
+
+def _rules(items: list, path: str, problems: list[str],
+           codes: dict[str, CodeDef]) -> tuple[RuleDef, ...]:
+    rules = []
+    for i, item in enumerate(items):
+        label = item.get("code") if isinstance(item, dict) else None
+        sub = Section(item, f"{path}[{i}]" + (f" ({label})" if label else ""), problems)
+        code = sub.require("code", str) or ""
+        if code and code not in codes:
+            sub.problem("code", f"unknown code {code!r}{suggest(code, codes)}")
+        match = Marker.from_config(sub.get("match", None, (dict, list)), sub.join("match"),
+                                   problems)
+        message = sub.get("message", code, str)
+        rank = sub.get("rank", "", str)
+        groups = {g for alt in match.alternatives if alt.message
+                  for g in alt.message.groupindex}
+        if rank and rank not in groups:
+            sub.problem("rank", f"no message group named {rank!r} in this rule's regex")
+        for field in _FIELD.findall(message):
+            if field not in groups and field not in ("container", "image"):
+                sub.problem("message", f"{{{field}}} is not a message group of this rule "
+                                       f"(groups: {', '.join(sorted(groups)) or 'none'})")
+        sub.check_unknown()
+        rules.append(RuleDef(code, match, message, rank))
+    return tuple(rules)
+
+
+def _slow(section: Section, codes: dict[str, CodeDef],
+          stage_names: tuple[str, ...]) -> tuple[SlowDef, ...]:
+    out = []
+    for stage in section.data:
+        sub = section.sub(str(stage))
+        if stage not in stage_names:
+            section.problem(str(stage), f"unknown stage{suggest(str(stage), stage_names)}")
+        after = sub.require("after_s", (int, float)) or 0
+        code = sub.get("code", "", str)
+        if code and code not in codes:
+            sub.problem("code", f"unknown code {code!r}{suggest(code, codes)}")
+        sub.check_unknown()
+        out.append(SlowDef(str(stage), int(after * 1_000_000), code))
+    return tuple(out)
