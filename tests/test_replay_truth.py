@@ -25,7 +25,7 @@ ALL = dict.fromkeys(SCENARIOS, 1.0)
 
 
 def simulate(tmp: Path, **options) -> tuple[Path, list[dict]]:
-    sim = Simulation(SimConfig(scenarios=ALL, **options))
+    sim = Simulation(SimConfig(**{"scenarios": ALL, **options}))
     log, truth = tmp / "audit.jsonl.gz", tmp / "truth.jsonl"
     with open_output(str(log)) as out:
         write_events((line for _, line in sim.lines()), out)

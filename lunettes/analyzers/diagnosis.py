@@ -159,8 +159,10 @@ class DiagnosisAnalyzer:
 
     def _matches(self, event: HyperEvent, timeline: PodTimeline
                  ) -> list[tuple[int, RuleDef, dict[str, str], str]]:
-        matches = []
+        matches: list[tuple[int, RuleDef, dict[str, str], str]] = []
         for index, rule in enumerate(self.config.rules):
+            if any(m[1].code == rule.code for m in matches):
+                continue  # one occurrence of a code per event: its earliest rule
             for alt in rule.match.alternatives:
                 hits = alt.match(event, timeline.spec)
                 if not hits:

@@ -219,6 +219,8 @@ def _gate(p: PodSim, gate_s: float | None) -> None:
     if not p.plan.readiness_gates:
         return
     p.after(gate_s if gate_s is not None else p.rng.uniform(1, 5))
+    if not p.alive():  # the gate's controller never sets the condition
+        return
     gate = p.plan.readiness_gates[0]
     cond = p.cond(gate, "True")
     p.status(p.cluster.gate_controller, [cond], set_order=False)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from lunettes.simulate import kubelet as kl
 from lunettes.simulate.audit import failure_status
-from lunettes.simulate.pod import PodSim
+from lunettes.simulate.pod import HORIZON_US, PodSim
 from lunettes.simulate.scheduler import (
     UNSCHEDULABLE,
     failed_scheduling_message,
@@ -133,6 +133,10 @@ def slow_readiness(p: PodSim) -> None:
 
 def readiness_gate(p: PodSim) -> None:
     _deliver(p, gate_s=p.rng.uniform(20, 120))
+
+
+def readiness_gate_not_ready(p: PodSim) -> None:
+    _deliver(p, gate_s=HORIZON_US / 1e6)
 
 
 def init_containers(p: PodSim) -> None:
@@ -766,6 +770,9 @@ _LIST: list[Scenario] = [
              slow_readiness, _LONG, _probe_prepare),
     Scenario("readiness_gate", None, "readiness gate satisfied late (user time)",
              readiness_gate, _LONG, _gate_prepare),
+    Scenario("readiness_gate_not_ready", "ReadinessGateNotReady",
+             "the readiness gate's condition is never set", readiness_gate_not_ready, _LONG,
+             _gate_prepare),
     Scenario("init_containers", None, "slow init container (user time)", init_containers,
              prepare=_init_prepare),
     Scenario("scheduling_slow", "SchedulingSlow", "unschedulable for a while, then bound",
