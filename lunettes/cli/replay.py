@@ -126,7 +126,7 @@ def _total_bytes(paths: list[str]) -> int | None:
 def _table(records: list[PodRecord]) -> Table:
     table = Table(title=f"{len(records)} pods", show_lines=False)
     for column in ("namespace/name", "node", "created", "outcome", "total s", "slo",
-                   "stages (s)"):
+                   "reason", "stages (s)"):
         table.add_column(column, overflow="fold")
     for r in sorted(records, key=lambda r: (r.created_us or r.last_seen_us or 0, r.uid)):
         parts = [f"{s.name}{'[' + s.instance + ']' if s.instance else ''}="
@@ -136,6 +136,7 @@ def _table(records: list[PodRecord]) -> Table:
                       format_optional(r.created_us) or "-", r.outcome,
                       "-" if r.duration_s is None else f"{r.duration_s:.2f}",
                       str((r.results.get("slo") or {}).get("result") or "-"),
+                      str((r.results.get("diagnosis") or {}).get("reason") or "-"),
                       " ".join(parts))
     return table
 
