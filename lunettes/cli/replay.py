@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if records:
         out = Console()
         if not out.is_terminal:
-            out = Console(width=160)
+            out = Console(width=240)
         out.print(_table(records))
     _summary(err, stats, source)
     return 0
@@ -126,8 +126,9 @@ def _total_bytes(paths: list[str]) -> int | None:
 def _table(records: list[PodRecord]) -> Table:
     table = Table(title=f"{len(records)} pods", show_lines=False)
     for column in ("namespace/name", "node", "created", "outcome", "total s", "slo",
-                   "reason", "stages (s)"):
-        table.add_column(column, overflow="fold")
+                   "reason"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("stages (s)", overflow="fold", min_width=24)
     for r in sorted(records, key=lambda r: (r.created_us or r.last_seen_us or 0, r.uid)):
         parts = [f"{s.name}{'[' + s.instance + ']' if s.instance else ''}="
                  f"{'open' if s.duration_s is None else f'{s.duration_s:.2f}'}"
