@@ -8,13 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lunettes import registry
 from lunettes.analyzers.dag import AnalyzerDAG
 from lunettes.analyzers.lifecycle import Lifecycle, LifecycleAnalyzer
 from lunettes.analyzers.stages import StagesAnalyzer
-from lunettes.config.errors import ConfigError, Section
+from lunettes.config.errors import ConfigError, Section, read_yaml
 from lunettes.model.audit import AuditRecord
 from lunettes.model.record import PodRecord
 from lunettes.model.timeline import PodTimeline
@@ -80,11 +78,7 @@ def build_sinks(section: Section, context: BuildContext) -> list[Sink]:
 
 def load_config(config_dir: Path) -> dict[str, Any]:
     """The parsed pipeline.yaml of a config directory."""
-    path = config_dir / "pipeline.yaml"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError([f"{path}: {exc}"]) from exc
+    data = read_yaml(config_dir / "pipeline.yaml")
     return data if data is not None else {}
 
 

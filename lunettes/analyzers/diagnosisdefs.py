@@ -6,10 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from lunettes.analyzers.markers import Marker
-from lunettes.config.errors import ConfigError, Section, suggest
+from lunettes.config.errors import ConfigError, Section, read_yaml, suggest
 
 OWNERS = ("platform", "user")
 PSEUDO_STAGES = ("create", "lifecycle")
@@ -55,10 +53,7 @@ class DiagnosisConfig:
 
     @classmethod
     def load(cls, path: Path, stage_names: tuple[str, ...]) -> DiagnosisConfig:
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError([f"{path}: {exc}"]) from exc
+        data = read_yaml(path)
         return cls.parse(data, f"{path}:", stage_names)
 
     @classmethod

@@ -17,12 +17,8 @@ _STATES = ("waiting", "running", "terminated")
 
 
 def _names(section: Section, key: str, allowed: tuple[str, ...] = ()) -> frozenset[str] | None:
-    value = section.get(key, None, (str, list))
-    if value is None:
-        return None
-    items = [value] if isinstance(value, str) else value
-    if not all(isinstance(v, str) for v in items):
-        section.problem(key, "expected a string or a list of strings")
+    items = section.strings(key)
+    if items is None:
         return None
     bad = [v for v in items if allowed and v not in allowed]
     if bad:

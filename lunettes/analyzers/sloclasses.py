@@ -37,9 +37,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from lunettes.config.errors import ConfigError, Section, suggest
+from lunettes.config.errors import ConfigError, Section, read_yaml, suggest
 from lunettes.model.quantity import parse_quantity
 from lunettes.model.spec import ContainerSpec, PodSpecSummary
 
@@ -133,10 +131,7 @@ class SLOConfig:
     @classmethod
     def load(cls, path: Path) -> SLOConfig:
         """Read and validate an SLO file; every problem is reported at once."""
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError([f"{path}: {exc}"]) from exc
+        data = read_yaml(path)
         return cls.parse(data, str(path))
 
     @classmethod
@@ -214,23 +209,12 @@ def _predicates(match: Section) -> tuple[Predicate, ...]:
     return tuple(out)
 
 
-def _strings(match: Section, key: str) -> list[str] | None:
-    value = match.get(key, None, (str, list))
-    if value is None:
-        return None
-    values = [value] if isinstance(value, str) else value
-    if not all(isinstance(v, str) for v in values):
-        match.problem(key, "expected a string or a list of strings")
-        return None
-    return values
-
-
 def _spec_only(test: Callable[[PodSpecSummary], bool]) -> Predicate:
     return lambda namespace, spec: spec is not None and test(spec)
 
 
 def _namespaces(match: Section, key: str) -> Predicate | None:
-    patterns = _strings(match, key)
+    patterns = match.strings(key)
     if patterns is None:
         return None
     return lambda namespace, spec: any(fnmatch.fnmatchcase(namespace, p) for p in patterns)
@@ -258,7 +242,7 @@ def _labels(match: Section, key: str) -> Predicate | None:
 
 def _named(attribute: str) -> Callable[[Section, str], Predicate | None]:
     def reader(match: Section, key: str) -> Predicate | None:
-        values = _strings(match, key)
+        values = match.strings(key)
         if values is None:
             return None
         names = {"" if v == "none" else v for v in values}
@@ -324,7 +308,7 @@ def _count(attribute: str) -> Callable[[Section, str], Predicate | None]:
 
 
 def _volume_kinds(match: Section, key: str) -> Predicate | None:
-    kinds = _strings(match, key)
+    kinds = match.strings(key)
     if kinds is None:
         return None
     for kind in kinds:
@@ -335,7 +319,7 @@ def _volume_kinds(match: Section, key: str) -> Predicate | None:
 
 
 def _extended_resources(match: Section, key: str) -> Predicate | None:
-    patterns = _strings(match, key)
+    patterns = match.strings(key)
     if patterns is None:
         return None
     return _spec_only(lambda spec: any(fnmatch.fnmatchcase(r, p)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from lunettes.analyzers.markers import Instance, Marker
-from lunettes.config.errors import ConfigError, Section
+from lunettes.config.errors import ConfigError, Section, read_yaml
 from lunettes.model.hyperevent import HyperEvent
 from lunettes.model.spec import PodSpecSummary
 
@@ -53,10 +51,7 @@ class StageSet:
     @classmethod
     def load(cls, path: Path) -> StageSet:
         """Read and validate a stages file; every problem is reported at once."""
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError([f"{path}: {exc}"]) from exc
+        data = read_yaml(path)
         return cls.parse(data, str(path))
 
     @classmethod

@@ -1,5 +1,5 @@
 """Configuration loading and validation shared by every component factory."""
 
-from lunettes.config.errors import ConfigError, Section
+from lunettes.config.errors import ConfigError, Section, read_yaml
 
-__all__ = ["ConfigError", "Section"]
+__all__ = ["ConfigError", "Section", "read_yaml"]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 class ConfigError(ValueError):
@@ -13,6 +16,14 @@ class ConfigError(ValueError):
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content; an unreadable or malformed file is a ConfigError naming it."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError([f"{path}: {exc}"]) from exc
 
 
 def suggest(key: str, known: Iterable[str]) -> str:
@@ -72,6 +83,17 @@ class Section:
             self.problem(key, "missing (required)")
             return None
         return self.get(key, None, kind)
+
+    def strings(self, key: str) -> list[str] | None:
+        """A string or a list of strings as a list; None when absent or mistyped."""
+        value = self.get(key, None, (str, list))
+        if value is None:
+            return None
+        items = [value] if isinstance(value, str) else value
+        if not all(isinstance(v, str) for v in items):
+            self.problem(key, "expected a string or a list of strings")
+            return None
+        return items
 
     def sub(self, key: str) -> Section:
         """A nested section (an absent key gives an empty one)."""
