@@ -13,7 +13,7 @@ from lunettes.analyzers.dag import AnalyzerDAG
 from lunettes.analyzers.lifecycle import Lifecycle, LifecycleAnalyzer
 from lunettes.analyzers.stages import StagesAnalyzer
 from lunettes.config.errors import ConfigError, Section, read_yaml
-from lunettes.model.audit import AuditRecord
+from lunettes.model.audit import TICK_STAGE, AuditRecord
 from lunettes.model.record import PodRecord
 from lunettes.model.timeline import PodTimeline
 from lunettes.processors.dedupe import Deduplicator
@@ -187,20 +187,30 @@ class Pipeline:
             if len(batch) >= self.batch_size:
                 self._export(batch)
 
+        accept, push, add, advance = dedupe.accept, window.push, folder.add, folder.advance
         for record in records:
-            stats["records"] += 1
-            if self.newest_us is None or record.received_us > self.newest_us:
-                self.newest_us = record.received_us
-            if not dedupe.accept(record):
-                continue
-            for released in window.push(record):
-                folder.add(released)
-                now_us = max(now_us, released.received_us)
-                finish(folder.advance(released.received_us))
-        for released in window.flush():
-            folder.add(released)
-            now_us = max(now_us, released.received_us)
-            finish(folder.advance(released.received_us))
+            received = record.received_us
+            newest = self.newest_us
+            if newest is None or received > newest:
+                self.newest_us = received
+            if record.stage is TICK_STAGE:  # another worker's record: only the clock moves
+                released = push(record)
+            else:
+                stats["records"] += 1
+                if not accept(record):
+                    continue
+                released = push(record)
+            for item in released:
+                add(item)
+                if item.received_us > now_us:
+                    now_us = item.received_us
+                done = advance(item.received_us)
+                if done:
+                    finish(done)
+        for released_item in window.flush():
+            add(released_item)
+            now_us = max(now_us, released_item.received_us)
+            finish(folder.advance(released_item.received_us))
         finish(folder.drain())
         self._export(batch)
         for sink in self.sinks:

@@ -8,6 +8,7 @@ from typing import Any
 
 from lunettes.analyzers.diagnosisdefs import CodeDef, DiagnosisConfig, RuleDef
 from lunettes.analyzers.lifecycle import Lifecycle
+from lunettes.analyzers.markers import Alternative, EventKey, event_key
 from lunettes.analyzers.stagedefs import StageSet
 from lunettes.config.errors import Section
 from lunettes.model.hyperevent import HyperEvent
@@ -103,6 +104,9 @@ class DiagnosisAnalyzer:
         self.config = config
         self.stages_input = stages_input
         self.lifecycle_input = lifecycle_input
+        # For each event key, the rules that can match such an event, with their
+        # alternatives that can: an event tries a handful of rules, not all (filled lazily).
+        self._candidates: dict[EventKey, list[tuple[int, RuleDef, tuple[Alternative, ...]]]] = {}
 
     @classmethod
     def from_config(cls, name: str, section: Section,
@@ -160,11 +164,21 @@ class DiagnosisAnalyzer:
     def _matches(self, event: HyperEvent, timeline: PodTimeline
                  ) -> list[tuple[int, RuleDef, dict[str, str], str]]:
         matches: list[tuple[int, RuleDef, dict[str, str], str]] = []
-        for index, rule in enumerate(self.config.rules):
-            if any(m[1].code == rule.code for m in matches):
+        key = event_key(event)
+        candidates = self._candidates.get(key)
+        if candidates is None:
+            if len(self._candidates) >= 4096:
+                self._candidates.clear()
+            candidates = [(i, rule, rule.match.candidates(key))
+                          for i, rule in enumerate(self.config.rules)
+                          if rule.match.candidates(key)]
+            self._candidates[key] = candidates
+        spec = timeline.spec
+        for index, rule, alternatives in candidates:
+            if matches and any(m[1].code == rule.code for m in matches):
                 continue  # one occurrence of a code per event: its earliest rule
-            for alt in rule.match.alternatives:
-                hits = alt.match(event, timeline.spec)
+            for alt in alternatives:
+                hits = alt.match(event, spec)
                 if not hits:
                     continue
                 captures = alt.captures(event) or {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lunettes.config.errors import Section
@@ -14,6 +14,18 @@ from lunettes.model.spec import PodSpecSummary
 Instance = tuple[str, str]
 _POD_LEVEL: list[Instance] = [("", "")]
 _STATES = ("waiting", "running", "terminated")
+# What decides which alternatives can match a HyperEvent: (op, reason, the types of the
+# conditions it changes, the states of the containers it changes, has a phase).
+EventKey = tuple[str, str, tuple[str, ...], tuple[str, ...], bool]
+_CACHE_LIMIT = 4096
+
+
+def event_key(event: HyperEvent) -> EventKey:
+    """The :data:`EventKey` of a HyperEvent."""
+    return (event.op, event.reason,
+            tuple([c.type for c in event.conditions]) if event.conditions else (),
+            tuple([c.state for c in event.containers]) if event.containers else (),
+            bool(event.phase))
 
 
 def _names(section: Section, key: str, allowed: tuple[str, ...] = ()) -> frozenset[str] | None:
@@ -146,6 +158,33 @@ class Alternative:
             return [(event.container, event.image)]
         return _POD_LEVEL
 
+    def possible_ops(self) -> frozenset[str]:
+        """The operations a HyperEvent can have and still match (for indexing)."""
+        ops = frozenset(OPS) if self.ops is None else self.ops
+        if self.reasons is not None or self.event_types is not None:
+            ops &= {"event"}
+        if self.pod_reasons is not None:
+            ops &= {"status"}
+        return ops
+
+    def could_match(self, key: EventKey) -> bool:
+        """False when no HyperEvent with this :func:`event_key` can match (a cheap
+        necessary condition: :meth:`match` decides)."""
+        op, reason, condition_types, container_states, has_phase = key
+        if (self.ops is not None or self.reasons is not None or self.event_types is not None
+                or self.pod_reasons is not None) and op not in self.possible_ops():
+            return False
+        if self.reasons is not None and reason not in self.reasons:
+            return False
+        if self.pod_reasons is not None and reason not in self.pod_reasons:
+            return False
+        if self.condition is not None and self.condition not in condition_types:
+            return False
+        if self.container_states is not None and self.container_states.isdisjoint(
+                container_states):
+            return False
+        return not (self.phases is not None and "" not in self.phases and not has_phase)
+
     def _message_matches(self, event: HyperEvent) -> bool:
         return self.captures(event) is not None
 
@@ -170,6 +209,19 @@ class Marker:
 
     alternatives: tuple[Alternative, ...]
     pick: str = "first"
+    _candidates: dict[EventKey, tuple[Alternative, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
+    """The alternatives that can match HyperEvents of each key, in order (filled lazily)."""
+
+    def candidates(self, key: EventKey) -> tuple[Alternative, ...]:
+        """The alternatives that can match a HyperEvent with this key, in order."""
+        found = self._candidates.get(key)
+        if found is None:
+            if len(self._candidates) >= _CACHE_LIMIT:
+                self._candidates.clear()
+            found = tuple(a for a in self.alternatives if a.could_match(key))
+            self._candidates[key] = found
+        return found
 
     @classmethod
     def from_config(cls, value: Any, path: str, problems: list[str]) -> Marker:
@@ -195,7 +247,19 @@ class Marker:
 
     def match(self, event: HyperEvent, spec: PodSpecSummary | None) -> list[Instance]:
         """Every instance any alternative matches for (may repeat)."""
+        return self.match_keyed(event, event_key(event), spec)
+
+    def match_keyed(self, event: HyperEvent, key: EventKey,
+                    spec: PodSpecSummary | None) -> list[Instance]:
+        """:meth:`match` with the event's :func:`event_key` computed once by the caller."""
+        alternatives = self._candidates.get(key)
+        if alternatives is None:
+            alternatives = self.candidates(key)
+        if not alternatives:
+            return []
+        if len(alternatives) == 1:
+            return alternatives[0].match(event, spec)
         hits: list[Instance] = []
-        for alt in self.alternatives:
+        for alt in alternatives:
             hits.extend(alt.match(event, spec))
         return hits

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from lunettes.analyzers.markers import EventKey, Instance, event_key
 from lunettes.analyzers.stagedefs import StageDef, StageSet
 from lunettes.config.errors import Section
 from lunettes.model.hyperevent import HyperEvent
 from lunettes.model.record import SpanEvent, Stage
+from lunettes.model.spec import PodSpecSummary
 from lunettes.model.timeline import PodTimeline
 from lunettes.registry import BuildContext
+
+# Per stage: the (event index, instances) its start marker matched, and its end marker's.
+_Hits = tuple[list[tuple[int, list[Instance]]], list[tuple[int, list[Instance]]]]
+_Match = Callable[[HyperEvent, EventKey, PodSpecSummary | None], list[Instance]]
 
 
 class StagesAnalyzer:
@@ -23,6 +29,7 @@ class StagesAnalyzer:
     def __init__(self, stage_set: StageSet, name: str = "stages") -> None:
         self.name = name
         self.stage_set = stage_set
+        self._plans: dict[EventKey, list[tuple[int, int, _Match]]] = {}
 
     @classmethod
     def from_config(cls, name: str, section: Section, context: BuildContext) -> StagesAnalyzer:
@@ -34,51 +41,86 @@ class StagesAnalyzer:
         events = timeline.ordered()
         if not events:
             return []
+        definitions = self.stage_set.stages
+        hits = self._hits(events, timeline)
         # Partial timelines (creation not in the log): the root starts at first sight.
-        stages = self._spans(self.stage_set.root, events, timeline, fallback_start=0)
-        for definition in self.stage_set.stages[1:]:
-            stages.extend(self._spans(definition, events, timeline))
+        stages = _spans(definitions[0], *hits[0], events, fallback_start=0)
+        for definition, (starts, ends) in zip(definitions[1:], hits[1:], strict=True):
+            stages.extend(_spans(definition, starts, ends, events))
         root = stages[0]
         for stage in stages[1:]:
             stage.parent = root.name
         _attach_warnings(stages, events)
         return stages
 
-    def _spans(self, stage: StageDef, events: list[HyperEvent], timeline: PodTimeline,
-               fallback_start: int | None = None) -> list[Stage]:
-        """One Stage per instance whose start marker matched.
-
-        With ``pick: last`` the start is the latest of each hit's first match (for
-        readiness: the moment the last container was first known started) before the end.
-        """
+    def _hits(self, events: list[HyperEvent], timeline: PodTimeline) -> list[_Hits]:
+        """One pass over the events: for each stage, the (index, instances) its start and
+        its end marker matched, in event order. Only markers with alternatives that can
+        match an event of that key are tried (see :meth:`Marker.candidates`)."""
         spec = timeline.spec
-        starts: dict[str, list[int]] = {}
-        firsts: dict[str, dict[str, int]] = {}  # instance -> container (or image) -> index
-        ends: dict[str, list[int]] = {}
+        out: list[_Hits] = [([], []) for _ in self.stage_set.stages]
+        plans = self._plans
         for index, event in enumerate(events):
-            for hit in stage.start.match(event, spec):
-                instance = stage.instance(hit)
-                if _note(starts, instance, index, stage.per):
-                    firsts.setdefault(instance, {}).setdefault(hit[0] or hit[1], index)
-            for hit in stage.end.match(event, spec):
-                _note(ends, stage.instance(hit), index, stage.per)
-        if not starts and fallback_start is not None:
-            starts[""] = [fallback_start]
-        out = []
-        for instance, start_indices in starts.items():
-            end_indices = ends.get(instance, [])
-            start = start_indices[0]
-            end = next((i for i in end_indices if i >= start), None)
-            if stage.start.pick == "last":
-                start = max(i for i in firsts[instance].values() if end is None or i <= end)
-            if end is not None and stage.end.pick == "last":
-                end = end_indices[-1]
-            out.append(Stage(
-                name=stage.name, owner=stage.owner, start_us=events[start].time_us,
-                end_us=None if end is None else events[end].time_us, instance=instance,
-                instance_kind=stage.per,
-            ))
+            key = event_key(event)
+            plan = plans.get(key)
+            if plan is None:
+                plan = self._plan(key)
+            for stage_index, side, match in plan:
+                matched = match(event, key, spec)
+                if matched:
+                    out[stage_index][side].append((index, matched))
         return out
+
+    def _plan(self, key: EventKey) -> list[tuple[int, int, _Match]]:
+        """The (stage index, 0 for start or 1 for end, marker) to try for events of
+        ``key``."""
+        if len(self._plans) >= 4096:
+            self._plans.clear()
+        plan: list[tuple[int, int, _Match]] = [(i, side, marker.match_keyed)
+                for i, stage in enumerate(self.stage_set.stages)
+                for side, marker in enumerate((stage.start, stage.end))
+                if marker.candidates(key)]
+        self._plans[key] = plan
+        return plan
+
+
+def _spans(stage: StageDef, start_hits: list[tuple[int, list[Instance]]],
+           end_hits: list[tuple[int, list[Instance]]], events: list[HyperEvent],
+           fallback_start: int | None = None) -> list[Stage]:
+    """One Stage per instance whose start marker matched.
+
+    With ``pick: last`` the start is the latest of each hit's first match (for
+    readiness: the moment the last container was first known started) before the end.
+    """
+    starts: dict[str, list[int]] = {}
+    firsts: dict[str, dict[str, int]] = {}  # instance -> container (or image) -> index
+    ends: dict[str, list[int]] = {}
+    per = stage.per
+    for index, matched in start_hits:
+        for hit in matched:
+            instance = stage.instance(hit)
+            if _note(starts, instance, index, per):
+                firsts.setdefault(instance, {}).setdefault(hit[0] or hit[1], index)
+    for index, matched in end_hits:
+        for hit in matched:
+            _note(ends, stage.instance(hit), index, per)
+    if not starts and fallback_start is not None:
+        starts[""] = [fallback_start]
+    out = []
+    for instance, start_indices in starts.items():
+        end_indices = ends.get(instance, [])
+        start = start_indices[0]
+        end = next((i for i in end_indices if i >= start), None)
+        if stage.start.pick == "last":
+            start = max(i for i in firsts[instance].values() if end is None or i <= end)
+        if end is not None and stage.end.pick == "last":
+            end = end_indices[-1]
+        out.append(Stage(
+            name=stage.name, owner=stage.owner, start_us=events[start].time_us,
+            end_us=None if end is None else events[end].time_us, instance=instance,
+            instance_kind=per,
+        ))
+    return out
 
 
 def _note(found: dict[str, list[int]], instance: str, index: int, per: str) -> bool:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+TICK_STAGE = "lunettes:tick"
+"""The stage of a clock tick (see :func:`tick`); compared by identity, never read from JSON."""
+
 
 @dataclass(slots=True)
 class AuditRecord:
@@ -40,3 +43,10 @@ class AuditRecord:
     def succeeded(self) -> bool:
         """True when the API server accepted the request (2xx, or no status recorded)."""
         return self.code == 0 or 200 <= self.code < 300
+
+
+def tick(received_us: int) -> AuditRecord:
+    """A clock tick: a final record of another partition's (``--workers``), carrying only
+    its time. It advances the audit clock (reorder window, pod timeouts) exactly as the
+    record would have, and is neither counted nor folded."""
+    return AuditRecord("", TICK_STAGE, "", received_us)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 # Operation kinds a HyperEvent can carry; stage markers match on these names.
 OPS = ("create", "bind", "status", "update", "delete", "evict", "event")
+_NO_EXTRA: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(slots=True, frozen=True)
@@ -73,4 +76,6 @@ class HyperEvent:
     container: str = ""
     init: bool = False
     image: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: Mapping[str, str] = field(default_factory=lambda: _NO_EXTRA)
+    """More facts by name (read-only; one shared empty mapping by default, so that a Pod in
+    flight does not pay a dict per HyperEvent)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 _VOLUME_KINDS = (
@@ -41,6 +42,8 @@ class PodSpecSummary:
     readiness_gates: tuple[str, ...] = ()
     restart_policy: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    """Shared between Pods with the same labels: read-only (as are containers' requests and
+    limits)."""
     has_affinity: bool = False
     has_pod_anti_affinity: bool = False
 
@@ -69,17 +72,17 @@ class PodSpecSummary:
             containers=tuple(_container(c) for c in spec.get("containers") or ()),
             init_containers=tuple(_container(c) for c in spec.get("initContainers") or ()),
             volumes=tuple(_volume(v) for v in spec.get("volumes") or ()),
-            node_name=spec.get("nodeName") or "",
-            scheduler_name=spec.get("schedulerName") or "",
-            owner_kind=owner.get("kind") or "",
-            owner_name=owner.get("name") or "",
+            node_name=_text(spec.get("nodeName") or ""),
+            scheduler_name=_text(spec.get("schedulerName") or ""),
+            owner_kind=_text(owner.get("kind") or ""),
+            owner_name=_text(owner.get("name") or ""),
             priority=spec.get("priority"),
             priority_class_name=spec.get("priorityClassName") or "",
             readiness_gates=tuple(
                 g.get("conditionType", "") for g in spec.get("readinessGates") or ()
             ),
-            restart_policy=spec.get("restartPolicy") or "Always",
-            labels=dict(meta.get("labels") or {}),
+            restart_policy=_text(spec.get("restartPolicy") or "Always"),
+            labels=shared_dict(meta.get("labels") or {}),
             has_affinity=bool(affinity.get("nodeAffinity") or affinity.get("podAffinity")),
             has_pod_anti_affinity=bool(affinity.get("podAntiAffinity")),
         )
@@ -102,13 +105,35 @@ class PodSpecSummary:
         }
 
 
+_DICTS: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+_SHARED_LIMIT = 1 << 16
+
+
+def shared_dict(items: dict[Any, Any]) -> dict[str, str]:
+    """A str -> str dict of ``items``, one object shared by every Pod with the same contents
+    (labels, requests and limits repeat across the Pods of a workload; a Pod in flight then
+    costs a reference). Treat it as read-only."""
+    key = tuple([(str(k), str(v)) for k, v in items.items()])
+    found = _DICTS.get(key)
+    if found is None:
+        if len(_DICTS) >= _SHARED_LIMIT:
+            _DICTS.clear()
+        found = _DICTS[key] = {intern(k): intern(v) for k, v in key}
+    return found
+
+
+def _text(value: Any) -> Any:
+    """Interned when a string: names, images, labels repeat across Pods in flight."""
+    return intern(value) if type(value) is str else value
+
+
 def _container(c: dict[str, Any]) -> ContainerSpec:
     resources = c.get("resources") or {}
     return ContainerSpec(
-        name=c.get("name") or "",
-        image=c.get("image") or "",
-        requests={k: str(v) for k, v in (resources.get("requests") or {}).items()},
-        limits={k: str(v) for k, v in (resources.get("limits") or {}).items()},
+        name=_text(c.get("name") or ""),
+        image=_text(c.get("image") or ""),
+        requests=shared_dict(resources.get("requests") or {}),
+        limits=shared_dict(resources.get("limits") or {}),
         readiness_probe="readinessProbe" in c,
         liveness_probe="livenessProbe" in c,
         startup_probe="startupProbe" in c,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from sys import intern
 from typing import Any
 
 from lunettes.model.hyperevent import ConditionChange, ContainerChange
@@ -13,15 +15,40 @@ _IMAGE = re.compile(r'[Ii]mage "([^"]+)"')
 _DENIED_NAME = re.compile(r'^\w+ "([^"]+)"')
 
 
+# Strings that repeat across Pods (condition types and statuses, reasons, container names,
+# images, node names...) are interned: a Pod in flight then holds references, not copies
+# (each decoded JSON string is a new object). Unique texts (messages) are kept as read.
+def _text(value: Any) -> str:
+    """An interned string of a body value (None and missing as "")."""
+    return intern(value) if type(value) is str else intern(str(value))
+
+
+_CONDITIONS: dict[tuple[Any, str, str, str], ConditionChange] = {}
+_CONTAINERS: dict[tuple[Any, ...], ContainerChange] = {}
+_SHARED_LIMIT = 1 << 16
+
+
+def _condition(kind: Any, status: str, reason: str, message: str) -> ConditionChange:
+    """The ConditionChange of these values, one object shared by every Pod (frozen)."""
+    key = (kind, status, reason, message)
+    change = _CONDITIONS.get(key)
+    if change is None:
+        if len(_CONDITIONS) >= _SHARED_LIMIT:
+            _CONDITIONS.clear()
+        change = _CONDITIONS[key] = ConditionChange(_text(kind), status, reason, message)
+    return change
+
+
+@lru_cache(maxsize=4096)
 def component(username: str) -> tuple[str, str]:
     """(component, node) of an audit user: kubelet of a node, the scheduler, a controller."""
     if username.startswith("system:node:"):
-        return "kubelet", username[len("system:node:"):]
+        return "kubelet", intern(username[len("system:node:"):])
     if username == "system:kube-scheduler":
         return "kube-scheduler", ""
     if username.startswith("system:serviceaccount:kube-system:"):
-        return username.rsplit(":", 1)[1], ""
-    return username, ""
+        return intern(username.rsplit(":", 1)[1]), ""
+    return intern(username), ""
 
 
 def meta(body: dict[str, Any] | None) -> dict[str, Any]:
@@ -42,8 +69,10 @@ def denied_name(message: str) -> str:
 class PodState:
     """What the folder last knew of a Pod's status, to keep only changes."""
 
-    conditions: dict[str, tuple[str, str, str]] = field(default_factory=dict)
-    containers: dict[tuple[bool, str], tuple[str, str, int, bool]] = field(default_factory=dict)
+    conditions: dict[str, ConditionChange] = field(default_factory=dict)
+    """The last change of each condition type (the very objects the HyperEvents hold)."""
+    containers: dict[tuple[bool, str], ContainerChange] = field(default_factory=dict)
+    """The last change of each (init, name) container."""
     phase: str = ""
     pod_ip: str = ""
     reason: tuple[str, str] = ("", "")
@@ -58,23 +87,27 @@ class PodState:
         for cond in status.get("conditions") or ():
             if not isinstance(cond, dict) or "type" not in cond:
                 continue
-            key = (str(cond.get("status", "")), str(cond.get("reason") or ""),
-                   str(cond.get("message") or ""))
-            if self.conditions.get(cond["type"]) != key:
-                self.conditions[cond["type"]] = key
-                conditions.append(ConditionChange(cond["type"], *key))
+            key = (_text(cond.get("status", "")), _text(cond.get("reason") or ""),
+                   _text(cond.get("message") or ""))
+            kind = cond["type"]
+            known = self.conditions.get(kind)
+            if known is None or (known.status, known.reason, known.message) != key:
+                updated = _condition(kind, *key)
+                self.conditions[updated.type] = updated
+                conditions.append(updated)
         containers = []
         for init, list_key in ((True, "initContainerStatuses"), (False, "containerStatuses")):
             for cs in status.get(list_key) or ():
                 change = _container_change(cs, init) if isinstance(cs, dict) else None
                 if change is None:
                     continue
-                state = (change.state, change.reason, change.restart_count, change.ready)
-                old = self.containers.get((init, change.name))
-                if old == state:
+                state = (change.state, change.reason, change.restart_count)
+                last = self.containers.get((init, change.name))
+                old = None if last is None else (last.state, last.reason, last.restart_count)
+                if old == state and last is not None and last.ready == change.ready:
                     continue
-                self.containers[(init, change.name)] = state
-                if old is not None and old[:3] == state[:3]:  # only readiness flipped
+                self.containers[(init, change.name)] = change
+                if old == state:  # only readiness flipped
                     change = replace(change, transition=False)
                 restarted = old is not None and change.restart_count > old[2]
                 ended = _last_terminated(cs, change)
@@ -82,7 +115,7 @@ class PodState:
                         "terminated"):
                     containers.append(ended)  # the run that ended before this restart
                 containers.append(change)
-        phase = str(status.get("phase") or "")
+        phase = _text(status.get("phase") or "")
         if phase == self.phase:
             phase = ""
         elif phase:
@@ -122,17 +155,20 @@ def _container_change(cs: dict[str, Any], init: bool) -> ContainerChange | None:
         return None
     detail = state[kind] if isinstance(state[kind], dict) else {}
     exit_code = detail.get("exitCode") if kind == "terminated" else None
-    return ContainerChange(
-        name=str(cs.get("name", "")),
-        init=init,
-        state=kind,
-        reason=str(detail.get("reason") or ""),
-        message=str(detail.get("message") or ""),
-        exit_code=exit_code if isinstance(exit_code, int) else None,
-        restart_count=int(cs.get("restartCount") or 0),
-        ready=bool(cs.get("ready")),
-        image=str(cs.get("image") or ""),
-    )
+    key = (str(cs.get("name", "")), init, kind, str(detail.get("reason") or ""),
+           str(detail.get("message") or ""),
+           exit_code if isinstance(exit_code, int) else None,
+           int(cs.get("restartCount") or 0), bool(cs.get("ready")),
+           str(cs.get("image") or ""))
+    change = _CONTAINERS.get(key)
+    if change is None:  # one object shared by every Pod with the same values (frozen)
+        if len(_CONTAINERS) >= _SHARED_LIMIT:
+            _CONTAINERS.clear()
+        change = _CONTAINERS[key] = ContainerChange(
+            name=intern(key[0]), init=init, state=kind, reason=intern(key[3]),
+            message=key[4], exit_code=key[5], restart_count=key[6], ready=key[7],
+            image=intern(key[8]))
+    return change
 
 
 @dataclass(slots=True)
@@ -162,22 +198,25 @@ def event_facts(body: dict[str, Any], previous: EventFacts | None = None) -> Eve
     )
     about = body.get("involvedObject") or body.get("regarding")
     if isinstance(about, dict):
-        facts.kind = str(about.get("kind") or "")
-        facts.namespace = str(about.get("namespace") or "")
+        facts.kind = _text(about.get("kind") or "")
+        facts.namespace = _text(about.get("namespace") or "")
         facts.name = str(about.get("name") or "")
         facts.uid = str(about.get("uid") or "")
         path = _FIELD_PATH.search(str(about.get("fieldPath") or ""))
         if path:
-            facts.container, facts.init = path.group(2), path.group(1) == "initContainers"
-    for key in ("reason", "type"):
-        if isinstance(body.get(key), str):
-            setattr(facts, "event_type" if key == "type" else key, body[key])
+            facts.container = intern(path.group(2))
+            facts.init = path.group(1) == "initContainers"
+    reason, event_type = body.get("reason"), body.get("type")
+    if isinstance(reason, str):
+        facts.reason = intern(reason)
+    if isinstance(event_type, str):
+        facts.event_type = intern(event_type)
     text = body.get("message", body.get("note"))
     if isinstance(text, str):
         facts.message = text
         image = _IMAGE.search(text)
         if image:
-            facts.image = image.group(1)
+            facts.image = intern(image.group(1))
     series = body.get("series")
     count = series.get("count") if isinstance(series, dict) else body.get("count")
     if isinstance(count, int):
@@ -188,5 +227,5 @@ def event_facts(body: dict[str, Any], previous: EventFacts | None = None) -> Eve
     reporter = body.get("reportingController") or body.get("reportingComponent") or (
         source.get("component") if isinstance(source, dict) else "")
     if isinstance(reporter, str) and reporter:
-        facts.reporter = reporter
+        facts.reporter = intern(reporter)
     return facts

@@ -29,14 +29,17 @@ class Deduplicator:
         if record.stage not in FINAL_STAGES:
             self.stats["interim_stage"] += 1
             return False
-        if record.audit_id in self._seen:
+        audit_id, seen = record.audit_id, self._seen
+        if audit_id in seen:
             self.stats["duplicate"] += 1
             return False
-        self._seen.add(record.audit_id)
-        self._order.append((record.received_us, record.audit_id))
-        if record.received_us > self._newest:
-            self._newest = record.received_us
+        seen.add(audit_id)
+        received, order = record.received_us, self._order
+        order.append((received, audit_id))
+        if received > self._newest:
+            self._newest = received
         cutoff = self._newest - self.horizon_us
-        while self._order and self._order[0][0] < cutoff:
-            self._seen.discard(self._order.popleft()[1])
+        if order[0][0] < cutoff:
+            while order and order[0][0] < cutoff:
+                seen.discard(order.popleft()[1])
         return True

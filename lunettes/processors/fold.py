@@ -6,6 +6,7 @@ import heapq
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 from lunettes.model.audit import AuditRecord
@@ -36,7 +37,8 @@ class _Live:
     first_us: int = 0
     last_us: int = 0
     done_us: int | None = None
-    event_names: list[str] = field(default_factory=list)
+    event_names: tuple[str, ...] = ()
+    """Names of the Events about the Pod (a tuple: exact size, most Pods have a few)."""
 
 
 class Folder:
@@ -73,6 +75,7 @@ class Folder:
 
     def _start(self, uid: str, namespace: str, name: str, now_us: int, *,
                derived: bool = False, created: bool = False) -> _Live:
+        namespace = intern(namespace)
         timeline = PodTimeline(uid=uid, namespace=namespace, name=name, uid_derived=derived,
                                created_us=now_us if created else None)
         live = _Live(timeline, first_us=now_us, last_us=now_us)
@@ -194,7 +197,7 @@ class Folder:
             return
         if op == "bind":
             target = (record.request or {}).get("target") or {}
-            node = str(target.get("name") or "") if isinstance(target, dict) else ""
+            node = intern(str(target.get("name") or "")) if isinstance(target, dict) else ""
             live.timeline.node = node or live.timeline.node
             self._emit(live, record, "bind", node=node)
             return
@@ -222,9 +225,14 @@ class Folder:
             live = self._pod_by_event(record, facts)
             if live is None:
                 return
+            # the Event names the Pod with strings of its own: keep the timeline's
+            if facts.uid == live.timeline.uid:
+                facts.uid = live.timeline.uid
+            if facts.name == live.timeline.name:
+                facts.name = live.timeline.name
             if record.name:
                 self._events[key] = (live.timeline.uid, facts)
-                live.event_names.append(record.name)
+                live.event_names += (record.name,)
         else:
             known = self._events.get(key)
             if known is None:
@@ -257,14 +265,18 @@ class Folder:
         live = self.live.get(uid) if uid and suffix and len(suffix) >= 8 else None
         if live is not None:
             self._events[(record.namespace, record.name)] = (uid, EventFacts(kind="Pod"))
-            live.event_names.append(record.name)
+            live.event_names += (record.name,)
             self._emit(live, record, "event")
 
     # -- leaving memory -------------------------------------------------------------------
     def advance(self, now_us: int) -> list[PodTimeline]:
         """Final timelines whose linger or timeout has passed at audit time ``now_us``."""
-        out = []
+        out: list[PodTimeline] = []
         due = self._due
+        order = self._finished_order
+        if (not due or due[0][0] > now_us) and (
+                not order or order[0][0] + self.forget_us > now_us):
+            return out  # the common case: nothing due yet
         while due and due[0][0] <= now_us:
             when, uid = heapq.heappop(due)
             live = self.live.get(uid)

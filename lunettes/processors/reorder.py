@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
 from collections.abc import Iterator
+from heapq import heappop, heappush
 
-from lunettes.model.audit import AuditRecord
+from lunettes.model.audit import TICK_STAGE, AuditRecord
 
 
 class ReorderWindow:
@@ -15,7 +15,8 @@ class ReorderWindow:
 
     The audit clock (``watermark_us``) is the newest requestReceivedTimestamp seen. A record
     older than one already released is still passed on (and counted as ``late``): the
-    timeline sorts it into place as long as its Pod is still in flight.
+    timeline sorts it into place as long as its Pod is still in flight. Clock ticks (see
+    :func:`~lunettes.model.audit.tick`) move through the window like records.
     """
 
     def __init__(self, stats: Counter[str], window_us: int = 10_000_000) -> None:
@@ -26,25 +27,29 @@ class ReorderWindow:
         self._heap: list[tuple[int, int, AuditRecord]] = []
         self._seq = 0
 
-    def push(self, record: AuditRecord) -> Iterator[AuditRecord]:
-        """Add a record; yield the records that are now old enough to release."""
-        if record.received_us < self._released_us:
+    def push(self, record: AuditRecord) -> list[AuditRecord]:
+        """Add a record; return the records that are now old enough to release, in order."""
+        received = record.received_us
+        if received < self._released_us and record.stage is not TICK_STAGE:
             self.stats["late"] += 1
         self._seq += 1
-        heapq.heappush(self._heap, (record.received_us, self._seq, record))
-        if record.received_us > self.watermark_us:
-            self.watermark_us = record.received_us
-        cutoff = self.watermark_us - self.window_us
         heap = self._heap
+        heappush(heap, (received, self._seq, record))
+        if received > self.watermark_us:
+            self.watermark_us = received
+        cutoff = self.watermark_us - self.window_us
+        if heap[0][0] > cutoff:
+            return []
+        out = []
         while heap and heap[0][0] <= cutoff:
-            released = heapq.heappop(heap)[2]
-            self._released_us = released.received_us
-            yield released
+            out.append(heappop(heap)[2])
+        self._released_us = out[-1].received_us
+        return out
 
     def flush(self) -> Iterator[AuditRecord]:
         """Release everything held, in order (end of input)."""
         while self._heap:
-            released = heapq.heappop(self._heap)[2]
+            released = heappop(self._heap)[2]
             self._released_us = released.received_us
             yield released
 

@@ -40,11 +40,52 @@ def _body(obj: dict[str, Any], key: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+_EMPTY: dict[str, Any] = {}
+
+
 def decode_event(event: dict[str, Any], origin: str = "") -> AuditRecord:
     """Turn one audit.k8s.io Event (v1 or v1beta1) into an AuditRecord.
 
     Raises BadRecord for missing or mistyped fields and unparseable times.
     """
+    # Fast path: every field present with its type (as kube-apiserver writes them), checked
+    # inline. Anything else (nulls, missing or mistyped fields) takes the checked path below,
+    # which names the problem.
+    get = event.get
+    audit_id, stage, verb = get("auditID"), get("stage"), get("verb")
+    received = get("requestReceivedTimestamp")
+    ref, status, user = get("objectRef", _EMPTY), get("responseStatus", _EMPTY), get(
+        "user", _EMPTY)
+    if (type(ref) is dict and type(status) is dict and type(user) is dict
+            and type(audit_id) is str and type(stage) is str and type(verb) is str
+            and type(received) is str and received):
+        rget, sget = ref.get, status.get
+        resource, subresource = rget("resource", ""), rget("subresource", "")
+        namespace, name = rget("namespace", ""), rget("name", "")
+        api_group, object_uid = rget("apiGroup", ""), rget("uid", "")
+        code, message, reason = sget("code", 0), sget("message", ""), sget("reason", "")
+        username, user_agent, level = user.get("username", ""), get("userAgent", ""), get(
+            "level", "")
+        if (type(resource) is str and type(subresource) is str and type(namespace) is str
+                and type(name) is str and type(api_group) is str and type(object_uid) is str
+                and type(code) is int and type(message) is str and type(reason) is str
+                and type(username) is str and type(user_agent) is str
+                and type(level) is str):
+            try:
+                received_us = parse_time(received)
+            except ValueError as exc:
+                raise BadRecord("bad_timestamp", received) from exc
+            request, response = get("requestObject"), get("responseObject")
+            return AuditRecord(
+                audit_id, stage, verb, received_us, resource, subresource, namespace, name,
+                api_group, object_uid, code, message, reason, username, user_agent, level,
+                request if isinstance(request, dict) else None,
+                response if isinstance(response, dict) else None, origin)
+    return _decode_checked(event, origin)
+
+
+def _decode_checked(event: dict[str, Any], origin: str) -> AuditRecord:
+    """:func:`decode_event` field by field, raising BadRecord for the first problem."""
     received = _str(event, "requestReceivedTimestamp") or _str(event, "timestamp")
     if not received:
         raise BadRecord("missing_field:requestReceivedTimestamp")

@@ -14,8 +14,9 @@ import orjson
 import yaml
 
 from lunettes.model.audit import AuditRecord
-from lunettes.sources.decode import decode_document
+from lunettes.sources.decode import AUDIT_API_VERSIONS, decode_document, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
+from lunettes.sources.partition import Partition
 
 STDIN = "-"
 _YAML_SUFFIXES = (".yaml", ".yml")
@@ -90,13 +91,17 @@ class FileSource:
     """Yields AuditRecords from paths; bad lines are counted in ``bad`` with file:line.
 
     ``on_bytes`` (if given) is called with the number of bytes read, for progress bars.
+    With ``partition`` (one worker of several, see :mod:`lunettes.sources.partition`) it
+    yields only the records that worker owns, and clock ticks for the others' final records.
     """
 
     def __init__(self, paths: Iterable[str], bad: BadRecords | None = None,
-                 on_bytes: Callable[[int], None] | None = None) -> None:
+                 on_bytes: Callable[[int], None] | None = None,
+                 partition: Partition | None = None) -> None:
         self.paths = expand(paths)
         self.bad = bad if bad is not None else BadRecords()
         self.on_bytes = on_bytes
+        self.partition = partition
         self.lines = 0
 
     def __iter__(self) -> Iterator[AuditRecord]:
@@ -111,31 +116,62 @@ class FileSource:
             except OSError as exc:
                 self.bad.add("unreadable_file", name, str(exc))
 
-    def _emit(self, doc: Any, origin: str) -> Iterator[AuditRecord]:
+    def _emit(self, doc: Any, origin: str, whole: bool = False) -> Iterator[AuditRecord]:
+        """The records of a document; ``whole``: the partition routed it here entire."""
+        part = None if whole else self.partition
         for item in decode_document(doc, origin):
             if isinstance(item, BadRecord):
-                self.bad.add(item.reason, origin, str(item))
-            else:
+                if part is None or part.index == 0:  # counted once over all workers
+                    self.bad.add(item.reason, origin, str(item))
+            elif part is None:
                 yield item
+            else:
+                yield from part.filter(item, origin)
 
     def _json(self, stream: IO[bytes], name: str) -> Iterator[AuditRecord]:
         """JSON lines; a file that is one multi-line JSON document is read whole."""
         first_bad: list[bytes] = []
+        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        on_bytes, bad, part = self.on_bytes, self.bad, self.partition
+        versions = AUDIT_API_VERSIONS
         for number, raw in enumerate(stream, 1):
             self.lines += 1
-            if self.on_bytes:
-                self.on_bytes(len(raw))
+            if on_bytes:
+                on_bytes(len(raw))
+            routed = False
+            if part is not None:
+                owner, tick_record = part.route(raw, number)
+                if owner is None:  # not a plain audit Event line: route its records
+                    pass
+                elif owner != part.index:
+                    if tick_record is not None:
+                        yield tick_record
+                    continue
+                else:
+                    routed = True
             try:
-                doc = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
+                doc = loads(raw)
+            except decode_error as exc:
                 if not raw.strip():
                     continue
                 if number == 1 and raw.lstrip()[:1] in (b"{", b"["):
                     first_bad.append(raw)  # perhaps a pretty-printed document
                     break
-                self.bad.add("invalid_json", f"{name}:{number}", str(exc))
+                if part is None or routed or part.index == 0:
+                    bad.add("invalid_json", f"{name}:{number}", str(exc))
                 continue
-            yield from self._emit(doc, f"{name}:{number}")
+            # The common case, inline: one audit Event per line.
+            if (routed or part is None) and type(doc) is dict and doc.get("kind") == "Event" \
+                    and doc.get("apiVersion", "audit.k8s.io/v1") in versions:
+                origin = f"{name}:{number}"
+                try:
+                    record = decode_event(doc, origin)
+                except BadRecord as exc:
+                    bad.add(exc.reason, origin, str(exc))
+                    continue
+                yield record
+                continue
+            yield from self._emit(doc, f"{name}:{number}", whole=routed)
         if first_bad:
             text = first_bad[0] + stream.read()
             try:
