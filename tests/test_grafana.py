@@ -1,0 +1,484 @@
+"""The Grafana dashboards (grafana/) and the Prometheus rules (deploy/prometheus/).
+
+- The dashboard files are what grafana/generate.py writes, and their structure holds:
+  unique panel ids, datasources that are provisioned or datasource variables, every
+  variable defined, links that lead somewhere, Elasticsearch fields that lunettes maps.
+- End to end: a real Prometheus (Debian's package), configured from
+  deploy/prometheus/prometheus.yml with the rules loaded, scrapes a real ``lunettes serve``
+  that follows a log growing with the bundled sample. Every PromQL expression of the
+  dashboards and the rules must then return data, and every metric they name must be in
+  lunettes' exposition (or recorded by the rules).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from lunettes.model.ids import trace_id
+from lunettes.sinks.es_templates import DIAGNOSES, MAPPINGS, PODS
+
+pytest.importorskip("fastapi", reason="needs the serve extra")
+from test_serve import SAMPLE, free_port, lunettes_serve, need_prometheus, process, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+GRAFANA = ROOT / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+DATASOURCES = GRAFANA / "provisioning" / "datasources" / "lunettes.yaml"
+PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "lunettes.yaml"
+RULES = ROOT / "deploy" / "prometheus" / "lunettes-rules.yaml"
+PROM_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+
+# What the dashboards' variables become when their queries run here. `.*` stands for the
+# multi-value variables' "All"; windows are wide enough for a test that lasts seconds.
+SUBSTITUTIONS = {
+    "__rate_interval": "5m", "__interval": "1m", "__range": "1h",
+    "job": "lunettes", "namespace": ".*", "slo_class": ".*", "objective": "0.99",
+}
+GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range", "__value", "__data",
+                    "__url_time_range", "__all", "__field", "__series", "__from", "__to",
+                    "__dashboard", "__org", "__user", "__name"}
+VAR_RE = re.compile(r"\$\{([A-Za-z0-9_]+)(?:[.:][^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool",
+                   "and", "or", "unless", "offset", "inf", "nan", "atan2"}
+
+
+def load_dashboards() -> dict[str, dict[str, Any]]:
+    return {path.name: json.loads(path.read_text()) for path in DASHBOARDS}
+
+
+def provisioned() -> dict[str, dict[str, Any]]:
+    data = yaml.safe_load(DATASOURCES.read_text())
+    return {ds["uid"]: ds for ds in data["datasources"]}
+
+
+def all_panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in board["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def variables(board: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {var["name"]: var for var in board["templating"]["list"]}
+
+
+def referenced_vars(value: Any) -> set[str]:
+    """Every ``$var`` / ``${var}`` / ``${var:format}`` in any string inside ``value``."""
+    if isinstance(value, str):
+        return {a or b for a, b in VAR_RE.findall(value)}
+    if isinstance(value, dict):
+        return set().union(*map(referenced_vars, value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*map(referenced_vars, value)) if value else set()
+    return set()
+
+
+def substitute(expr: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = match[1] or match[2]
+        assert name in SUBSTITUTIONS, f"no test value for ${name} in {expr}"
+        return SUBSTITUTIONS[name]
+
+    return VAR_RE.sub(one, expr)
+
+
+# -- PromQL: expressions of the dashboards and rules --------------------------------------
+
+def dashboard_exprs() -> list[tuple[str, str]]:
+    """(where, PromQL) of every Prometheus target and query variable, substituted."""
+    found = []
+    for name, board in load_dashboards().items():
+        for panel in all_panels(board):
+            for target in panel.get("targets", []):
+                if "expr" in target:
+                    found.append((f"{name}: {panel['title']} [{target['refId']}]",
+                                  substitute(target["expr"])))
+        for var in board["templating"]["list"]:
+            query = var.get("query")
+            if var["type"] == "query" and isinstance(query, dict) and "query" in query:
+                # label_values(selector, label) lists the label's values of the selector's
+                # series: the same question in PromQL.
+                match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", query["query"])
+                assert match, f"{name}: ${var['name']}: unexpected query {query['query']}"
+                found.append((f"{name}: ${var['name']}",
+                              f"count by ({match[2]}) ({substitute(match[1])})"))
+    return found
+
+
+def split_top_level(expr: str, separators: re.Pattern[str]) -> list[str]:
+    """``expr`` cut at the separators that stand outside (), {}, [] and strings."""
+    parts, depth, start, i, quote = [], 0, 0, 0, ""
+    while i < len(expr):
+        c = expr[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "\"'`":
+            quote = c
+        elif c in "({[":
+            depth += 1
+        elif c in ")}]":
+            depth -= 1
+        elif depth == 0:
+            match = separators.match(expr, i)
+            if match:
+                parts.append(expr[start:i])
+                start = i = match.end()
+                continue
+        i += 1
+    parts.append(expr[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+COMPARISON = re.compile(r"\s+(?:and|or|unless)\s+|(?:==|!=|>=|<=|>|<)")
+NUMBER = re.compile(r"[0-9.eE+-]+")
+
+
+def rule_exprs() -> list[tuple[str, str]]:
+    """(where, PromQL) of every rule. An alert's condition is evaluated without its
+    thresholds: each side of its comparisons and ``and``s, numbers left out, so that data
+    is required even where the alert is (rightly) not firing."""
+    found = []
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            expr = " ".join(rule["expr"].split())
+            if "record" in rule:
+                found.append((f"record {rule['record']}", expr))
+                continue
+            operands = [p for p in split_top_level(expr, COMPARISON)
+                        if not NUMBER.fullmatch(p)]
+            assert operands, rule["alert"]
+            found += [(f"alert {rule['alert']} operand {i}", operand)
+                      for i, operand in enumerate(operands, 1)]
+    return found
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names an expression selects (functions, keywords, label matchers,
+    grouping labels and durations left out)."""
+    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        word, rest = match[0], text[match.end():].lstrip()
+        if rest.startswith("(") or word.lower() in PROMQL_KEYWORDS:
+            continue
+        if re.fullmatch(r"\d*[eE]\d*", word):
+            continue
+        names.add(word)
+    return names
+
+
+def test_promql_helpers() -> None:
+    assert split_top_level('a{x=~"a|b"} > 0.5 and (b > 2)', COMPARISON) == [
+        'a{x=~"a|b"}', "0.5", "(b > 2)"]
+    assert split_top_level("sum(x) / (y + z) > 0.01", COMPARISON) == [
+        "sum(x) / (y + z)", "0.01"]
+    assert metric_names('histogram_quantile(0.9, sum by (le, stage) (rate(a_bucket{job=~"'
+                        '$job", stage!="x"}[5m]))) / on() b:rec or vector(0)') == {
+        "a_bucket", "b:rec"}
+    assert substitute("rate(x{namespace=~\"$namespace\"}[$__rate_interval])") == (
+        'rate(x{namespace=~".*"}[5m])')
+    assert referenced_vars({"a": ["${uid_1}${uid_2}", "$api_url/x ${__value.raw}"]}) == {
+        "uid_1", "uid_2", "api_url", "__value"}
+
+
+# -- structure --------------------------------------------------------------------------
+
+def test_dashboard_files_are_what_the_generator_writes() -> None:
+    spec = importlib.util.spec_from_file_location("grafana_generate", GRAFANA / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rendered = module.render()
+    assert sorted(rendered) == [p.name for p in DASHBOARDS]
+    stale = [name for name, text in rendered.items()
+             if (GRAFANA / "dashboards" / name).read_text() != text]
+    assert not stale, f"out of date: {stale}; run python3 grafana/generate.py"
+
+
+def test_dashboards_are_valid_models() -> None:
+    boards = load_dashboards()
+    assert {b["title"] for b in boards.values()} == {
+        "Pod delivery SLO", "Pod delivery trace", "Diagnosis"}
+    assert len({b["uid"] for b in boards.values()}) == len(boards)
+    for name, board in boards.items():
+        assert board["schemaVersion"] >= 36, name
+        assert board["uid"] and len(board["uid"]) <= 40, name
+        ids = [p["id"] for p in all_panels(board)]
+        assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids"
+        for panel in all_panels(board):
+            grid = panel["gridPos"]
+            assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24 and grid["h"] > 0, panel
+            if panel["type"] == "row":
+                continue
+            assert panel["title"] and panel["targets"], f"{name}: {panel.get('title')}"
+            assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"])
+
+
+def check_datasource(ref: dict[str, Any], board: dict[str, Any], where: str) -> None:
+    sources, board_vars = provisioned(), variables(board)
+    uid, kind = ref["uid"], ref["type"]
+    match = re.fullmatch(r"\$\{(\w+)\}|\$(\w+)", uid)
+    if match is None:
+        assert uid in sources and sources[uid]["type"] == kind, f"{where}: {ref}"
+        return
+    var = board_vars.get(match[1] or match[2])
+    assert var is not None and var["type"] == "datasource", f"{where}: {ref}"
+    assert var["query"] == kind, f"{where}: {ref} is not a {kind} variable"
+    regex = var.get("regex") or ""
+    pattern = re.compile(regex.strip("/")) if regex else None
+    candidates = [ds for ds in sources.values() if ds["type"] == kind
+                  and (pattern is None or pattern.search(ds["name"]))]
+    assert candidates, f"{where}: no provisioned {kind} datasource for ${var['name']}"
+    assert var["current"]["value"] in {ds["uid"] for ds in candidates}, where
+
+
+def test_every_datasource_is_provisioned_or_a_datasource_variable() -> None:
+    for name, board in load_dashboards().items():
+        for panel in all_panels(board):
+            if panel["type"] == "row":
+                continue
+            where = f"{name}: {panel['title']}"
+            check_datasource(panel["datasource"], board, where)
+            for target in panel["targets"]:
+                assert target.get("datasource", panel["datasource"]) == panel["datasource"]
+        for var in board["templating"]["list"]:
+            if var["type"] == "query":
+                check_datasource(var["datasource"], board, f"{name}: ${var['name']}")
+
+
+def test_every_variable_is_defined_and_links_lead_somewhere() -> None:
+    boards = load_dashboards()
+    by_uid = {b["uid"]: b for b in boards.values()}
+    for name, board in boards.items():
+        defined = set(variables(board))
+        used = referenced_vars(board["panels"]) | referenced_vars(board["links"]) | (
+            referenced_vars(board["templating"]["list"]))
+        assert used - defined - GRAFANA_BUILTINS == set(), name
+        for url in re.findall(r'"url": "([^"]*)"', json.dumps(board)):
+            if not url or url.startswith("$"):
+                continue
+            match = re.match(r"/d/([\w-]+)/[\w-]+(?:\?(.*))?$", url)
+            assert match, f"{name}: link {url} is neither a dashboard nor a variable URL"
+            target = by_uid[match[1]]
+            params = re.findall(r"var-(\w+)=", match[2] or "")
+            assert set(params) <= set(variables(target)), url
+
+
+def test_no_credentials_or_cluster_names() -> None:
+    for name, board in load_dashboards().items():
+        text = json.dumps(board).lower()
+        for word in ("password", "apikey", "api_key", "basicauth", "token", "secret"):
+            assert word not in text, f"{name} mentions {word}"
+        hosts = set(re.findall(r"https?://([^/\"$:]+)", text))
+        assert hosts <= {"localhost"}, f"{name}: hard-coded hosts {hosts}"
+
+
+def mapped(family: str, path: str) -> bool:
+    props = MAPPINGS[family]["properties"]
+    for part in path.split("."):
+        if part not in props:
+            return False
+        node = props[part]
+        props = node.get("properties", {})
+    return True
+
+
+def test_elasticsearch_fields_are_mapped_by_lunettes() -> None:
+    """Every field a dashboard shows, filters or aggregates on is in the index template
+    the Elasticsearch sink installs, so it is indexed (templates are dynamic: false)."""
+    families = {"lunettes-es-pods": PODS, "lunettes-es-diagnoses": DIAGNOSES,
+                "${es_pods}": PODS, "${es_diagnoses}": DIAGNOSES}
+    checked = 0
+    for name, board in load_dashboards().items():
+        items: list[tuple[str, dict[str, Any], str]] = []
+        for panel in all_panels(board):
+            if panel.get("datasource", {}).get("type") != "elasticsearch":
+                continue
+            family = families[panel["datasource"]["uid"]]
+            for target in panel["targets"]:
+                items.append((family, target, panel["title"]))
+            for t in panel.get("transformations", []):
+                for column in t["options"].get("includeByName", {}):
+                    assert mapped(family, column), f"{name}: {panel['title']}: {column}"
+                    checked += 1
+        for var in board["templating"]["list"]:
+            if var["type"] == "query" and var["datasource"]["type"] == "elasticsearch":
+                query = json.loads(var["query"])
+                items.append((families[var["datasource"]["uid"]], query, var["name"]))
+                assert mapped(families[var["datasource"]["uid"]], query["field"])
+        for family, target, where in items:
+            fields = [agg["field"] for agg in target.get("bucketAggs", [])]
+            fields += re.findall(r"([\w.]+):", target.get("query", ""))
+            for field in fields:
+                assert mapped(family, field), f"{name}: {where}: {field} not mapped"
+                checked += 1
+            if "timeField" in target:
+                assert mapped(family, target["timeField"])
+    assert checked > 20
+
+
+def test_trace_query_is_the_pod_uid_without_dashes() -> None:
+    """Grafana joins five hidden variables, each the regex capture of the selected UID."""
+    board = load_dashboards()["lunettes-pod-trace.json"]
+    board_vars = variables(board)
+    traces = [p for p in all_panels(board) if p["type"] == "traces"]
+    assert len(traces) == 1 and traces[0]["datasource"]["type"] == "jaeger"
+    query = traces[0]["targets"][0]["query"]
+    assert "queryType" not in traces[0]["targets"][0]  # a trace id lookup, not a search
+    for pod_uid in (str(uuid.uuid4()), "0a1b2c3d-4e5f-6789-abcd-ef0123456789"):
+        def capture(match: re.Match[str], uid: str = pod_uid) -> str:
+            regex = board_vars[match[1]]["regex"].strip("/")
+            found = re.search(regex, uid)
+            assert found, (regex, uid)
+            return found[1]
+
+        assert re.sub(r"\$\{(uid_\d)\}", capture, query) == trace_id(pod_uid).hex()
+    for i in range(1, 6):
+        assert board_vars[f"uid_{i}"]["hide"] == 2  # hidden from the user
+
+
+def test_provisioning() -> None:
+    sources = provisioned()
+    assert {ds["type"] for ds in sources.values()} == {"prometheus", "jaeger",
+                                                       "elasticsearch"}
+    for ds in sources.values():
+        assert re.fullmatch(r"\$\{[A-Z_]+\}", ds["url"]), ds  # from the environment
+    indices = {ds["jsonData"]["index"] for ds in sources.values()
+               if ds["type"] == "elasticsearch"}
+    assert indices == {"lunettes-pods-*", "lunettes-diagnoses-*"}
+    providers = yaml.safe_load(PROVIDERS.read_text())["providers"]
+    assert [p["type"] for p in providers] == ["file"]
+
+
+# -- end to end: every query against a real Prometheus scraping lunettes serve -----------
+
+@contextmanager
+def prometheus_with_rules(tmp: Path, target: str) -> Iterator[str]:
+    """A real Prometheus started from deploy/prometheus/prometheus.yml, scraping and
+    evaluating every second, its lunettes job pointed at ``target``."""
+    need_prometheus()
+    config = yaml.safe_load(PROM_CONFIG.read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [str(PROM_CONFIG.parent / f) for f in config["rule_files"]]
+    jobs = [job for job in config["scrape_configs"] if job["job_name"] == "lunettes"]
+    assert len(jobs) == 1
+    jobs[0]["static_configs"] = [{"targets": [target]}]
+    config["scrape_configs"] = jobs
+    path = tmp / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    with process(["prometheus", f"--config.file={path}",
+                  f"--storage.tsdb.path={tmp / 'prometheus-data'}",
+                  f"--web.listen-address=127.0.0.1:{port}"], tmp / "prometheus.log",
+                 tmp) as proc:
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            assert proc.poll() is None, (tmp / "prometheus.log").read_text()[-3000:]
+            return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
+
+        wait_for(ready, "Prometheus to be ready", 60)
+        yield url
+
+
+def instant(url: str, promql: str, at: float | None = None) -> tuple[str, list[Any]]:
+    params: dict[str, Any] = {"query": promql}
+    if at is not None:
+        params["time"] = at
+    body = httpx.get(f"{url}/api/v1/query", params=params, timeout=10).json()
+    assert body["status"] == "success", (promql, body)
+    data = body["data"]
+    if data["resultType"] == "scalar":
+        return "scalar", [data["result"][1]]
+    return data["resultType"], [r["value"][1] for r in data["result"]]
+
+
+def exposition_names(text: str) -> set[str]:
+    return {re.split(r"[{ ]", line, maxsplit=1)[0] for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def test_every_query_returns_data_from_lunettes(tmp_path: Path) -> None:
+    need_prometheus()
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
+    chunks = [lines[i:i + len(lines) // 5 + 1] for i in range(0, len(lines),
+                                                              len(lines) // 5 + 1)]
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"".join(chunks[0]))
+    exprs = dashboard_exprs() + rule_exprs()
+    assert len(exprs) > 40
+
+    with lunettes_serve([str(log)], tmp_path, "--follow") as base:
+        wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, "the first pass")
+        with prometheus_with_rules(tmp_path, base.removeprefix("http://")) as prom:
+            def scraped(count: int) -> bool:
+                _, values = instant(prom, "max(lunettes_audit_records_read_total)")
+                return bool(values) and float(values[0]) >= count
+
+            fed = len(chunks[0])
+            wait_for(lambda: scraped(fed), "the first chunk scraped")
+            # Feed the rest chunk by chunk, each scraped before the next, so counters and
+            # histograms grow between scrapes and rates are not zero; one bad line.
+            for number, chunk in enumerate(chunks[1:]):
+                with log.open("ab") as out:
+                    out.write(b"".join(chunk) + (b"not an audit event\n" if number == 0
+                                                 else b""))
+                fed += len(chunk)
+                wait_for(lambda n=fed: scraped(n), f"{fed} records scraped")
+            wait_for(lambda: instant(prom, "rate(lunettes_audit_bad_records_total[1m])")[1],
+                     "the bad record scraped twice")
+            # The slowest recording rule input: the alert windows are evaluated too.
+            wait_for(lambda: instant(prom, "lunettes:pod_slo_error_ratio:rate1d")[1],
+                     "the recording rules")
+
+            exposed = exposition_names(httpx.get(f"{base}/metrics").text)
+            recorded = {r["record"] for g in yaml.safe_load(RULES.read_text())["groups"]
+                        for r in g["rules"] if "record" in r}
+            empty, unknown, all_nan = [], [], []
+            for where, expr in exprs:
+                for metric in metric_names(expr) - exposed - recorded - {"up"}:
+                    unknown.append(f"{where}: {metric}")
+                _, values = instant(prom, expr)
+                if not values:
+                    empty.append(f"{where}: {expr}")
+                elif all(v in ("NaN", "+Inf", "-Inf") for v in values):
+                    all_nan.append(f"{where}: {expr} -> {values}")
+            assert not unknown, "metrics lunettes does not expose:\n" + "\n".join(unknown)
+            assert not empty, "no data:\n" + "\n".join(empty)
+            assert not all_nan, "no finite value:\n" + "\n".join(all_nan)
+
+            # The rules compute what the raw counters say (once a rule evaluation follows
+            # the last scrape: the input is all read, the counters stay put).
+            def agree() -> float | None:
+                _, at = instant(prom, "timestamp(lunettes:pod_slo_error_ratio:rate1d)")
+                _, ratio = instant(prom, "lunettes:pod_slo_error_ratio:rate1d")
+                _, raw = instant(prom, 'sum(increase(lunettes_pod_slo_results_total{'
+                                       'result="violated"}[1d])) / sum(increase('
+                                       'lunettes_pod_slo_results_total{result=~"met|'
+                                       'violated"}[1d]))', float(at[0]))
+                close = float(ratio[0]) == pytest.approx(float(raw[0]), rel=1e-3)
+                return float(ratio[0]) if close else None
+
+            assert 0 < wait_for(agree, "the recorded error ratio", 30) < 1
+
+if __name__ == "__main__":  # list the expressions the end-to-end test runs
+    for where, expr in dashboard_exprs() + rule_exprs():
+        print(f"{where}\n    {expr}", file=sys.stdout)
