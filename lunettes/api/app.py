@@ -1,27 +1,49 @@
-"""The lunettes HTTP app: ``create_app(registry, state)``, everything injected.
+"""The lunettes HTTP app: ``create_app(registry, state, api)``, everything injected.
 
 - ``GET /metrics``: the registry in the Prometheus text format, or OpenMetrics when the
   scraper asks for it (Accept header), as Prometheus does.
 - ``GET /healthz``: 200 while the process works; 500 once the input reader has failed.
 - ``GET /readyz``: 200 once the input given at start has been read (files: to their end;
   ``--follow``: to their current end; stdin: as soon as reading starts), else 503.
+- ``/api/v1/...``: the read-only API over a store (:mod:`lunettes.api.routes`).
+- ``GET /openapi.json`` and ``GET /docs``: the OpenAPI spec and Swagger UI, whose assets
+  come from the ``swagger-ui-bundle-v2`` package (no CDN: it works offline).
+- ``GET /``: the web page (``lunettes/api/web``: plain HTML, CSS and JS, no CDN).
 
-Both health answers are JSON with the reader's phase and counts. The API issue adds its
-routes to the app this factory returns.
+Both health answers are JSON with the reader's phase and counts.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-__all__ = ["ServeState", "create_app"]
+from lunettes import __version__
+from lunettes.api.routes import ApiSettings, api_router
+from lunettes.api.store import InvalidQuery, StoreUnavailable
+
+__all__ = ["ApiSettings", "ServeState", "create_app"]
+
+WEB_DIR = Path(str(resources.files("lunettes.api") / "web"))
+
+DESCRIPTION = """\
+Pod delivery traces, SLOs and diagnoses from kube-apiserver audit logs, read-only.
+
+Every `/api/v1` answer comes from the store `lunettes serve` reads (the embedded SQLite
+store, or Elasticsearch). With a token configured, `/api/v1` needs
+`Authorization: Bearer <token>`. Audit bodies never leave the service, and messages are
+redacted of secret-looking values.
+"""
 
 
 @dataclass
@@ -42,25 +64,80 @@ class ServeState:
         return out
 
 
-def create_app(registry: CollectorRegistry, state: ServeState | None = None) -> FastAPI:
-    """The app serving ``registry`` and the health of ``state``."""
+def _swagger_assets() -> Path | None:
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        return None
+    path = Path(str(swagger_ui_path))
+    return path if (path / "swagger-ui-bundle.js").is_file() else None
+
+
+def create_app(registry: CollectorRegistry, state: ServeState | None = None,
+               api: ApiSettings | None = None) -> FastAPI:
+    """The app serving ``registry``, the health of ``state`` and the API of ``api``."""
     status = state if state is not None else ServeState()
-    app = FastAPI(title="lunettes", docs_url=None, redoc_url=None, openapi_url=None)
+    settings = api if api is not None else ApiSettings()
+    app = FastAPI(title="lunettes", version=__version__, description=DESCRIPTION,
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.registry = registry
     app.state.serve = status
+    app.state.api = settings
+    guard = ([Depends(settings.auth.dependency())]
+             if settings.auth is not None and settings.auth.protect_health else [])
+    operations: dict[str, Any] = {"dependencies": guard, "tags": ["health"]}
 
-    @app.get("/metrics")
+    @app.get("/metrics", **operations, response_class=Response,
+             summary="Prometheus metrics (text format, or OpenMetrics on request)")
     def metrics(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encoder(registry), media_type=content_type)
 
-    @app.get("/healthz")
+    @app.get("/healthz", **operations, summary="200 while the process works")
     def healthz() -> JSONResponse:
         return JSONResponse(status.view(), status_code=500 if status.phase == "failed" else 200)
 
-    @app.get("/readyz")
+    @app.get("/readyz", **operations, summary="200 once the input given at start is read",
+             responses={503: {"description": "not ready yet"}})
     def readyz() -> JSONResponse:
         ok = status.ready.is_set() and status.phase != "failed"
         return JSONResponse(status.view(), status_code=200 if ok else 503)
+
+    app.include_router(api_router(settings), tags=["pods"])
+
+    @app.exception_handler(StoreUnavailable)
+    def unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(InvalidQuery)
+    def invalid(request: Request, exc: InvalidQuery) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    swagger = _swagger_assets()
+    if swagger is not None:
+        app.mount("/docs/assets", StaticFiles(directory=swagger), name="swagger-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if swagger is None:
+            return HTMLResponse(
+                "<!doctype html><title>lunettes API</title><h1>lunettes API</h1><p>The "
+                "interactive docs need the <code>swagger-ui-bundle-v2</code> package "
+                "(<code>pip install 'lunettes[serve]'</code>); the spec is at "
+                "<a href='/openapi.json'>/openapi.json</a>.</p>")
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="lunettes API",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon-32x32.png")
+
+    app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> RedirectResponse:
+        return RedirectResponse("/web/favicon.svg")
 
     return app

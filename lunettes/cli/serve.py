@@ -1,5 +1,7 @@
-"""``lunettes serve``: read audit input in the background and serve /metrics, /healthz and
-/readyz (Prometheus text or OpenMetrics). Needs the ``serve`` extra."""
+"""``lunettes serve``: read audit input in the background (optional) and serve the API
+(/api/v1, /docs, /openapi.json), the web page (/), /metrics, /healthz and /readyz. The API
+reads the embedded SQLite store by default, or Elasticsearch (--api-store elasticsearch).
+Needs the ``serve`` extra."""
 
 from __future__ import annotations
 
@@ -23,10 +25,12 @@ from lunettes.sources.follow import FollowSource
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("serve", help="read audit logs and serve Prometheus metrics",
+    parser = sub.add_parser("serve", help="serve the API, the web page and Prometheus "
+                                          "metrics, reading audit logs in the background",
                             description=__doc__)
-    parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="audit log files (.gz too), directories, or - for stdin")
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="audit log files (.gz too), directories, or - for stdin; none: "
+                             "serve what the store already holds")
     add_config_arg(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1)")
@@ -43,6 +47,25 @@ def register(sub: Any) -> None:
     parser.add_argument("--otlp-endpoint", metavar="URL", help="also export traces over OTLP")
     parser.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"),
                         help="OTLP protocol (default: grpc)")
+    api = parser.add_argument_group("API")
+    api.add_argument("--api-store", choices=("sqlite", "elasticsearch"), default="sqlite",
+                     help="what the API reads: the SQLite store (default) or the indices "
+                          "of the pipeline's elasticsearch sink")
+    api.add_argument("--es-url", metavar="URL", action="append",
+                     help="Elasticsearch to read (default: the elasticsearch sink's hosts, "
+                          "else $ELASTICSEARCH_URL, else http://localhost:9200)")
+    api.add_argument("--es-index-prefix", metavar="PREFIX",
+                     help="index prefix to read (default: the elasticsearch sink's, "
+                          "else lunettes)")
+    api.add_argument("--jaeger-url", metavar="URL",
+                     default=os.environ.get("LUNETTES_JAEGER_URL"),
+                     help="Jaeger UI base URL for trace links, {URL}/trace/{trace id} "
+                          "(default: $LUNETTES_JAEGER_URL)")
+    api.add_argument("--api-token-file", metavar="FILE",
+                     help="require Authorization: Bearer <the token in FILE> on /api/v1 "
+                          "(also $LUNETTES_API_TOKEN)")
+    api.add_argument("--auth-health", action="store_true",
+                     help="require the token on /metrics, /healthz and /readyz too")
     parser.set_defaults(run=run)
 
 
@@ -73,55 +96,133 @@ def run(args: argparse.Namespace) -> int:
         metrics = PrometheusSink.from_config(
             key, Section(section, f"{origin}.{key}", problems),
             BuildContext(args.config, env), registry=registry)
-        try:
-            pipeline = Pipeline.from_config(args.config, data, env, [metrics])
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+        api = _api_settings(args, data, env, problems)
+        pipeline: Pipeline | None = None
+        if args.paths:
+            try:
+                pipeline = Pipeline.from_config(args.config, data, env, [metrics])
+            except ConfigError as exc:
+                problems.extend(exc.problems)
         if problems:
             raise ConfigError(problems)
     except ConfigError as exc:
         return report_config_error(exc)
-    pipeline.batch_size = max(1, args.batch_size)
+    except (OSError, ValueError) as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
     state = ServeState()
     stop = threading.Event()
     bad = BadRecords()
-    source: Iterable[AuditRecord]
-    try:
-        if args.follow:
-            source = FollowSource(args.paths, stop, bad=bad, on_caught_up=state.ready.set)
-        else:
-            source = FileSource(args.paths, bad)
-    except ValueError as exc:
-        print(f"serve: {exc}", file=sys.stderr)
-        pipeline.shutdown()
-        return 2
-    registry.register(PipelineCollector(pipeline, bad))
+    source: Iterable[AuditRecord] = ()
+    reader: threading.Thread | None = None
+    if pipeline is not None:
+        pipeline.batch_size = max(1, args.batch_size)
+        try:
+            if args.follow:
+                source = FollowSource(args.paths, stop, bad=bad, on_caught_up=state.ready.set)
+            else:
+                source = FileSource(args.paths, bad)
+        except ValueError as exc:
+            print(f"serve: {exc}", file=sys.stderr)
+            pipeline.shutdown()
+            return 2
+        registry.register(PipelineCollector(pipeline, bad))
+        reader = threading.Thread(target=_read, name="lunettes-reader",
+                                  args=(pipeline, source, state, args), daemon=True)
+    else:
+        state.phase = "done"
+        state.ready.set()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
-    reader = threading.Thread(target=_read, name="lunettes-reader",
-                              args=(pipeline, source, state, args), daemon=True)
     try:
         sock = _listen(args.host, args.port)
     except OSError as exc:
         print(f"serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        pipeline.shutdown()
+        if pipeline is not None:
+            pipeline.shutdown()
         return 2
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"lunettes serve: listening on http://{shown}:{port}/metrics", file=sys.stderr,
+    store = api.store.kind if api.store is not None else "no store"
+    print(f"lunettes serve: listening on http://{shown}:{port}/metrics (web page "
+          f"http://{shown}:{port}/, API /api/v1 over {store}, docs /docs)", file=sys.stderr,
           flush=True)
-    reader.start()
-    server = uvicorn.Server(uvicorn.Config(create_app(registry, state), log_level="warning",
-                                           access_log=False, lifespan="off"))
+    if reader is not None:
+        reader.start()
+    server = uvicorn.Server(uvicorn.Config(create_app(registry, state, api),
+                                           log_level="warning", access_log=False,
+                                           lifespan="off"))
     try:
         server.run(sockets=[sock])
     finally:
         stop.set()
-        if args.paths != [STDIN]:
+        if reader is not None and args.paths != [STDIN]:
             reader.join(timeout=10)
-        pipeline.shutdown()
+        if pipeline is not None:
+            pipeline.shutdown()
+        if api.store is not None:
+            api.store.close()
         sock.close()
     return 0
+
+
+def _api_settings(args: argparse.Namespace, data: dict[str, Any], env: dict[str, str],
+                  problems: list[str]) -> Any:
+    """The API's store, reason codes, Jaeger link and auth, from the command line and the
+    pipeline configuration. Raises OSError/ValueError for unreadable token files."""
+    from lunettes.analyzers.diagnosisdefs import DiagnosisConfig
+    from lunettes.analyzers.stagedefs import StageSet
+    from lunettes.api.auth import BearerAuth, read_token_file
+    from lunettes.api.routes import ApiSettings
+    from lunettes.api.store import PodStore, SQLiteStore
+
+    sinks = dict(data.get("sinks") or {})
+    store: PodStore | None = None
+    if args.api_store == "elasticsearch":
+        store = _es_store(args, sinks, env, problems)
+    elif not args.no_store:
+        section = sinks.get("sqlite") or {}
+        path = args.store or (section.get("path") if isinstance(section, dict) else None)
+        store = SQLiteStore(path or "lunettes.db")
+    reasons = None
+    try:
+        names = tuple(s.name for s in StageSet.load(args.config / "stages.yaml").stages)
+        reasons = DiagnosisConfig.load(args.config / "diagnosis.yaml", names)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    auth = None
+    token = env.get("LUNETTES_API_TOKEN", "").strip()
+    if args.api_token_file:
+        token = read_token_file(args.api_token_file)
+    if token:
+        auth = BearerAuth(token, protect_health=args.auth_health)
+    elif args.auth_health:
+        raise ValueError("--auth-health needs a token (--api-token-file or "
+                         "$LUNETTES_API_TOKEN)")
+    return ApiSettings(store=store, jaeger_url=args.jaeger_url or None, reasons=reasons,
+                       auth=auth)
+
+
+def _es_store(args: argparse.Namespace, sinks: dict[str, Any], env: dict[str, str],
+              problems: list[str]) -> Any:
+    try:
+        from lunettes.api.es_store import ElasticsearchStore
+        from lunettes.sinks.elasticsearch import ElasticsearchSink
+    except ImportError as exc:
+        raise ValueError(f"--api-store elasticsearch needs an optional dependency "
+                         f"({exc.name}); install it with: pip install "
+                         f"'lunettes[serve,elasticsearch]'") from None
+    keys = [k for k in sinks if str(k).split("/")[0] == "elasticsearch"]
+    section = dict(sinks[keys[0]] or {}) if keys else {}
+    if args.es_url:
+        section["hosts"] = list(args.es_url)
+    if args.es_index_prefix:
+        section["index_prefix"] = args.es_index_prefix
+    key = keys[0] if keys else "elasticsearch"
+    sink = ElasticsearchSink.from_config(
+        key, Section(section, f"{args.config / 'pipeline.yaml'}: sinks.{key}", problems),
+        BuildContext(args.config, env))
+    return ElasticsearchStore.from_sink(sink)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -1,4 +1,12 @@
-"""SQLiteSink: the embedded default store of pod records (a file, created on first use)."""
+"""SQLiteSink: the embedded default store of pod records (a file, created on first use).
+
+One row per Pod (``uid`` is the key, so a replay overwrites): the JSON record, plus the
+columns the API filters and sorts on, each with an index. ``at_us`` is the Pod's time
+(created, else finished, else 0): the key of time ranges and of the default sort.
+:func:`ensure_schema` creates the table or upgrades a store written by an older lunettes
+(adding the columns and filling them from the stored records), so the sink and the API's
+reader (:mod:`lunettes.api.store`) agree on one schema.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +20,18 @@ import orjson
 
 from lunettes.config.errors import Section
 from lunettes.model.record import PodRecord
+from lunettes.model.times import parse_time
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import SinkClosedError
+
+SCHEMA_VERSION = 2
+
+COLUMNS = (
+    "uid", "namespace", "name", "node", "created_us", "finished_us", "outcome", "partial",
+    "owner_kind", "owner_name", "duration_s", "record",
+    # version 2: what the API filters, sorts and sums on
+    "at_us", "slo_result", "slo_class", "reason", "platform_s", "total_s",
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pods (
@@ -28,20 +46,110 @@ CREATE TABLE IF NOT EXISTS pods (
     owner_kind TEXT NOT NULL,
     owner_name TEXT NOT NULL,
     duration_s REAL,
-    record BLOB NOT NULL
+    record BLOB NOT NULL,
+    at_us INTEGER NOT NULL DEFAULT 0,
+    slo_result TEXT NOT NULL DEFAULT '',
+    slo_class TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    platform_s REAL,
+    total_s REAL
 );
-CREATE INDEX IF NOT EXISTS pods_by_name ON pods (namespace, name, created_us);
-CREATE INDEX IF NOT EXISTS pods_by_created ON pods (created_us);
-CREATE INDEX IF NOT EXISTS pods_by_outcome ON pods (outcome, created_us);
-CREATE INDEX IF NOT EXISTS pods_by_node ON pods (node, created_us);
 """
+
+_ADDED = {  # version 2 columns, for stores written by version 1
+    "at_us": "INTEGER NOT NULL DEFAULT 0",
+    "slo_result": "TEXT NOT NULL DEFAULT ''",
+    "slo_class": "TEXT NOT NULL DEFAULT ''",
+    "reason": "TEXT NOT NULL DEFAULT ''",
+    "platform_s": "REAL",
+    "total_s": "REAL",
+}
+
+INDEXES = """
+DROP INDEX IF EXISTS pods_by_created;
+DROP INDEX IF EXISTS pods_by_outcome;
+DROP INDEX IF EXISTS pods_by_node;
+DROP INDEX IF EXISTS pods_by_name;
+CREATE INDEX IF NOT EXISTS pods_by_time ON pods (at_us, uid);
+CREATE INDEX IF NOT EXISTS pods_by_ns_name ON pods (namespace, name, at_us);
+CREATE INDEX IF NOT EXISTS pods_by_ns_time ON pods (namespace, at_us);
+CREATE INDEX IF NOT EXISTS pods_by_outcome_time ON pods (outcome, at_us);
+CREATE INDEX IF NOT EXISTS pods_by_node_time ON pods (node, at_us);
+CREATE INDEX IF NOT EXISTS pods_by_slo_time ON pods (slo_result, at_us);
+CREATE INDEX IF NOT EXISTS pods_by_reason_time ON pods (reason, at_us);
+CREATE INDEX IF NOT EXISTS pods_by_owner_time ON pods (owner_kind, owner_name, at_us);
+CREATE INDEX IF NOT EXISTS pods_by_name_time ON pods (name, at_us);
+"""
+
+
+def ensure_schema(db: sqlite3.Connection) -> None:
+    """Create the table and indexes, or upgrade a version-1 store in place."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return
+    with db:
+        db.executescript(SCHEMA)
+        have = {row[1] for row in db.execute("PRAGMA table_info(pods)")}
+        missing = [c for c in _ADDED if c not in have]
+        for column in missing:
+            db.execute(f"ALTER TABLE pods ADD COLUMN {column} {_ADDED[column]}")
+        if missing:
+            rows = db.execute("SELECT uid, record FROM pods").fetchall()
+            db.executemany(
+                "UPDATE pods SET at_us=?, slo_result=?, slo_class=?, reason=?, platform_s=?, "
+                "total_s=? WHERE uid=?",
+                [(*query_columns(orjson.loads(record), created_us=None)[0:6], uid)
+                 for uid, record in rows])
+        db.executescript(INDEXES)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def query_columns(record: dict[str, Any], created_us: int | None
+                  ) -> tuple[int, str, str, str, float | None, float | None]:
+    """(at_us, slo_result, slo_class, reason, platform_s, total_s) of a JSON record."""
+    at_us = created_us
+    if at_us is None:
+        for key in ("created", "finished", "last_seen"):
+            if record.get(key):
+                at_us = parse_time(record[key])
+                break
+    slo = record.get("slo")
+    slo = slo if isinstance(slo, dict) else {}
+    diagnosis = record.get("diagnosis")
+    diagnosis = diagnosis if isinstance(diagnosis, dict) else {}
+    return (at_us or 0, str(slo.get("result") or ""), str(slo.get("class") or ""),
+            str(diagnosis.get("reason") or ""), _number(slo.get("platform_s")),
+            _number(slo.get("total_s")))
+
+
+def row_of(record: PodRecord) -> tuple[Any, ...]:
+    """The row of a record, in :data:`COLUMNS` order."""
+    data = record.to_dict()
+    at_us = record.created_us
+    if at_us is None:
+        at_us = record.finished_us if record.finished_us is not None else record.last_seen_us
+    columns = query_columns(data, at_us if at_us is not None else 0)
+    return (record.uid, record.namespace, record.name, record.node, record.created_us,
+            record.finished_us, record.outcome, int(record.partial), record.owner_kind,
+            record.owner_name, record.duration_s, orjson.dumps(data), *columns)
+
+
+_INSERT = (f"INSERT OR REPLACE INTO pods ({', '.join(COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(COLUMNS))})")
 
 
 class SQLiteSink:
     """Upserts pod records by UID into a SQLite file (replays never duplicate).
 
     Reading helpers (:meth:`get`, :meth:`by_name`, :meth:`count`) serve the CLI and tests;
-    the API opens its own read connections on the same file.
+    the API reads the same file through :class:`lunettes.api.store.SQLiteStore`, with its
+    own connections (WAL mode: readers never block the writer).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -65,21 +173,15 @@ class SQLiteSink:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+            ensure_schema(self._db)
         return self._db
 
     def export(self, batch: Sequence[PodRecord]) -> None:
-        rows = [
-            (r.uid, r.namespace, r.name, r.node, r.created_us, r.finished_us, r.outcome,
-             int(r.partial), r.owner_kind, r.owner_name, r.duration_s,
-             orjson.dumps(r.to_dict()))
-            for r in batch
-        ]
+        rows = [row_of(r) for r in batch]
         with self._lock:
             db = self._conn()
             with db:
-                db.executemany(
-                    "INSERT OR REPLACE INTO pods VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                db.executemany(_INSERT, rows)
 
     def force_flush(self, timeout_s: float = 30.0) -> bool:
         return not self._closed
@@ -103,7 +205,7 @@ class SQLiteSink:
         with self._lock:
             rows = self._conn().execute(
                 "SELECT record FROM pods WHERE namespace = ? AND name = ? "
-                "ORDER BY created_us DESC", (namespace, name)).fetchall()
+                "ORDER BY at_us DESC, uid DESC", (namespace, name)).fetchall()
         return [orjson.loads(r[0]) for r in rows]
 
     def count(self) -> int:

@@ -1,0 +1,200 @@
+"""ElasticsearchStore: the API's read side over the indices the Elasticsearch sink writes.
+
+It searches ``<prefix>-pods-*`` (every month at once) with the official client's search
+API, on the fields :mod:`lunettes.sinks.es_templates` maps: keyword ``term`` filters,
+``prefix`` on the Pod name, a ``range`` on ``created``, sorts with the UID as tie-breaker
+and ``search_after`` paging (the cursor carries the last hit's sort values). SLO summaries
+page through the window the same way, reading only the SLO fields. Needs the
+``elasticsearch`` extra; connection and authentication come from the pipeline's
+``elasticsearch`` sink section (:meth:`ElasticsearchStore.from_sink`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import elastic_transport
+from elasticsearch import ApiError, Elasticsearch
+
+from lunettes.api.store import (
+    InvalidQuery,
+    Page,
+    PodQuery,
+    SLORow,
+    StoreUnavailable,
+    check_query,
+    decode_cursor,
+    encode_cursor,
+    summary,
+)
+from lunettes.model.times import format_time
+from lunettes.sinks.elasticsearch import ElasticsearchSink
+
+__all__ = ["ElasticsearchStore"]
+
+_SORTS: dict[str, list[dict[str, Any]]] = {
+    "-created": [{"created": {"order": "desc", "missing": "_last"}}, {"uid": "desc"}],
+    "created": [{"created": {"order": "asc", "missing": "_first"}}, {"uid": "asc"}],
+    "-duration": [{"duration_s": {"order": "desc", "missing": "_last"}}, {"uid": "desc"}],
+    "duration": [{"duration_s": {"order": "asc", "missing": "_first"}}, {"uid": "asc"}],
+    "-name": [{"namespace": "desc"}, {"name": "desc"}, {"uid": "desc"}],
+    "name": [{"namespace": "asc"}, {"name": "asc"}, {"uid": "asc"}],
+}
+_TERMS = {"namespace": "namespace", "uid": "uid", "node": "node", "outcome": "outcome",
+          "owner_kind": "owner_kind", "owner_name": "owner_name", "slo_result": "slo.result",
+          "slo_class": "slo.class", "reason": "diagnosis.reason"}
+_SUMMARY_SOURCE = ["uid", "namespace", "name", "node", "created", "finished", "duration_s",
+                   "outcome", "partial", "owner_kind", "owner_name", "slo.result",
+                   "slo.class", "slo.platform_s", "diagnosis.reason"]
+_SLO_SOURCE = ["namespace", "outcome", "slo.result", "slo.class", "slo.platform_s",
+               "slo.total_s"]
+_PAGE = 2000
+
+
+class ElasticsearchStore:
+    """Reads pod records from ``<index_prefix>-pods-*``; see the module docstring.
+
+    ``client_options`` are extra ``Elasticsearch(...)`` arguments (tests, embedding).
+    Connection failures and Elasticsearch errors raise :class:`StoreUnavailable`.
+    """
+
+    kind = "elasticsearch"
+
+    def __init__(self, hosts: Sequence[str], *, index_prefix: str = "lunettes",
+                 api_key: str | None = None, basic_auth: tuple[str, str] | None = None,
+                 ca_certs: str | None = None, verify_certs: bool | None = None,
+                 timeout_s: float = 10.0, client_options: dict[str, Any] | None = None
+                 ) -> None:
+        options: dict[str, Any] = {"request_timeout": timeout_s, "max_retries": 1,
+                                   "retry_on_timeout": False}
+        for key, value in (("api_key", api_key), ("basic_auth", basic_auth),
+                           ("ca_certs", ca_certs), ("verify_certs", verify_certs)):
+            if value is not None:
+                options[key] = value
+        options.update(client_options or {})
+        self.hosts = list(hosts)
+        self.index_prefix = index_prefix
+        self.index = f"{index_prefix}-pods-*"
+        self._es = Elasticsearch(self.hosts, **options)
+
+    @classmethod
+    def from_sink(cls, sink: ElasticsearchSink, timeout_s: float = 10.0
+                  ) -> ElasticsearchStore:
+        """A reader of what ``sink`` (built from its pipeline.yaml section) writes."""
+        return cls(sink.hosts, index_prefix=sink.index_prefix, api_key=sink.api_key,
+                   basic_auth=sink.basic_auth, ca_certs=sink.ca_certs,
+                   verify_certs=sink.verify_certs, timeout_s=timeout_s,
+                   client_options=sink.client_options)
+
+    def _search(self, **body: Any) -> list[dict[str, Any]]:
+        try:
+            answer = self._es.search(index=self.index, ignore_unavailable=True,
+                                     allow_no_indices=True, track_total_hits=False, **body)
+        except ApiError as exc:
+            if exc.meta.status == 400:
+                raise InvalidQuery(f"Elasticsearch refused the query: {exc.message}") from None
+            raise StoreUnavailable(f"Elasticsearch answered {exc.meta.status}: "
+                                   f"{exc.message}") from None
+        except elastic_transport.TransportError as exc:
+            raise StoreUnavailable(f"Elasticsearch unreachable: {exc.message}") from None
+        return list(answer["hits"]["hits"])
+
+    def get(self, uid: str) -> dict[str, Any] | None:
+        hits = self._search(query={"term": {"uid": uid}}, size=1,
+                            sort=_SORTS["-created"])
+        return dict(hits[0]["_source"]) if hits else None
+
+    def by_name(self, namespace: str, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        hits = self._search(query={"bool": {"filter": [{"term": {"namespace": namespace}},
+                                                       {"term": {"name": name}}]}},
+                            size=limit, sort=_SORTS["-created"])
+        return [dict(h["_source"]) for h in hits]
+
+    def search(self, query: PodQuery) -> Page:
+        check_query(query)
+        body: dict[str, Any] = {"query": {"bool": {"filter": _filters(query)}},
+                                "sort": _SORTS[query.sort], "size": query.limit + 1,
+                                "source": _SUMMARY_SOURCE}
+        if query.cursor:
+            body["search_after"] = decode_cursor(query.cursor, query.sort)
+        hits = self._search(**body)
+        items = [_summary(h["_source"]) for h in hits[:query.limit]]
+        cursor = None
+        if len(hits) > query.limit:
+            cursor = encode_cursor(query.sort, list(hits[query.limit - 1]["sort"]))
+        return Page(items, cursor)
+
+    def slo_rows(self, since_us: int | None, until_us: int | None, namespace: str | None,
+                 slo_class: str | None, limit: int) -> tuple[list[SLORow], bool]:
+        filters = _filters(PodQuery(namespace=namespace, slo_class=slo_class,
+                                    since_us=since_us, until_us=until_us))
+        filters.append({"exists": {"field": "slo.result"}})
+        rows: list[SLORow] = []
+        after: list[Any] | None = None
+        while len(rows) <= limit:
+            body: dict[str, Any] = {"query": {"bool": {"filter": filters}},
+                                    "sort": _SORTS["created"], "source": _SLO_SOURCE,
+                                    "size": min(_PAGE, limit + 1 - len(rows))}
+            if after is not None:
+                body["search_after"] = after
+            hits = self._search(**body)
+            for hit in hits:
+                source = hit["_source"]
+                slo = source.get("slo") or {}
+                rows.append(SLORow(str(source.get("namespace", "")),
+                                   str(slo.get("class") or ""), str(slo.get("result")),
+                                   str(source.get("outcome", "")), _float(slo.get("platform_s")),
+                                   _float(slo.get("total_s"))))
+            if len(hits) < body["size"]:
+                break
+            after = list(hits[-1]["sort"])
+        return rows[:limit], len(rows) > limit
+
+    def count(self) -> int:
+        try:
+            answer = self._es.count(index=self.index, ignore_unavailable=True,
+                                    allow_no_indices=True)
+        except (ApiError, elastic_transport.TransportError) as exc:
+            raise StoreUnavailable(f"Elasticsearch: {exc}") from None
+        return int(answer["count"])
+
+    def close(self) -> None:
+        self._es.close()
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _filters(query: PodQuery) -> list[dict[str, Any]]:
+    filters: list[dict[str, Any]] = []
+    for attribute, field in _TERMS.items():
+        value = getattr(query, attribute)
+        if value is not None:
+            filters.append({"term": {field: value}})
+    if query.name_prefix:
+        filters.append({"prefix": {"name": query.name_prefix}})
+    window: dict[str, str] = {}
+    if query.since_us is not None:
+        window["gte"] = format_time(query.since_us)
+    if query.until_us is not None:
+        window["lt"] = format_time(query.until_us)
+    if window:
+        filters.append({"range": {"created": window}})
+    return filters
+
+
+def _summary(source: dict[str, Any]) -> dict[str, Any]:
+    slo = source.get("slo") or {}
+    diagnosis = source.get("diagnosis") or {}
+    return summary(str(source.get("uid", "")), str(source.get("namespace", "")),
+                   str(source.get("name", "")), str(source.get("node", "")),
+                   source.get("created"), source.get("finished"),
+                   _float(source.get("duration_s")), str(source.get("outcome", "")),
+                   bool(source.get("partial")), str(source.get("owner_kind", "")),
+                   str(source.get("owner_name", "")), str(slo.get("result") or ""),
+                   str(slo.get("class") or ""), _float(slo.get("platform_s")),
+                   str(diagnosis.get("reason") or ""))

@@ -1,0 +1,225 @@
+"""The shapes the API answers with: its OpenAPI schemas.
+
+They mirror ``PodRecord.to_dict()`` and the analyzers' results; records may carry more
+(another analyzer's output), which the models let through (``extra="allow"``) after
+redaction. Times are RFC 3339 strings with microseconds, durations seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class StageModel(_Open):
+    name: str
+    instance: str = ""
+    instance_kind: str = ""
+    owner: str = Field(description="platform or user: who owns the stage's time")
+    start: str | None
+    end: str | None = Field(description="None while the stage is open")
+    duration_s: float | None
+
+
+class EvidenceModel(_Open):
+    time: str | None = None
+    source: str = ""
+    audit_id: str = ""
+    op: str = ""
+    reason: str = ""
+    message: str = ""
+    container: str = ""
+
+
+class DiagnosisModel(_Open):
+    reason: str | None = Field(None, description="a reason code (see /api/v1/reasons), "
+                                                 "None for a Pod delivered without trouble")
+    stage: str = ""
+    owner: str = ""
+    message: str = ""
+    hint: str = ""
+    so_far: bool = False
+    last_stage: str = ""
+    evidence: list[EvidenceModel] = []
+    secondary: list[dict[str, Any]] = []
+
+
+class SLOModel(_Open):
+    result: str = Field(description="met, violated, killed, in_progress or not_applicable")
+    why: str = ""
+    class_: str | None = Field(None, alias="class")
+    deadline_s: float | None = None
+    total_s: float | None = None
+    user_s: float | None = None
+    platform_s: float | None = None
+    delivered: bool | None = None
+    pod_start_sli_s: float | None = None
+    user_intervals: list[list[str | None]] = []
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Links(BaseModel):
+    self: str
+    trace: str
+    jaeger: str | None = Field(None, description="the trace in Jaeger (--jaeger-url)")
+
+
+class PodModel(_Open):
+    uid: str
+    namespace: str
+    name: str
+    node: str
+    created: str | None
+    finished: str | None
+    duration_s: float | None
+    outcome: str
+    partial: bool
+    uid_derived: bool
+    owner_kind: str
+    owner_name: str
+    last_seen: str | None = None
+    stages: list[StageModel]
+    diagnosis: DiagnosisModel | None = None
+    slo: SLOModel | None = None
+    links: Links
+
+
+class PodSummaryModel(BaseModel):
+    uid: str
+    namespace: str
+    name: str
+    node: str
+    created: str | None
+    finished: str | None
+    duration_s: float | None
+    outcome: str
+    partial: bool
+    owner_kind: str
+    owner_name: str
+    slo_result: str | None
+    slo_class: str | None
+    platform_s: float | None
+    reason: str | None
+    links: Links
+
+
+class PodPage(BaseModel):
+    items: list[PodSummaryModel]
+    next_cursor: str | None = Field(description="pass as cursor= for the next page; None "
+                                                "on the last")
+
+
+class Incarnations(BaseModel):
+    namespace: str
+    name: str
+    items: list[PodModel] = Field(description="newest first")
+
+
+class StagesAnswer(BaseModel):
+    uid: str
+    stages: list[StageModel]
+
+
+class DiagnosisAnswer(BaseModel):
+    uid: str
+    diagnosis: DiagnosisModel | None
+
+
+class SLOAnswer(BaseModel):
+    uid: str
+    slo: SLOModel | None
+
+
+class SpanModel(BaseModel):
+    trace_id: str = Field(description="32 hex digits: the pod UID")
+    span_id: str = Field(description="16 hex digits, from (uid, stage, instance)")
+    parent_span_id: str | None
+    name: str
+    stage: str
+    instance: str
+    owner: str
+    start: str
+    end: str
+    start_unix_nano: int
+    end_unix_nano: int
+    duration_s: float
+    open: bool
+    status: dict[str, str]
+    attributes: dict[str, str | bool | int | float]
+
+
+class TraceAnswer(BaseModel):
+    uid: str
+    trace_id: str
+    jaeger_url: str | None
+    spans: list[SpanModel]
+
+
+class Quantiles(BaseModel):
+    p50: float | None
+    p90: float | None
+    p99: float | None
+
+
+class SLOFigures(BaseModel):
+    count: int
+    results: dict[str, int]
+    success_ratio: float | None = Field(description="met / (met + violated)")
+    delivered: int
+    delivery_s: Quantiles = Field(description="platform time of the delivered Pods")
+    total_s: Quantiles = Field(description="creation to delivery of the delivered Pods")
+
+
+class SLOGroup(SLOFigures):
+    namespace: str
+    slo_class: str
+
+
+class SLOSummary(BaseModel):
+    since: str | None
+    until: str | None
+    namespace: str | None
+    slo_class: str | None
+    truncated: bool = Field(description="true when the window held more Pods than one "
+                                        "summary reads (the figures cover the first ones)")
+    overall: SLOFigures
+    groups: list[SLOGroup]
+
+
+class ReasonModel(BaseModel):
+    code: str
+    owner: str
+    stage: str
+    hint: str
+    recovered: str | None = Field(description="the code reported instead when the Pod got "
+                                              "past the stage in the end, but late")
+
+
+class SlowLimit(BaseModel):
+    stage: str
+    after_s: float
+    code: str | None
+
+
+class ReasonsAnswer(BaseModel):
+    reasons: list[ReasonModel]
+    slow: list[SlowLimit]
+    no_progress_after_s: float
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Info(BaseModel):
+    store: str
+    pods: int
+    jaeger_url: str | None
+    auth: bool
+    version: str

@@ -1,0 +1,229 @@
+"""The read-only API under ``/api/v1``: Pods, their stages, diagnosis, SLO and trace, the
+SLO summary and the reason codes. Every answer is redacted (:mod:`lunettes.api.redact`).
+
+Bad parameters answer 400 (or FastAPI's 422 for a value of the wrong type or out of
+range), each with a ``detail`` naming the parameter; a Pod the store does not hold
+answers 404; a server without a store answers 503.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+
+from lunettes import __version__
+from lunettes.analyzers.diagnosisdefs import DiagnosisConfig
+from lunettes.api import models
+from lunettes.api.auth import BearerAuth
+from lunettes.api.redact import redact
+from lunettes.api.slo_summary import summarize
+from lunettes.api.store import InvalidQuery, PodQuery, PodStore
+from lunettes.api.trace import jaeger_link, trace_of
+from lunettes.model.ids import trace_id
+from lunettes.model.times import format_time
+
+__all__ = ["ApiSettings", "api_router"]
+
+PREFIX = "/api/v1"
+Outcome = Literal["delivered", "completed", "failed", "deleted", "rejected", "timeout",
+                  "in_progress", "unknown"]
+SLOResult = Literal["met", "violated", "killed", "in_progress", "not_applicable"]
+Sort = Literal["-created", "created", "-duration", "duration", "name", "-name"]
+Uid = Annotated[str, Path(description="the Pod's UID", min_length=1, max_length=128)]
+Namespace = Annotated[str, Path(min_length=1, max_length=253)]
+Name = Annotated[str, Path(min_length=1, max_length=253)]
+Text = Annotated[str | None, Query(max_length=253)]
+
+
+@dataclass
+class ApiSettings:
+    """What the API reads and links to; everything injected."""
+
+    store: PodStore | None = None
+    jaeger_url: str | None = None
+    reasons: DiagnosisConfig | None = None
+    auth: BearerAuth | None = None
+    summary_limit: int = 1_000_000
+    """At most this many Pods go into one SLO summary (``truncated`` says when more)."""
+
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: {"model": models.Problem, "description": "a bad parameter"},
+    401: {"model": models.Problem, "description": "a bearer token is needed"},
+    503: {"model": models.Problem, "description": "no store"},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    **_PROBLEMS, 404: {"model": models.Problem, "description": "no such Pod in the store"}}
+
+
+def parse_instant(value: str | None, name: str) -> int | None:
+    """Microseconds of an RFC 3339 time (no zone: UTC), or a 400 naming ``name``."""
+    if value is None or value == "":
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        raise HTTPException(400, f"{name}: not an RFC 3339 time ({value!r}); "
+                                 "for example 2026-01-01T00:00:00Z") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    try:
+        return int(dt.timestamp() * 1_000_000)
+    except (OverflowError, ValueError, OSError):
+        raise HTTPException(400, f"{name}: out of range ({value!r})") from None
+
+
+def api_router(settings: ApiSettings) -> APIRouter:
+    """The ``/api/v1`` routes over ``settings``."""
+    dependencies = [Depends(settings.auth.dependency())] if settings.auth else []
+    router = APIRouter(prefix=PREFIX, dependencies=dependencies, responses=_PROBLEMS)
+
+    def store() -> PodStore:
+        if settings.store is None:
+            raise HTTPException(503, "this server has no store (started with --no-store)")
+        return settings.store
+
+    def links(uid: str) -> dict[str, Any]:
+        return {"self": f"{PREFIX}/pods/{uid}", "trace": f"{PREFIX}/pods/{uid}/trace",
+                "jaeger": jaeger_link(settings.jaeger_url, trace_id(uid).hex())}
+
+    def pod_view(record: dict[str, Any]) -> dict[str, Any]:
+        return {**redact(record), "links": links(str(record["uid"]))}
+
+    def one(uid: str) -> dict[str, Any]:
+        record = store().get(uid)
+        if record is None:
+            raise HTTPException(404, f"no Pod with uid {uid!r} in the store")
+        return record
+
+    @router.get("/info", response_model=models.Info, summary="What this server serves")
+    def info() -> dict[str, Any]:
+        current = settings.store
+        return {"store": current.kind if current is not None else "none",
+                "pods": current.count() if current is not None else 0,
+                "jaeger_url": settings.jaeger_url, "auth": settings.auth is not None,
+                "version": __version__}
+
+    @router.get("/pods", response_model=models.PodPage, summary="List and search Pods",
+                description="Filters combine with AND. Times filter on the Pod's creation: "
+                            "since inclusive, until exclusive (RFC 3339). Pages are sorted "
+                            "(newest first by default); pass next_cursor back as cursor.")
+    def list_pods(
+        namespace: Text = None,
+        name_prefix: Annotated[str | None, Query(max_length=253,
+                                                 description="Pod names starting with")] = None,
+        uid: Annotated[str | None, Query(max_length=128)] = None,
+        node: Text = None,
+        outcome: Outcome | None = None,
+        slo_result: SLOResult | None = None,
+        slo_class: Text = None,
+        reason: Annotated[str | None, Query(max_length=128,
+                                            description="a diagnosis reason code")] = None,
+        owner_kind: Text = None,
+        owner_name: Text = None,
+        since: Annotated[str | None, Query(max_length=64, description="RFC 3339")] = None,
+        until: Annotated[str | None, Query(max_length=64, description="RFC 3339")] = None,
+        sort: Sort = "-created",
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    ) -> dict[str, Any]:
+        query = PodQuery(namespace=namespace, name_prefix=name_prefix, uid=uid, node=node,
+                         outcome=outcome, slo_result=slo_result, slo_class=slo_class,
+                         reason=reason, owner_kind=owner_kind, owner_name=owner_name,
+                         since_us=parse_instant(since, "since"),
+                         until_us=parse_instant(until, "until"), sort=sort, limit=limit,
+                         cursor=cursor or None)
+        try:
+            page = store().search(query)
+        except InvalidQuery as exc:
+            raise HTTPException(400, str(exc)) from None
+        return {"items": [{**redact(item), "links": links(item["uid"])} for item in page.items],
+                "next_cursor": page.next_cursor}
+
+    @router.get("/pods/{uid}", response_model=models.PodModel, responses=_NOT_FOUND,
+                summary="One Pod by UID: identity, stages, diagnosis, SLO")
+    def get_pod(uid: Uid) -> dict[str, Any]:
+        return pod_view(one(uid))
+
+    @router.get("/pods/{uid}/stages", response_model=models.StagesAnswer,
+                responses=_NOT_FOUND, summary="A Pod's stages (end None: still open)")
+    def get_stages(uid: Uid) -> dict[str, Any]:
+        record = one(uid)
+        return {"uid": uid, "stages": redact(record.get("stages") or [])}
+
+    @router.get("/pods/{uid}/diagnosis", response_model=models.DiagnosisAnswer,
+                responses=_NOT_FOUND, summary="A Pod's diagnosis with its evidence")
+    def get_diagnosis(uid: Uid) -> dict[str, Any]:
+        return {"uid": uid, "diagnosis": redact(one(uid).get("diagnosis"))}
+
+    @router.get("/pods/{uid}/slo", response_model=models.SLOAnswer, responses=_NOT_FOUND,
+                summary="A Pod's delivery SLO numbers")
+    def get_slo(uid: Uid) -> dict[str, Any]:
+        return {"uid": uid, "slo": redact(one(uid).get("slo"))}
+
+    @router.get("/pods/{uid}/trace", response_model=models.TraceAnswer,
+                responses=_NOT_FOUND,
+                summary="A Pod's trace as spans, with the ids the OTLP sink exports")
+    def get_trace(uid: Uid) -> dict[str, Any]:
+        return {"uid": uid, **redact(trace_of(one(uid), settings.jaeger_url))}
+
+    @router.get("/namespaces/{namespace}/pods/{name}", response_model=models.PodModel,
+                responses=_NOT_FOUND,
+                summary="The latest incarnation of a Pod name")
+    def get_by_name(namespace: Namespace, name: Name) -> dict[str, Any]:
+        found = store().by_name(namespace, name, 1)
+        if not found:
+            raise HTTPException(404, f"no Pod {namespace}/{name} in the store")
+        return pod_view(found[0])
+
+    @router.get("/namespaces/{namespace}/pods/{name}/incarnations",
+                response_model=models.Incarnations, responses=_NOT_FOUND,
+                summary="Every incarnation of a reused Pod name, newest first")
+    def get_incarnations(namespace: Namespace, name: Name,
+                         limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+        found = store().by_name(namespace, name, limit)
+        if not found:
+            raise HTTPException(404, f"no Pod {namespace}/{name} in the store")
+        return {"namespace": namespace, "name": name, "items": [pod_view(r) for r in found]}
+
+    @router.get("/slo/summary", response_model=models.SLOSummary,
+                summary="SLO results and delivery-time percentiles by namespace and class",
+                description="Over the Pods created in [since, until) (default: all), "
+                            "optionally one namespace or class. success_ratio is met / "
+                            "(met + violated); delivery_s are platform-time percentiles "
+                            "of the delivered Pods.")
+    def slo_summary(
+        since: Annotated[str | None, Query(max_length=64, description="RFC 3339")] = None,
+        until: Annotated[str | None, Query(max_length=64, description="RFC 3339")] = None,
+        namespace: Text = None,
+        slo_class: Text = None,
+    ) -> dict[str, Any]:
+        since_us, until_us = parse_instant(since, "since"), parse_instant(until, "until")
+        if since_us is not None and until_us is not None and since_us > until_us:
+            raise HTTPException(400, "since: must not be after until")
+        rows, truncated = store().slo_rows(since_us, until_us, namespace or None,
+                                           slo_class or None, settings.summary_limit)
+        overall, groups = summarize(rows)
+        return {"since": format_time(since_us) if since_us is not None else None,
+                "until": format_time(until_us) if until_us is not None else None,
+                "namespace": namespace or None, "slo_class": slo_class or None,
+                "truncated": truncated, "overall": overall, "groups": redact(groups)}
+
+    @router.get("/reasons", response_model=models.ReasonsAnswer,
+                summary="The diagnosis reason codes (configs/diagnosis.yaml)")
+    def reasons() -> dict[str, Any]:
+        config = settings.reasons
+        if config is None:
+            raise HTTPException(503, "no diagnosis configuration loaded")
+        return {
+            "reasons": [{"code": c.name, "owner": c.owner, "stage": c.stage, "hint": c.hint,
+                         "recovered": c.recovered or None} for c in config.codes.values()],
+            "slow": [{"stage": s.stage, "after_s": s.after_us / 1e6, "code": s.code or None}
+                     for s in config.slow],
+            "no_progress_after_s": config.deadline_us / 1e6,
+        }
+
+    return router

@@ -1,0 +1,78 @@
+"""The SLO summary of a window: counts by result, success ratio and delivery-time
+percentiles, by namespace and SLO class, from a store's :class:`SLORow` rows.
+
+- ``success_ratio`` is met / (met + violated): the Pods the platform delivered in time
+  among those it had to deliver (``killed``, ``in_progress`` and ``not_applicable`` have
+  no verdict; None when there is none);
+- ``delivery_s`` holds p50/p90/p99 of the platform time (``platform_s``, what the SLO
+  measures) and ``total_s`` of the whole creation-to-delivery time, over the Pods that
+  were delivered (outcome ``delivered`` or ``completed``); percentiles interpolate
+  linearly between ranks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from lunettes.api.store import SLORow
+
+__all__ = ["RESULTS", "percentile", "summarize"]
+
+RESULTS = ("met", "violated", "killed", "in_progress", "not_applicable")
+DELIVERED = frozenset({"delivered", "completed"})
+QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+
+
+def percentile(ordered: list[float], q: float) -> float | None:
+    """The ``q`` quantile of sorted values (linear interpolation), None when empty."""
+    if not ordered:
+        return None
+    rank = q * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+class _Group:
+    def __init__(self) -> None:
+        self.results: Counter[str] = Counter()
+        self.platform: list[float] = []
+        self.total: list[float] = []
+
+    def add(self, row: SLORow) -> None:
+        self.results[row.result] += 1
+        if row.outcome in DELIVERED:
+            if row.platform_s is not None:
+                self.platform.append(row.platform_s)
+            if row.total_s is not None:
+                self.total.append(row.total_s)
+
+    def view(self) -> dict[str, Any]:
+        met, violated = self.results["met"], self.results["violated"]
+        self.platform.sort()
+        self.total.sort()
+        return {
+            "count": sum(self.results.values()),
+            "results": {r: self.results.get(r, 0) for r in RESULTS},
+            "success_ratio": met / (met + violated) if met + violated else None,
+            "delivered": len(self.platform),
+            "delivery_s": {k: percentile(self.platform, q) for k, q in QUANTILES},
+            "total_s": {k: percentile(self.total, q) for k, q in QUANTILES},
+        }
+
+
+def summarize(rows: Iterable[SLORow]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(the overall figures, the figures of each (namespace, class), sorted)."""
+    overall = _Group()
+    groups: dict[tuple[str, str], _Group] = {}
+    for row in rows:
+        overall.add(row)
+        key = (row.namespace, row.slo_class)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group()
+        group.add(row)
+    return overall.view(), [{"namespace": ns, "slo_class": cls, **groups[(ns, cls)].view()}
+                            for ns, cls in sorted(groups)]

@@ -1,0 +1,286 @@
+"""The read side of the pod-record stores: one interface, two implementations.
+
+:class:`PodStore` is what the API reads. :class:`SQLiteStore` (here) reads the embedded
+store the SQLite sink writes; :class:`lunettes.api.es_store.ElasticsearchStore` reads the
+``<prefix>-pods-*`` indices the Elasticsearch sink writes. Both answer the same queries the
+same way:
+
+- ``get(uid)``: the full record of a Pod, or None;
+- ``by_name(namespace, name, limit)``: the incarnations of a Pod name, newest first;
+- ``search(query)``: a :class:`Page` of :func:`summary` dicts, sorted, with an opaque
+  cursor for the next page (keyset paging: a page costs the same at any depth);
+- ``slo_rows(since_us, until_us, namespace, slo_class, limit)``: the SLO numbers of the
+  Pods in a window, for :func:`lunettes.api.slo_summary.summarize`;
+- ``count()`` and ``close()``.
+
+Records are returned as the sinks stored them (``PodRecord.to_dict()``); the API redacts
+them before they leave (:mod:`lunettes.api.redact`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+
+from lunettes.model.times import format_optional
+from lunettes.sinks.sqlite import ensure_schema
+
+__all__ = [
+    "SORTS", "InvalidQuery", "Page", "PodQuery", "PodStore", "SLORow", "SQLiteStore",
+    "StoreUnavailable",
+    "decode_cursor", "encode_cursor",
+]
+
+SORTS = ("-created", "created", "-duration", "duration", "name", "-name")
+"""Sort orders of a search: by creation time (newest first by default), by duration or
+by namespace/name; ties are broken by UID, so paging is stable."""
+
+MAX_LIMIT = 500
+
+
+class InvalidQuery(ValueError):
+    """A query the store cannot answer (a bad cursor, an unknown sort): a 400."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be read now (Elasticsearch down): a 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodQuery:
+    """Filters of a Pod search; None means "any". Times are microseconds since the epoch:
+    ``since_us`` inclusive, ``until_us`` exclusive, on the Pod's creation time."""
+
+    namespace: str | None = None
+    name_prefix: str | None = None
+    uid: str | None = None
+    node: str | None = None
+    outcome: str | None = None
+    slo_result: str | None = None
+    slo_class: str | None = None
+    reason: str | None = None
+    owner_kind: str | None = None
+    owner_name: str | None = None
+    since_us: int | None = None
+    until_us: int | None = None
+    sort: str = "-created"
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(slots=True)
+class Page:
+    """One page of search results and the cursor of the next (None on the last page)."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+class SLORow(NamedTuple):
+    namespace: str
+    slo_class: str
+    result: str
+    outcome: str
+    platform_s: float | None
+    total_s: float | None
+
+
+class PodStore(Protocol):
+    """What the API reads; see the module docstring for the contract."""
+
+    kind: str
+
+    def get(self, uid: str) -> dict[str, Any] | None: ...
+
+    def by_name(self, namespace: str, name: str, limit: int = 100
+                ) -> list[dict[str, Any]]: ...
+
+    def search(self, query: PodQuery) -> Page: ...
+
+    def slo_rows(self, since_us: int | None, until_us: int | None, namespace: str | None,
+                 slo_class: str | None, limit: int) -> tuple[list[SLORow], bool]:
+        """The rows, and whether ``limit`` cut them short."""
+        ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def encode_cursor(sort: str, values: list[Any]) -> str:
+    """An opaque cursor: the sort and the sort values of the last item of a page."""
+    raw = orjson.dumps([sort, values])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str) -> list[Any]:
+    """The sort values of a cursor made by :func:`encode_cursor` for the same sort."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        got_sort, values = orjson.loads(raw)
+    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise InvalidQuery("cursor: not a cursor this API returned") from exc
+    if got_sort != sort or not isinstance(values, list):
+        raise InvalidQuery(f"cursor: made for sort={got_sort!r}, not sort={sort!r}; "
+                           "start again without a cursor")
+    return values
+
+
+def check_query(query: PodQuery) -> None:
+    if query.sort not in SORTS:
+        raise InvalidQuery(f"sort: unknown sort {query.sort!r}; supported: {', '.join(SORTS)}")
+    if not 1 <= query.limit <= MAX_LIMIT:
+        raise InvalidQuery(f"limit: must be between 1 and {MAX_LIMIT}")
+    if (query.since_us is not None and query.until_us is not None
+            and query.since_us > query.until_us):
+        raise InvalidQuery("since: must not be after until")
+
+
+def summary(uid: str, namespace: str, name: str, node: str, created: str | None,
+            finished: str | None, duration_s: float | None, outcome: str, partial: bool,
+            owner_kind: str, owner_name: str, slo_result: str, slo_class: str,
+            platform_s: float | None, reason: str) -> dict[str, Any]:
+    """One item of a search page: what a list shows of a Pod."""
+    return {"uid": uid, "namespace": namespace, "name": name, "node": node,
+            "created": created, "finished": finished, "duration_s": duration_s,
+            "outcome": outcome, "partial": partial, "owner_kind": owner_kind,
+            "owner_name": owner_name, "slo_result": slo_result or None,
+            "slo_class": slo_class or None, "platform_s": platform_s,
+            "reason": reason or None}
+
+
+# -- SQLite ------------------------------------------------------------------------------
+
+_SORT_SQL = {  # sort -> (key expression, SQL direction)
+    "-created": ("at_us", "DESC"),
+    "created": ("at_us", "ASC"),
+    "-duration": ("ifnull(duration_s, -1.0)", "DESC"),
+    "duration": ("ifnull(duration_s, -1.0)", "ASC"),
+    "-name": ("namespace || '/' || name", "DESC"),
+    "name": ("namespace || '/' || name", "ASC"),
+}
+
+_SUMMARY_COLUMNS = ("uid, namespace, name, node, created_us, finished_us, duration_s, outcome, "
+                    "partial, owner_kind, owner_name, slo_result, slo_class, platform_s, "
+                    "reason")
+
+_EQUALS = ("namespace", "uid", "node", "outcome", "slo_result", "slo_class", "reason",
+           "owner_kind", "owner_name")
+
+
+class SQLiteStore:
+    """Reads the SQLite store at ``path`` (the file the SQLite sink writes).
+
+    One connection per thread (the API answers in a thread pool), opened on first use,
+    read-only once the schema is there (an older store is upgraded first). A store file
+    that does not exist yet reads as empty: ``lunettes serve`` may start before the
+    first Pod is written.
+    """
+
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _conn(self) -> sqlite3.Connection | None:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None:
+            return db
+        if not self.path.exists():
+            return None
+        db = sqlite3.connect(str(self.path), timeout=10, check_same_thread=False)
+        ensure_schema(db)
+        db.execute("PRAGMA query_only = ON")
+        self._local.db = db
+        with self._lock:
+            self._all.append(db)
+        return db
+
+    def _rows(self, sql: str, params: tuple[Any, ...] | list[Any]) -> list[Any]:
+        db = self._conn()
+        return [] if db is None else db.execute(sql, params).fetchall()
+
+    def get(self, uid: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT record FROM pods WHERE uid = ?", (uid,))
+        return orjson.loads(rows[0][0]) if rows else None
+
+    def by_name(self, namespace: str, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT record FROM pods WHERE namespace = ? AND name = ? "
+                          "ORDER BY at_us DESC, uid DESC LIMIT ?", (namespace, name, limit))
+        return [orjson.loads(r[0]) for r in rows]
+
+    def search(self, query: PodQuery) -> Page:
+        check_query(query)
+        where, params = _where(query)
+        key, direction = _SORT_SQL[query.sort]
+        if query.cursor:
+            values = decode_cursor(query.cursor, query.sort)
+            if len(values) != 2 or not isinstance(values[1], str):
+                raise InvalidQuery("cursor: not a cursor this API returned")
+            where.append(f"({key}, uid) {'<' if direction == 'DESC' else '>'} (?, ?)")
+            params.extend(values)
+        sql = (f"SELECT {_SUMMARY_COLUMNS}, {key} FROM pods"
+               f"{' WHERE ' + ' AND '.join(where) if where else ''} "
+               f"ORDER BY {key} {direction}, uid {direction} LIMIT ?")
+        rows = self._rows(sql, [*params, query.limit + 1])
+        items = [summary(r[0], r[1], r[2], r[3], format_optional(r[4]), format_optional(r[5]),
+                         r[6], r[7], bool(r[8]), r[9], r[10], r[11], r[12], r[13], r[14])
+                 for r in rows[:query.limit]]
+        cursor = None
+        if len(rows) > query.limit:
+            last = rows[query.limit - 1]
+            cursor = encode_cursor(query.sort, [last[-1], last[0]])
+        return Page(items, cursor)
+
+    def slo_rows(self, since_us: int | None, until_us: int | None, namespace: str | None,
+                 slo_class: str | None, limit: int) -> tuple[list[SLORow], bool]:
+        where, params = _where(PodQuery(namespace=namespace, slo_class=slo_class,
+                                        since_us=since_us, until_us=until_us))
+        where.append("slo_result != ''")
+        rows = self._rows("SELECT namespace, slo_class, slo_result, outcome, platform_s, "
+                          f"total_s FROM pods WHERE {' AND '.join(where)} LIMIT ?",
+                          [*params, limit + 1])
+        return [SLORow(*r) for r in rows[:limit]], len(rows) > limit
+
+    def count(self) -> int:
+        rows = self._rows("SELECT count(*) FROM pods", ())
+        return int(rows[0][0]) if rows else 0
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._all:
+                db.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+def _where(query: PodQuery) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column in _EQUALS:
+        value = getattr(query, column)
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if query.name_prefix:
+        # A range, not LIKE: it uses the (namespace, name) and (name) indexes.
+        where.append("name >= ? AND name < ?")
+        params.extend([query.name_prefix, query.name_prefix + "\U0010ffff"])
+    if query.since_us is not None:
+        where.append("at_us >= ?")
+        params.append(query.since_us)
+    if query.until_us is not None:
+        where.append("at_us < ?")
+        params.append(query.until_us)
+    return where, params
+
