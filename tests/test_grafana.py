@@ -264,6 +264,16 @@ def test_every_datasource_is_provisioned_or_a_datasource_variable() -> None:
                 check_datasource(var["datasource"], board, f"{name}: ${var['name']}")
 
 
+def api_routes() -> set[str]:
+    """The GET paths of lunettes serve, parameters written ``{}``."""
+    from prometheus_client import CollectorRegistry
+
+    from lunettes.api.app import create_app
+
+    paths = create_app(CollectorRegistry()).openapi()["paths"]
+    return {re.sub(r"\{[^}]+\}", "{}", path) for path, ops in paths.items() if "get" in ops}
+
+
 def test_every_variable_is_defined_and_links_lead_somewhere() -> None:
     boards = load_dashboards()
     by_uid = {b["uid"]: b for b in boards.values()}
@@ -273,6 +283,10 @@ def test_every_variable_is_defined_and_links_lead_somewhere() -> None:
             referenced_vars(board["templating"]["list"]))
         assert used - defined - GRAFANA_BUILTINS == set(), name
         for url in re.findall(r'"url": "([^"]*)"', json.dumps(board)):
+            if url.startswith("${api_url}"):  # a route of the lunettes API
+                path = re.sub(r"\$\{[^}]+\}", "{}", url.removeprefix("${api_url}"))
+                assert path in api_routes(), f"{name}: lunettes serves no {url}"
+                continue
             if not url or url.startswith("$"):
                 continue
             match = re.match(r"/d/([\w-]+)/[\w-]+(?:\?(.*))?$", url)
