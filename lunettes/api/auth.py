@@ -1,6 +1,7 @@
-"""Optional bearer-token authentication of the API.
+"""Optional bearer-token authentication of the API (no ``from __future__ import
+annotations`` here: FastAPI must see the dependency in the closure's annotations).
 
-With a token configured (``lunettes serve --api-token-file FILE``, ``--api-token`` or
+With a token configured (``lunettes serve --api-token-file FILE`` or
 ``$LUNETTES_API_TOKEN``) every ``/api/v1`` request needs ``Authorization: Bearer
 <token>``; a missing or wrong token answers 401 with ``WWW-Authenticate: Bearer``. The
 tokens are compared in constant time. ``/healthz``, ``/readyz`` and ``/metrics`` stay open
@@ -9,7 +10,6 @@ tokens are compared in constant time. ``/healthz``, ``/readyz`` and ``/metrics``
 data and stay open; the page asks for the token and sends it with its API calls.
 """
 
-from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
