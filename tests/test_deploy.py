@@ -6,6 +6,7 @@ subcommands and options, probes paths lunettes serves, and the configuration val
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
@@ -302,16 +303,21 @@ def test_kubernetes_manifests() -> None:
     deployment = found["Deployment"]
     spec = deployment["spec"]
     pod = spec["template"]["spec"]
-    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"][
-        "labels"].items()
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
     assert pod["automountServiceAccountToken"] is False
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    (container,) = pod["containers"]
-    security = container["securityContext"]
-    assert security["readOnlyRootFilesystem"] is True
-    assert security["allowPrivilegeEscalation"] is False
-    assert security["capabilities"]["drop"] == ["ALL"]
-    assert container["resources"]["requests"] and container["resources"]["limits"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"lunettes", "audit-reader"}
+    for container in containers.values():
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        assert container["command"][:2] == ["tini", "--"]
+    container = containers["lunettes"]
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["runAsUser"] != 0
 
     # Probes on paths lunettes serve, on the container's named port.
     served = served_paths()
@@ -325,34 +331,43 @@ def test_kubernetes_manifests() -> None:
     assert "get" in served[annotations["prometheus.io/path"]]
     assert int(annotations["prometheus.io/port"]) in ports.values()
 
-    # The command: tail -F piped into a real `lunettes serve` on that port.
-    assert container["command"][:3] == ["tini", "-g", "--"]
-    script = container["args"][-1]
-    commands = [shlex.split(part) for part in script.split("|")]
-    serve = next(c for c in commands if c[0] == "lunettes")
-    args = lunettes_args(serve[1:])
+    # The commands: a real `lunettes serve -` reading the FIFO the reader's tail -F feeds.
+    serve = next(shlex.split(c) for c in shell_commands(container) if "lunettes" in c)
+    args = lunettes_args(serve[serve.index("lunettes") + 1:serve.index("-") + 1])
     assert args.command == "serve" and args.paths == ["-"]
     assert args.port in ports.values() and args.host == "0.0.0.0"
-    tail = next(c for c in commands if c[0] == "tail")
-    assert "-F" in tail
+    tail = next(shlex.split(c) for c in shell_commands(containers["audit-reader"])
+                if "tail" in c)
+    assert "-F" in tail and tail[-2] == ">"
+    fifo = tail[-1]
+    assert f"3<>{fifo}" in container["args"][0]
 
-    # Every mount has its volume; the config, the writable data dir, the audit logs.
+    # Every mount has its volume; the config, the writable data dir, the FIFO, the logs.
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    assert {m["name"] for m in mounts.values()} == set(volumes)
-    config_mount = mounts[args.config.as_posix() if args.config else "/etc/lunettes"]
+    reader_mounts = {m["mountPath"]: m for m in containers["audit-reader"]["volumeMounts"]}
+    assert {m["name"] for m in [*mounts.values(), *reader_mounts.values()]} == set(volumes)
+    config_mount = mounts[args.config.as_posix()]
     generator = load(K8S / "kustomization.yaml")["configMapGenerator"][0]["name"]
     assert volumes[config_mount["name"]]["configMap"]["name"] == generator
     assert "emptyDir" in volumes[mounts["/var/lib/lunettes"]["name"]]
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
-    audit_dir = Path(tail[-1]).parent.as_posix()
-    assert mounts[audit_dir]["readOnly"] is True
-    assert volumes[mounts[audit_dir]["name"]]["hostPath"]["path"] == audit_dir
+    fifo_dir = Path(fifo).parent.as_posix()
+    assert mounts[fifo_dir]["name"] == reader_mounts[fifo_dir]["name"]
+    audit_dir = Path(tail[-3]).parent.as_posix()
+    assert audit_dir not in mounts  # only the reader sees the log
+    assert reader_mounts[audit_dir]["readOnly"] is True
+    assert volumes[reader_mounts[audit_dir]["name"]]["hostPath"]["path"] == audit_dir
 
     service = found["Service"]
-    assert service["spec"]["selector"].items() <= spec["template"]["metadata"][
-        "labels"].items()
+    assert service["spec"]["selector"].items() <= labels.items()
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= set(ports)
+
+
+def shell_commands(container: dict[str, Any]) -> list[str]:
+    """The commands of a container's ``sh -c`` script."""
+    assert container["command"][-2:] == ["sh", "-c"]
+    return [c.strip() for c in container["args"][0].split(";") if c.strip()]
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
@@ -398,3 +413,90 @@ def test_filebeat_ships_the_audit_log_through_the_ingest_pipeline() -> None:
             for key in ("field", "copy_from"):
                 value = options.get(key, "")
                 assert not value.startswith("kubernetes.") or value.startswith(target), value
+
+
+def test_the_pods_reader_feeds_lunettes_through_the_fifo(tmp_path: Path) -> None:
+    """The two containers' scripts, run here as they are (paths and port made local):
+    lunettes reads what `tail -F` writes into the FIFO, across a log rotation and a restart
+    of the reader, whose end never ends lunettes' input."""
+    pytest.importorskip("fastapi", reason="needs the serve extra")
+    import gzip
+    import os
+    import signal
+    import socket
+    import sys
+    import time
+
+    import httpx
+
+    pod = manifests()["Deployment"]["spec"]["template"]["spec"]
+    scripts = {c["name"]: c["args"][0] for c in pod["containers"]}
+    run, logs, config = tmp_path / "fifo", tmp_path / "apiserver", tmp_path / "config"
+    run.mkdir()
+    logs.mkdir()
+    shutil.copytree(DEFAULT_CONFIG_DIR, config)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    def local(script: str) -> str:
+        for old, new in (("/run/audit", str(run)), ("/var/log/kubernetes/audit", str(logs)),
+                         ("--config /etc/lunettes", f"--config {config} --no-store"),
+                         ("--host 0.0.0.0 --port 8080", f"--host 127.0.0.1 --port {port}"),
+                         ("exec lunettes ", f"exec {sys.executable} -m lunettes.cli.main ")):
+            script = script.replace(old, new)
+        for container_only in ("/run/audit", "/var/log/kubernetes", "/etc/lunettes", "0.0.0.0"):
+            assert container_only not in script, script
+        return script
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["sh", "-c", local(scripts[name])], start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=(tmp_path / name).open("wb"))
+
+    def metric(name: str) -> float:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        found = re.search(rf"^{name} (\S+)$", text, re.M)
+        return float(found[1]) if found else -1.0
+
+    def wait(check: Any, what: str, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if check():
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}: {(tmp_path / 'lunettes').read_text()}")
+
+    sample = Path(__file__).resolve().parents[1] / "lunettes" / "data" / "sample-audit.jsonl.gz"
+    lines = gzip.decompress(sample.read_bytes()).splitlines(keepends=True)[:3500]
+    log = logs / "audit.log"
+    log.write_bytes(b"".join(lines[:2000]))
+    read = "lunettes_audit_records_read_total"
+    processes = [start("lunettes"), start("audit-reader")]
+    try:
+        wait(lambda: metric(read) == 2000, "the log read through the FIFO")
+        log.rename(logs / "audit-2026-01-01T00-30-00.000.log")  # the API server rotates
+        log.write_bytes(b"".join(lines[2000:3000]))
+        wait(lambda: metric(read) == 3000, "the rotated log followed")
+        os.killpg(processes[1].pid, signal.SIGKILL)  # the reader dies...
+        processes[1].wait(10)
+        time.sleep(0.5)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
+        assert health["phase"] != "done", health  # ...and lunettes' input goes on
+        processes[1] = start("audit-reader")  # the kubelet restarts it
+        with log.open("ab") as out:
+            out.write(b"".join(lines[3000:3500]))
+        wait(lambda: metric(read) >= 3500, "the restarted reader's lines")
+        assert processes[0].poll() is None
+    finally:
+        for proc in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in processes:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
