@@ -41,9 +41,10 @@ class World:
     reused: tuple[str, str]
     """(namespace, name) of the Pod name two Pods had, one after the other."""
     store: Path
+    client: httpx.Client
 
     def get(self, path: str, **params: Any) -> httpx.Response:
-        return httpx.get(f"{self.base}{path}", params=params, timeout=10)
+        return self.client.get(f"{self.base}{path}", params=params)
 
     def ok(self, path: str, **params: Any) -> Any:
         response = self.get(path, **params)
@@ -72,8 +73,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     log, reused = _reused_name_log(tmp)
     records = replay([str(log)])
     store = tmp / "store.db"
-    with serve([str(log), "--store", str(store), "--jaeger-url", JAEGER], tmp) as base:
-        yield World(base, records, reused, store)
+    with serve([str(log), "--store", str(store), "--jaeger-url", JAEGER], tmp) as base, \
+            httpx.Client(timeout=10) as client:
+        yield World(base, records, reused, store, client)
 
 
 def expected(record: PodRecord) -> dict[str, Any]:

@@ -26,22 +26,32 @@ DROPPED_KEYS = frozenset({
     "stringData", "binaryData", "annotations", "spec",
 })
 
-_SECRET_WORD = (r"(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|access[_-]?key|"
-                r"private[_-]?key|credentials?)")
+_SECRET_KEY = re.compile(r"(?i)pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|"
+                         r"access[_-]?key|private[_-]?key|credential")
+_MAYBE = re.compile(r"(?i)bearer|basic|eyJ|@|pass|pwd|secret|token|key|credential")
+"""A cheap first look: most strings (names, times, ordinary messages) have none of these."""
 _PATTERNS = (
     (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{6,}"), rf"\1\2{REDACTED}"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), rf"\1{REDACTED}@"),
-    (re.compile(rf"(?i)([\w.-]*{_SECRET_WORD}[\w.-]*[\"']?\s*[=:]\s*[\"']?)"
-                r"(?!<redacted>)([^\s\"',;&}]+)"), rf"\1{REDACTED}"),
 )
+_KEY_VALUE = re.compile(r"([\w.-]+)([\"']?\s*[=:]\s*[\"']?)([^\s\"',;&}]+)")
+
+
+def _key_value(match: re.Match[str]) -> str:
+    key, sep, value = match.groups()
+    if value == REDACTED or not _SECRET_KEY.search(key):
+        return match.group(0)
+    return f"{key}{sep}{REDACTED}"
 
 
 def redact_text(text: str) -> str:
     """``text`` with secret-looking values replaced by ``<redacted>``."""
+    if not _MAYBE.search(text):
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return _KEY_VALUE.sub(_key_value, text)
 
 
 def redact(value: Any) -> Any:
