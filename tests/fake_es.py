@@ -3,7 +3,8 @@
 It answers the requests the official client sends the way Elasticsearch 8 does (the
 ``X-Elastic-Product`` header the client checks, compatible-with=8 media types, ``GET /``,
 ``PUT _ilm/policy``, ``PUT _index_template``, ``PUT <index>``, ``POST _bulk`` with per-item
-results, ``GET <index>/_doc/<id>``) and records every request so tests can read the
+results, ``GET <index>/_doc/<id>``, and ``<index>/_search`` and ``_count`` through
+:mod:`fake_es_search`) and records every request so tests can read the
 bodies. Documents are kept by (index, id), so a replay overwrites. Faults are injected:
 refused connections (``go_down``/``come_back``), failing requests (``fail_requests``),
 items refused per document id (``fail_item``) and required credentials (``require_auth``).
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import fake_es_search
 
 VERSION = "8.15.0"
 COMPAT = "compatible-with=8"
@@ -194,6 +197,11 @@ class FakeElasticsearch:
             settings = (json.loads(body) if body else {}).get("settings") or {}
             self._create_index(index, settings, explicit=True)
             return 200, {"acknowledged": True, "shards_acknowledged": True, "index": index}
+        if method in ("GET", "POST") and len(segments) == 2 and segments[1] == "_search":
+            return fake_es_search.search(self.documents, segments[0],
+                                         json.loads(body) if body else {})
+        if method in ("GET", "POST") and len(segments) == 2 and segments[1] == "_count":
+            return fake_es_search.count(self.documents, segments[0])
         if method == "GET" and len(segments) == 3 and segments[1] == "_doc":
             key = (segments[0], segments[2])
             if key not in self.documents:
