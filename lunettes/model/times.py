@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 _SECONDS_CACHE: dict[str, int] = {}
+_STAMP_CACHE: dict[int, str] = {}
 _CACHE_LIMIT = 4096
 
 
@@ -41,7 +42,12 @@ def parse_time(text: str) -> int:
 def format_time(micros: int) -> str:
     """Format microseconds since the epoch as RFC 3339 UTC with six fractional digits."""
     seconds, frac = divmod(micros, 1_000_000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = _STAMP_CACHE.get(seconds)
+    if stamp is None:  # records of one log name nearby seconds: format each once
+        stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        if len(_STAMP_CACHE) >= _CACHE_LIMIT:
+            _STAMP_CACHE.clear()
+        _STAMP_CACHE[seconds] = stamp
     return f"{stamp}.{frac:06d}Z"
 
 

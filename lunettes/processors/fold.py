@@ -106,6 +106,27 @@ class Folder:
                            record.name, record.received_us, derived=True)
 
     # -- folding --------------------------------------------------------------------------
+    @staticmethod
+    def slim(record: AuditRecord) -> None:
+        """Drop the parts of a record's bodies that :meth:`add` never reads.
+
+        Called before the reorder window holds the record (seconds of audit time): the
+        bodies of other resources, and the Pod ``spec`` that every pods/status or delete
+        response repeats (only creates are read for it), are freed at once instead of
+        staying in memory to be freed, cold, when the record is folded.
+        """
+        resource = record.resource
+        if resource == "pods":
+            if record.verb != "create" or record.subresource:
+                request, response = record.request, record.response
+                if request is not None and "spec" in request:
+                    record.request = {k: v for k, v in request.items() if k != "spec"}
+                if response is not None and "spec" in response:
+                    record.response = {k: v for k, v in response.items() if k != "spec"}
+        elif resource != "events" and (record.request is not None
+                                       or record.response is not None):
+            record.request = record.response = None
+
     def add(self, record: AuditRecord) -> None:
         """Fold one record; records about other objects are ignored."""
         if record.resource == "pods":

@@ -9,9 +9,10 @@ record names it in ``objectRef`` before any body. So records of ``pods`` and ``e
 matter for Pods and are spread by line number.
 
 Each worker reads the whole log. It decodes only its own lines; for the others it reads
-just ``objectRef``, ``stage`` and ``requestReceivedTimestamp`` from the bytes (a kube-apiserver
-line starts with ``{"kind":"Event","apiVersion":"audit.k8s.io/...``, and those fields come
-before or after the bodies at known places) and, for final-stage records, yields a
+just ``objectRef.resource``, ``objectRef.namespace``, ``stage`` and
+``requestReceivedTimestamp`` from the bytes, without decoding (a kube-apiserver line starts
+with ``{"kind":"Event","apiVersion":"audit.k8s.io/...``; ``stage`` and ``objectRef`` come
+before the bodies, the timestamp after them) and, for final-stage records, yields a
 :func:`~lunettes.model.audit.tick`: the audit clock (reorder window, Pod timeouts, when a
 Pod leaves memory) then advances in every worker exactly as in a single process. Lines of
 any other shape (EventList batches, Cloud Logging entries, pretty-printed JSON) are decoded
@@ -28,19 +29,31 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import orjson
-
 from lunettes.model.audit import AuditRecord, tick
 from lunettes.model.times import parse_time
 
 _HEADS = (b'{"kind":"Event","apiVersion":"audit.k8s.io/v1",',
           b'{"kind":"Event","apiVersion":"audit.k8s.io/v1beta1",')
 _OBJECT_REF = b'"objectRef":{'
+_RESOURCE = b'"resource":"'
+_NAMESPACE = b'"namespace":"'
+_POD_RESOURCES = (b"pods", b"events")
 _STAGE = b'"stage":"'
 _RECEIVED = b'"requestReceivedTimestamp":"'
 _FINAL = (b"ResponseComplete", b"Panic")
 _FINAL_STAGES = ("ResponseComplete", "Panic")
 POD_RESOURCES = ("pods", "events")
+
+
+def _field(raw: bytes, key: bytes, start: int, end: int) -> bytes | None:
+    """The string value of ``key`` between ``start`` and ``end`` (b"" when absent; None
+    when it is not a plain string)."""
+    at = raw.find(key, start, end)
+    if at < 0:
+        return b""
+    at += len(key)
+    close = raw.find(b'"', at, end)
+    return None if close < 0 else raw[at:close]
 
 
 @dataclass(frozen=True)
@@ -71,15 +84,17 @@ class Partition:
         if at < 0:
             owner = number % self.count  # a non-resource request (/healthz, /version...)
         else:
-            start = at + len(_OBJECT_REF) - 1
-            end = raw.find(b"}", start)
-            try:
-                ref = orjson.loads(raw[start:end + 1])
-            except orjson.JSONDecodeError:
+            end = raw.find(b"}", at)
+            resource = _field(raw, _RESOURCE, at, end)
+            if resource is None:
                 return None, None
-            if type(ref) is not dict:
-                return None, None
-            owner = self.owner(ref.get("resource"), ref.get("namespace"), number)
+            if resource in _POD_RESOURCES:
+                namespace = _field(raw, _NAMESPACE, at, end)
+                if namespace is None or b"\\" in namespace:
+                    return None, None
+                owner = zlib.crc32(namespace) % self.count
+            else:
+                owner = number % self.count
         if owner == self.index:
             return owner, None
         at = raw.find(_STAGE)
