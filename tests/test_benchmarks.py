@@ -21,7 +21,8 @@ SCRIPT = ROOT / "benchmarks" / "run.py"
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("bench")
     out, docs = work / "results.json", work / "benchmarks.md"
-    docs.write_text("# Benchmarks\n\n<!-- results:begin -->\nold\n<!-- results:end -->\n\nafter\n")
+    docs.write_text("# Benchmarks\n\n<!-- results:begin -->\nSTALE-RESULTS\n"
+                    "<!-- results:end -->\n\nafter\n")
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--cache", str(work / "cache"),
          "--out", str(out), "--docs", str(docs), "--workers", "2"],
@@ -79,4 +80,4 @@ def test_verdict_and_docs(results: dict) -> None:
                                        "linear_time", "flat_memory_for_finished_pods"}
     docs = results["_docs"]
     assert docs.startswith("# Benchmarks") and docs.rstrip().endswith("after")
-    assert "old" not in docs and "events/s" in docs and "Workers" in docs
+    assert "STALE-RESULTS" not in docs and "events/s" in docs and "Workers" in docs
