@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
-from realdata import REAL, real
+from realdata import real
 
 from lunettes.model.audit import AuditRecord
 from lunettes.model.hyperevent import HyperEvent
@@ -79,7 +80,7 @@ def test_metadata_log_gives_partial_timelines_by_name() -> None:
 
 
 def test_falco_pod_creates_have_spec_summaries() -> None:
-    paths = [str(p) for p in sorted(REAL.glob("falco-v1beta1/create_nginx_pod_*.json"))]
+    paths = [str(p) for p in sorted(Path(real("falco-v1beta1")).glob("create_nginx_pod_*.json"))]
     creates = [r for r in FileSource(paths) if r.verb == "create"]
     timelines, stats = _fold(*paths)
     # two captures hold the same request: the second create of a UID is not a new Pod
