@@ -106,7 +106,7 @@ class PodSpecSummary:
 
 
 _DICTS: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
-_SHARED_LIMIT = 1 << 16
+_SHARED_LIMIT = 4096  # bounded: a cleared cache only stops sharing for new Pods
 
 
 def shared_dict(items: dict[Any, Any]) -> dict[str, str]:

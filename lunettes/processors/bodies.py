@@ -25,7 +25,7 @@ def _text(value: Any) -> str:
 
 _CONDITIONS: dict[tuple[Any, str, str, str], ConditionChange] = {}
 _CONTAINERS: dict[tuple[Any, ...], ContainerChange] = {}
-_SHARED_LIMIT = 1 << 16
+_SHARED_LIMIT = 4096  # bounded: a cleared cache only stops sharing for new Pods
 
 
 def _condition(kind: Any, status: str, reason: str, message: str) -> ConditionChange:
