@@ -13,18 +13,18 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pytest
 
 pytest.importorskip("fastapi", reason="needs the serve extra")
 import httpx
+from api_server import SAMPLE, wait_for
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
@@ -36,25 +36,6 @@ from lunettes.sinks.memory import InMemorySink
 from lunettes.sources.errors import BadRecords
 from lunettes.sources.files import FileSource
 from lunettes.sources.follow import FollowSource
-
-SAMPLE = Path(__file__).resolve().parents[1] / "lunettes" / "data" / "sample-audit.jsonl.gz"
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T | None], what: str, timeout_s: float = 60.0) -> T:
-    """Poll ``check`` until it returns something other than None/False, or fail."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (httpx.HTTPError, OSError) as exc:
-            last = exc
-        else:
-            if last is not None and last is not False:
-                return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last: {last!r})")
 
 
 def free_port() -> int:

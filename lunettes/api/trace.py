@@ -15,26 +15,15 @@ from __future__ import annotations
 from typing import Any
 
 from lunettes.model.ids import span_id, trace_id
+from lunettes.model.semconv import (
+    ERROR_OUTCOMES,
+    INSTANCE_ATTRIBUTES,
+    OWNER_ATTRIBUTES,
+    ROOT_STAGE,
+)
 from lunettes.model.times import format_time, parse_time
 
-__all__ = ["ERROR_OUTCOMES", "jaeger_link", "trace_of"]
-
-ROOT_STAGE = "delivery"
-ERROR_OUTCOMES = {
-    "failed": "pod failed (phase Failed)",
-    "rejected": "pod creation was rejected",
-    "timeout": "pod was not delivered within the pod timeout",
-    "deleted": "pod was deleted before delivery",
-}
-OWNER_ATTRIBUTES = {
-    "ReplicaSet": "k8s.replicaset.name",
-    "Deployment": "k8s.deployment.name",
-    "StatefulSet": "k8s.statefulset.name",
-    "DaemonSet": "k8s.daemonset.name",
-    "Job": "k8s.job.name",
-    "CronJob": "k8s.cronjob.name",
-}
-INSTANCE_ATTRIBUTES = {"container": "k8s.container.name", "image": "container.image.name"}
+__all__ = ["jaeger_link", "trace_of"]
 
 
 def _us(value: Any) -> int | None:

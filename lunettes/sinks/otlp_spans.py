@@ -15,34 +15,14 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from lunettes import __version__
 from lunettes.model.ids import span_id, trace_id
 from lunettes.model.record import PodRecord, Stage
+from lunettes.model.semconv import (
+    ERROR_OUTCOMES,
+    INSTANCE_ATTRIBUTES,
+    OWNER_ATTRIBUTES,
+    ROOT_STAGE,
+)
 
 SCOPE_NAME = "lunettes"
-ROOT_STAGE = "delivery"
-
-# Outcomes that mark the root span as an error, with the status message shown.
-ERROR_OUTCOMES = {
-    "failed": "pod failed (phase Failed)",
-    "rejected": "pod creation was rejected",
-    "timeout": "pod was not delivered within the pod timeout",
-    "deleted": "pod was deleted before delivery",
-}
-
-# Pod owner kind -> OTel semantic-convention attribute naming the owner.
-OWNER_ATTRIBUTES = {
-    "ReplicaSet": "k8s.replicaset.name",
-    "Deployment": "k8s.deployment.name",
-    "StatefulSet": "k8s.statefulset.name",
-    "DaemonSet": "k8s.daemonset.name",
-    "Job": "k8s.job.name",
-    "CronJob": "k8s.cronjob.name",
-}
-
-# Stage.instance_kind -> attribute naming the instance.
-INSTANCE_ATTRIBUTES = {
-    "container": "k8s.container.name",
-    "image": "container.image.name",
-}
-
 AttrValue = str | bool | int | float
 
 
