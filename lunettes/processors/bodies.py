@@ -191,11 +191,7 @@ class EventFacts:
 
 def event_facts(body: dict[str, Any], previous: EventFacts | None = None) -> EventFacts:
     """Read an Event body (create) or an Event patch merged over what was known before."""
-    facts = EventFacts() if previous is None else EventFacts(
-        previous.kind, previous.namespace, previous.name, previous.uid, previous.reason,
-        previous.message, previous.event_type, previous.count, previous.container,
-        previous.init, previous.image, previous.reporter,
-    )
+    facts = EventFacts() if previous is None else replace(previous)
     about = body.get("involvedObject") or body.get("regarding")
     if isinstance(about, dict):
         facts.kind = _text(about.get("kind") or "")
