@@ -287,14 +287,7 @@ def crash_loop(p: PodSim, c: ContainerPlan, cid: str, reason: str = "Error",
                      p.cond("ContainersReady", "False", "PodFailed")]
             p.status(conds=conds, containers=True, phase="Failed")
             return False
-        p.container_status(c, {"waiting": {
-            "reason": "CrashLoopBackOff",
-            "message": f"back-off 10s restarting failed container={c.name} pod={pod_ref(p)}"}},
-            restarts=restarts, last=last)
-        p.status(containers=True)
-        p.soon()
-        p.event("BackOff", f"Back-off restarting failed container {c.name} in pod "
-                f"{pod_ref(p)}", "Warning", c=c)
+        back_off(p, c, last, restarts)
         return True
 
     def restart(attempt: int) -> bool:
@@ -311,6 +304,20 @@ def crash_loop(p: PodSim, c: ContainerPlan, cid: str, reason: str = "Error",
 
     if crash():
         backoff_loop(p, restart)
+
+
+def back_off(p: PodSim, c: ContainerPlan, last: dict[str, Any], restarts: int,
+             reason: str = "CrashLoopBackOff", message: str = "") -> None:
+    """A run ended (``last``): the kubelet reports the container waiting to restart, then
+    the BackOff Event."""
+    p.container_status(c, {"waiting": {
+        "reason": reason,
+        "message": message or f"back-off 10s restarting failed container={c.name} "
+                              f"pod={pod_ref(p)}"}}, restarts=restarts, last=last)
+    p.status(containers=True)
+    p.soon()
+    p.event("BackOff", f"Back-off restarting failed container {c.name} in pod "
+            f"{pod_ref(p)}", "Warning", c=c)
 
 
 def stop_after_delete(p: PodSim, running: bool) -> None:

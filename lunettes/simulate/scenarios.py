@@ -371,16 +371,11 @@ def run_container_error(p: PodSim) -> None:
         last = {"terminated": {"exitCode": 128, "reason": "StartError", "message": err,
                                "startedAt": "1970-01-01T00:00:00Z",
                                "finishedAt": kl.rfc3339_s(p.t), "containerID": cid}}
-        waiting = {"reason": "RunContainerError", "message": err} if n == 0 else {
-            "reason": "CrashLoopBackOff",
-            "message": f"back-off 10s restarting failed container={c.name} "
-                       f"pod={kl.pod_ref(p)}"}
-        p.container_status(c, {"waiting": waiting}, restarts=restarts, last=last)
-        p.status(containers=True)
+        if n == 0:
+            kl.back_off(p, c, last, restarts, "RunContainerError", err)
+        else:
+            kl.back_off(p, c, last, restarts)
         restarts += 1
-        p.soon()
-        p.event("BackOff", f"Back-off restarting failed container {c.name} in pod "
-                f"{kl.pod_ref(p)}", "Warning", c=c)
         return True
 
     attempt(0)
@@ -432,15 +427,9 @@ def post_start_hook_failed(p: PodSim) -> None:
         last = {"terminated": {"exitCode": 137, "reason": "Error", "startedAt":
                                kl.rfc3339_s(p.t - 2_000_000), "finishedAt": kl.rfc3339_s(p.t),
                                "containerID": cid}}
-        p.container_status(c, {"waiting": {
-            "reason": "PostStartHookError" if n == 0 else "CrashLoopBackOff",
-            "message": f"back-off 10s restarting failed container={c.name} "
-                       f"pod={kl.pod_ref(p)}"}}, restarts=restarts, last=last)
-        p.status(containers=True)
+        kl.back_off(p, c, last, restarts,
+                    "PostStartHookError" if n == 0 else "CrashLoopBackOff")
         restarts += 1
-        p.soon()
-        p.event("BackOff", f"Back-off restarting failed container {c.name} in pod "
-                f"{kl.pod_ref(p)}", "Warning", c=c)
         return True
 
     attempt(0)
