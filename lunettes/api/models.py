@@ -70,7 +70,9 @@ class Links(BaseModel):
     jaeger: str | None = Field(None, description="the trace in Jaeger (--jaeger-url)")
 
 
-class PodModel(_Open):
+class _PodIdentity(BaseModel):
+    """The fields a Pod's full record and its search-list item share."""
+
     uid: str
     namespace: str
     name: str
@@ -80,9 +82,12 @@ class PodModel(_Open):
     duration_s: float | None
     outcome: str
     partial: bool
-    uid_derived: bool
     owner_kind: str
     owner_name: str
+
+
+class PodModel(_PodIdentity, _Open):
+    uid_derived: bool
     last_seen: str | None = None
     stages: list[StageModel]
     diagnosis: DiagnosisModel | None = None
@@ -90,18 +95,7 @@ class PodModel(_Open):
     links: Links
 
 
-class PodSummaryModel(BaseModel):
-    uid: str
-    namespace: str
-    name: str
-    node: str
-    created: str | None
-    finished: str | None
-    duration_s: float | None
-    outcome: str
-    partial: bool
-    owner_kind: str
-    owner_name: str
+class PodSummaryModel(_PodIdentity):
     slo_result: str | None
     slo_class: str | None
     platform_s: float | None
