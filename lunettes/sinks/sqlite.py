@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from lunettes.registry import BuildContext
 from lunettes.sinks.base import SinkClosedError
 
 SCHEMA_VERSION = 2
+BUSY_TIMEOUT_S = 60.0
+"""How long a writer waits for another process's transaction before giving up."""
 
 COLUMNS = (
     "uid", "namespace", "name", "node", "created_us", "finished_us", "outcome", "partial",
@@ -83,25 +86,67 @@ CREATE INDEX IF NOT EXISTS pods_by_name_time ON pods (name, at_us);
 
 
 def ensure_schema(db: sqlite3.Connection) -> None:
-    """Create the table and indexes, or upgrade a version-1 store in place."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version >= SCHEMA_VERSION:
+    """Create the table and indexes, or upgrade a version-1 store in place.
+
+    Safe when several processes open one store at once (``lunettes replay --workers N``):
+    the work runs in one ``BEGIN IMMEDIATE`` transaction (one writer at a time, the others
+    wait out the connection's busy timeout) that first reads the version again, so the
+    process that comes second finds the schema done and changes nothing.
+    """
+    if _version(db) >= SCHEMA_VERSION:
         return
-    with db:
-        db.executescript(SCHEMA)
-        have = {row[1] for row in db.execute("PRAGMA table_info(pods)")}
-        missing = [c for c in _ADDED if c not in have]
-        for column in missing:
-            db.execute(f"ALTER TABLE pods ADD COLUMN {column} {_ADDED[column]}")
-        if missing:
-            rows = db.execute("SELECT uid, record FROM pods").fetchall()
-            db.executemany(
-                "UPDATE pods SET at_us=?, slo_result=?, slo_class=?, reason=?, platform_s=?, "
-                "total_s=? WHERE uid=?",
-                [(*query_columns(orjson.loads(record), created_us=None)[0:6], uid)
-                 for uid, record in rows])
-        db.executescript(INDEXES)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if _version(db) < SCHEMA_VERSION:
+            _create_or_upgrade(db)
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+
+
+def _version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _create_or_upgrade(db: sqlite3.Connection) -> None:
+    """The schema work of :func:`ensure_schema`, inside its transaction (no
+    ``executescript``: it would commit first)."""
+    for statement in _statements(SCHEMA):
+        db.execute(statement)
+    have = {row[1] for row in db.execute("PRAGMA table_info(pods)")}
+    missing = [c for c in _ADDED if c not in have]
+    for column in missing:
+        db.execute(f"ALTER TABLE pods ADD COLUMN {column} {_ADDED[column]}")
+    if missing:
+        rows = db.execute("SELECT uid, record FROM pods").fetchall()
+        db.executemany(
+            "UPDATE pods SET at_us=?, slo_result=?, slo_class=?, reason=?, platform_s=?, "
+            "total_s=? WHERE uid=?",
+            [(*query_columns(orjson.loads(record), created_us=None)[0:6], uid)
+             for uid, record in rows])
+    for statement in _statements(INDEXES):
+        db.execute(statement)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _journal_wal(db: sqlite3.Connection) -> None:
+    """Put the store in WAL mode. When several processes open a new store at once, the
+    switch can fail at once with "database is locked" (SQLite calls no busy handler for
+    it): try again until the busy timeout has passed."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _number(value: Any) -> float | None:
@@ -149,7 +194,10 @@ class SQLiteSink:
 
     Reading helpers (:meth:`get`, :meth:`by_name`, :meth:`count`) serve the CLI and tests;
     the API reads the same file through :class:`lunettes.api.store.SQLiteStore`, with its
-    own connections (WAL mode: readers never block the writer).
+    own connections (WAL mode: readers never block the writer). Several processes may
+    write one store (``lunettes replay --workers N``): transactions take the write lock as
+    they begin and wait up to :data:`BUSY_TIMEOUT_S` for one another, and the store is
+    created (or upgraded) by one of them.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -170,8 +218,12 @@ class SQLiteSink:
             raise SinkClosedError(f"sqlite store {self.path} is shut down")
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            # Several processes may write one store (replay --workers N): each waits up to
+            # BUSY_TIMEOUT_S for the others' transactions, and takes the write lock when its
+            # transaction begins (IMMEDIATE), not halfway through it.
+            self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S,
+                                       isolation_level="IMMEDIATE", check_same_thread=False)
+            _journal_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             ensure_schema(self._db)
         return self._db
