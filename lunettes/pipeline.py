@@ -15,7 +15,7 @@ from lunettes.analyzers.dag import AnalyzerDAG
 from lunettes.analyzers.lifecycle import Lifecycle, LifecycleAnalyzer
 from lunettes.analyzers.stages import StagesAnalyzer
 from lunettes.config.errors import ConfigError, Section, read_yaml
-from lunettes.model.audit import TICK_STAGE, AuditRecord
+from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
 from lunettes.model.record import PodRecord
 from lunettes.model.timeline import PodTimeline
 from lunettes.processors.dedupe import Deduplicator
@@ -219,14 +219,23 @@ class Pipeline:
         accept, push, add, advance = dedupe.accept, window.push, folder.add, folder.advance
         slim = folder.slim
         for record in records:
+            stage = record.stage
+            if stage is TICK_STAGE:  # another worker's record: only the clock moves
+                pass
+            elif stage is SKIPPED_STAGE:  # not about a Pod: counted, its time moves the clock
+                stats["records"] += 1
+                stats["skipped"] += 1
+                if not record.received_us:
+                    continue
+            else:
+                stats["records"] += 1
             received = record.received_us
             newest = self.newest_us
             if newest is None or received > newest:
                 self.newest_us = received
-            if record.stage is TICK_STAGE:  # another worker's record: only the clock moves
+            if stage is TICK_STAGE or stage is SKIPPED_STAGE:
                 released = push(record)
             else:
-                stats["records"] += 1
                 if not accept(record):
                     continue
                 slim(record)

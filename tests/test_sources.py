@@ -11,21 +11,32 @@ from pathlib import Path
 
 import orjson
 import pytest
+from api_server import SAMPLE
 from realdata import REAL, real
 
+from lunettes.model.audit import FOLDED_VERBS, SKIPPED_STAGE, TICK_STAGE, AuditRecord
+from lunettes.model.times import parse_time
+from lunettes.processors.bodies import meta
 from lunettes.sources.files import FileSource
+from lunettes.sources.partition import Partition
 
 
 def _read(*paths: str) -> tuple[list, FileSource]:
-    source = FileSource(paths)
+    """Every record decoded, and the source."""
+    source = FileSource(paths, every_record=True)
     return list(source), source
 
 
-def _plain_count(path: str) -> int:
+def _plain_events(path: str) -> list[dict]:
     """Independent oracle: the audit Events a plain json reader finds in a JSON-lines file."""
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt") as f:
-        return sum(1 for line in f if json.loads(line).get("kind") == "Event")
+        return [e for e in map(json.loads, f) if e.get("kind") == "Event"]
+
+
+def _about_pods(event: dict) -> bool:
+    ref = event.get("objectRef") or {}
+    return event["verb"] in FOLDED_VERBS.get(ref.get("resource", ""), ())
 
 
 @pytest.mark.parametrize("name, events", [
@@ -37,9 +48,30 @@ def _plain_count(path: str) -> int:
 def test_real_jsonl_captures_are_read_whole(name: str, events: int) -> None:
     path = real(name)
     records, source = _read(path)
-    assert len(records) == events == _plain_count(path)
+    assert len(records) == events == len(_plain_events(path))
     assert source.bad.total == 0
     assert all(r.audit_id and r.verb and r.received_us > 1_400_000_000_000_000 for r in records)
+
+
+@pytest.mark.parametrize("name", ["perfspec-kubeadm-metadata.jsonl.gz",
+                                  "openshift-4.12-requestresponse.jsonl",
+                                  "audit2rbac-demo-metadata.jsonl"])
+def test_records_about_other_resources_only_move_the_clock(name: str) -> None:
+    path = real(name)
+    plain = _plain_events(path)
+    source = FileSource([path])
+    out = list(source)
+    decoded = {(r.audit_id, r.stage) for r in out if r.stage != SKIPPED_STAGE}
+    assert source.bad.total == 0 and all(r.stage != TICK_STAGE for r in out)
+    assert len(decoded) + sum(r.stage == SKIPPED_STAGE for r in out) == len(plain)
+    # every record about a Pod is decoded; what is not decoded is about something else
+    assert {(e["auditID"], e["stage"]) for e in plain if _about_pods(e)} <= decoded
+    skipped = [e for e in plain if (e["auditID"], e["stage"]) not in decoded]
+    assert not any(_about_pods(e) for e in skipped)
+    # the final stages of the others still move the clock, in order
+    assert [r.received_us for r in out if r.stage == SKIPPED_STAGE] == [
+        parse_time(e["requestReceivedTimestamp"])
+        if e["stage"] in ("ResponseComplete", "Panic") else 0 for e in skipped]
 
 
 def test_perfspec_counts_match_provenance() -> None:
@@ -141,3 +173,46 @@ def test_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
     records, _ = _read("-")
     assert len(records) == 5
+
+
+def test_partition_gives_each_record_to_one_worker_and_each_pod_to_one() -> None:
+    path = str(SAMPLE)
+    single = [r for r in FileSource([path]) if r.stage != SKIPPED_STAGE]
+    workers = 3
+    parts = [list(FileSource([path], partition=Partition(k, workers))) for k in range(workers)]
+    decoded = [[r for r in part if r.stage not in (TICK_STAGE, SKIPPED_STAGE)]
+               for part in parts]
+    # every record decoded exactly once over the workers; every line counted once
+    assert sorted((r.audit_id, r.stage) for part in decoded for r in part) == sorted(
+        (r.audit_id, r.stage) for r in single)
+    assert sum(len(part) for part in parts) - sum(
+        r.stage == TICK_STAGE for part in parts for r in part) == len(list(FileSource([path])))
+
+    def pod_of(record: AuditRecord) -> tuple[str, str] | None:
+        """Oracle: the Pod a record is about, from its bodies (not from names)."""
+        body = record.request or record.response or {}
+        if record.resource == "events":
+            involved = body.get("involvedObject") or body.get("regarding") or {}
+            if involved.get("kind") != "Pod":
+                return None
+            return record.namespace, involved.get("name", "")
+        return record.namespace, record.name or meta(record.response).get("name", "")
+
+    owners: dict[tuple[str, str], set[int]] = {}
+    for index, part in enumerate(decoded):
+        for record in part:
+            if (record.resource == "pods" and record.succeeded) or (
+                    record.resource == "events" and record.verb == "create"):
+                pod = pod_of(record)
+                if pod is not None and pod[1]:
+                    owners.setdefault(pod, set()).add(index)
+    assert len(owners) > 250
+    assert {k: v for k, v in owners.items() if len(v) > 1} == {}
+    assert {i for v in owners.values() for i in v} == set(range(workers))  # all busy
+    # the other workers' final records still move each worker's clock
+    finals = sorted(r.received_us for r in FileSource([path])
+                    if r.stage in ("ResponseComplete", "Panic")
+                    or (r.stage == SKIPPED_STAGE and r.received_us))
+    for part in parts:
+        assert sorted(r.received_us for r in part if r.stage == TICK_STAGE or (r.received_us
+                      and r.stage in ("ResponseComplete", "Panic", SKIPPED_STAGE))) == finals

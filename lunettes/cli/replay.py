@@ -146,8 +146,9 @@ def _summary(console: Console, stats: Counter[str], source: FileSource) -> None:
     outcomes = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(stats.items())
                          if k.startswith("outcome:"))
     console.print(
-        f"read {stats['records']} records ({source.bad.total} bad, "
-        f"{stats['duplicate']} duplicate, {stats['interim_stage']} interim stages), "
+        f"read {stats['records']} records: {stats['records'] - stats['skipped']} about Pods "
+        f"({source.bad.total} bad, {stats['duplicate']} duplicate, "
+        f"{stats['interim_stage']} interim stages), {stats['skipped']} others not decoded; "
         f"{stats['pods_final']} pods ({stats['pods_partial']} partial): {outcomes or 'none'}",
         highlight=False, soft_wrap=True)
     if source.bad.total:

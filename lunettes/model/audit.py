@@ -7,6 +7,15 @@ from typing import Any
 
 TICK_STAGE = "lunettes:tick"
 """The stage of a clock tick (see :func:`tick`); compared by identity, never read from JSON."""
+SKIPPED_STAGE = "lunettes:skipped"
+"""The stage of a record left undecoded (see :func:`skipped`); compared by identity."""
+
+FOLDED_VERBS: dict[str, frozenset[str]] = {
+    "pods": frozenset({"create", "delete", "patch", "update"}),
+    "events": frozenset({"create", "patch", "update"}),
+}
+"""The records that can tell anything about a Pod, by resource and verb (subresources of
+``pods`` included); sources may leave every other record undecoded."""
 
 
 @dataclass(slots=True)
@@ -50,3 +59,10 @@ def tick(received_us: int) -> AuditRecord:
     its time. It advances the audit clock (reorder window, pod timeouts) exactly as the
     record would have, and is neither counted nor folded."""
     return AuditRecord("", TICK_STAGE, "", received_us)
+
+
+def skipped(received_us: int) -> AuditRecord:
+    """A record a source read but did not decode, since it cannot be about a Pod (see
+    :data:`FOLDED_VERBS`): counted, folded never; a final stage's time (else 0) moves the
+    audit clock as a :func:`tick` does."""
+    return AuditRecord("", SKIPPED_STAGE, "", received_us)

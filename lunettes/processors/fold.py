@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sys import intern
 from typing import Any
 
-from lunettes.model.audit import AuditRecord
+from lunettes.model.audit import FOLDED_VERBS, AuditRecord
 from lunettes.model.hyperevent import HyperEvent
 from lunettes.model.ids import derive_uid
 from lunettes.model.spec import PodSpecSummary
@@ -28,6 +28,7 @@ DeliveryCheck = Callable[[PodTimeline, HyperEvent], bool]
 _POD_VERBS = {"create": "create", "delete": "delete", "patch": "update", "update": "update"}
 _SUBRESOURCE_OPS = {"status": "status", "binding": "bind", "eviction": "evict",
                     "ephemeralcontainers": "update", "resize": "update"}
+_CHANGES = FOLDED_VERBS["events"]
 
 
 @dataclass(slots=True)
@@ -132,12 +133,12 @@ class Folder:
         if record.resource == "pods":
             if record.subresource:
                 op = _SUBRESOURCE_OPS.get(record.subresource)
-                if op and record.verb in ("create", "patch", "update"):
+                if op and record.verb in _CHANGES:
                     self._subresource(record, op)
             elif record.verb in _POD_VERBS:
                 self._pod_verb(record, _POD_VERBS[record.verb])
         elif (record.resource == "events" and record.api_group in ("", "events.k8s.io")
-              and record.verb in ("create", "patch", "update") and record.succeeded):
+              and record.verb in _CHANGES and record.succeeded):
             self._event(record)
 
     def _emit(self, live: _Live, record: AuditRecord, op: str, **facts: Any) -> HyperEvent:

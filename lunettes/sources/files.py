@@ -13,14 +13,17 @@ from typing import IO, Any
 import orjson
 import yaml
 
-from lunettes.model.audit import AuditRecord
+from lunettes.model.audit import FOLDED_VERBS, AuditRecord, skipped, tick
 from lunettes.sources.decode import AUDIT_API_VERSIONS, decode_document, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.partition import Partition
+from lunettes.sources.peek import peek, received_us
 
 STDIN = "-"
 _YAML_SUFFIXES = (".yaml", ".yml")
 _LOG_SUFFIXES = (".json", ".jsonl", ".log", ".gz", ".yaml", ".yml")
+_FOLDED = {resource.encode(): frozenset(verb.encode() for verb in verbs)
+           for resource, verbs in FOLDED_VERBS.items()}
 
 
 class _PlainLoader(yaml.SafeLoader):
@@ -91,14 +94,18 @@ class FileSource:
     """Yields AuditRecords from paths; bad lines are counted in ``bad`` with file:line.
 
     ``on_bytes`` (if given) is called with the number of bytes read, for progress bars.
+    Records that cannot be about a Pod (other resources and verbs: leases, lists,
+    watches...) are read from their bytes only (:mod:`lunettes.sources.peek`) and yielded
+    undecoded, as :func:`~lunettes.model.audit.skipped` records, unless ``every_record``.
     With ``partition`` (one worker of several, see :mod:`lunettes.sources.partition`) it
     yields only the records that worker owns, and clock ticks for the others' final records.
     """
 
     def __init__(self, paths: Iterable[str], bad: BadRecords | None = None,
                  on_bytes: Callable[[int], None] | None = None,
-                 partition: Partition | None = None) -> None:
+                 partition: Partition | None = None, every_record: bool = False) -> None:
         self.paths = expand(paths)
+        self.every_record = every_record
         self.bad = bad if bad is not None else BadRecords()
         self.on_bytes = on_bytes
         self.partition = partition
@@ -133,22 +140,35 @@ class FileSource:
         first_bad: list[bytes] = []
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
         on_bytes, bad, part = self.on_bytes, self.bad, self.partition
-        versions = AUDIT_API_VERSIONS
+        mine, workers = (part.index, part.count) if part is not None else (0, 1)
+        versions, every = AUDIT_API_VERSIONS, self.every_record
         for number, raw in enumerate(stream, 1):
             self.lines += 1
             if on_bytes:
                 on_bytes(len(raw))
-            routed = False
-            if part is not None:
-                owner, tick_record = part.route(raw, number)
-                if owner is None:  # not a plain audit Event line: route its records
-                    pass
-                elif owner != part.index:
-                    if tick_record is not None:
-                        yield tick_record
-                    continue
+            seen = peek(raw)
+            owner: int | None = None  # the worker that decodes the line; None: all do
+            if seen is not None:
+                if not every and seen.verb not in _FOLDED.get(seen.resource, ()):
+                    # nothing about a Pod
+                    received = received_us(raw) if seen.final else 0
+                    if received is not None:
+                        if number % workers == mine:
+                            yield skipped(received)
+                        elif received:
+                            yield tick(received)
+                        continue
+                    owner = number % workers  # unreadable time: decode, count it bad
+                elif part is not None:
+                    owner = part.route(raw, seen, number)
                 else:
-                    routed = True
+                    owner = mine
+                if owner is not None and owner != mine:
+                    received = received_us(raw) if seen.final else None
+                    if received is not None:
+                        yield tick(received)
+                    continue
+            routed = owner is not None
             try:
                 doc = loads(raw)
             except decode_error as exc:
@@ -157,7 +177,7 @@ class FileSource:
                 if number == 1 and raw.lstrip()[:1] in (b"{", b"["):
                     first_bad.append(raw)  # perhaps a pretty-printed document
                     break
-                if part is None or routed or part.index == 0:
+                if routed or mine == 0:
                     bad.add("invalid_json", f"{name}:{number}", str(exc))
                 continue
             # The common case, inline: one audit Event per line.

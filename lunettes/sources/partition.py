@@ -1,26 +1,28 @@
-"""Partition one audit log between worker processes (``--workers N``).
+"""Partition one audit log between worker processes (``--workers N``), Pod by Pod.
 
-Every record about one Pod must reach the same worker: its Folder alone knows the Pod.
-The Pod's UID cannot be the key (only the create and the bodies carry it) and neither can
-its name (Events about it have their own names). Its **namespace** can: a Pod, its status,
-binding and eviction, and every Event about it live in the Pod's namespace, and every audit
-record names it in ``objectRef`` before any body. So records of ``pods`` and ``events`` go to
-``crc32(namespace) % N``; all other records (most of a log: leases, gets, lists) cannot
-matter for Pods and are spread by line number.
+Every record about one Pod must reach the same worker: its Folder alone knows the Pod. The
+Pod's UID cannot be the key (most records about it do not carry it); its namespace and name
+can: a Pod's status, binding, eviction and delete records name it in ``objectRef``, its
+create names it in ``objectRef`` or, with ``generateName``, in the response body, and every
+Event about it is named ``<pod name>.<hex time>`` by the client-go recorders of
+kube-scheduler, the kubelet and the controllers (core/v1 and events.k8s.io alike), so an
+Event's key is its name up to the last dot. Records of one Pod hash to one worker
+(``crc32("namespace/name") % N``); all other records go to a worker chosen by line number.
 
 Each worker reads the whole log. It decodes only its own lines; for the others it reads
-just ``objectRef.resource``, ``objectRef.namespace``, ``stage`` and
-``requestReceivedTimestamp`` from the bytes, without decoding (a kube-apiserver line starts
-with ``{"kind":"Event","apiVersion":"audit.k8s.io/...``; ``stage`` and ``objectRef`` come
-before the bodies, the timestamp after them) and, for final-stage records, yields a
-:func:`~lunettes.model.audit.tick`: the audit clock (reorder window, Pod timeouts, when a
-Pod leaves memory) then advances in every worker exactly as in a single process. Lines of
-any other shape (EventList batches, Cloud Logging entries, pretty-printed JSON) are decoded
-by every worker and their records routed one by one. Bad lines are counted by the worker
-that owns them, or by worker 0 when no owner can be told.
+the few fields it needs from the bytes (:mod:`lunettes.sources.peek`) and, for final-stage
+records, yields a :func:`~lunettes.model.audit.tick`: the audit clock (reorder window, Pod
+timeouts, when a Pod leaves memory) then advances in every worker exactly as in a single
+process. Lines whose bytes do not tell (EventList batches, Cloud Logging entries,
+pretty-printed JSON, escapes) are decoded by every worker and their records routed one by
+one. Bad lines are counted by the worker that owns them, or by worker 0 when no owner can
+be told.
 
-Known difference with one process: a line whose bytes look like a final audit record of
-another worker but that the owner finds invalid still advances the other workers' clocks.
+Known differences with one process: an Event named against the convention (a custom
+recorder naming Events about Pod ``a`` ``b.x``) reaches Pod ``b``'s worker, which does not
+know Pod ``a`` (counted as ``event_unknown_pod``); and a line whose bytes look like a final
+audit record of another worker but that the owner finds invalid still advances the other
+workers' clocks.
 """
 
 from __future__ import annotations
@@ -30,30 +32,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lunettes.model.audit import AuditRecord, tick
-from lunettes.model.times import parse_time
+from lunettes.sources.peek import Peek, created_pod_name
 
-_HEADS = (b'{"kind":"Event","apiVersion":"audit.k8s.io/v1",',
-          b'{"kind":"Event","apiVersion":"audit.k8s.io/v1beta1",')
-_OBJECT_REF = b'"objectRef":{'
-_RESOURCE = b'"resource":"'
-_NAMESPACE = b'"namespace":"'
-_POD_RESOURCES = (b"pods", b"events")
-_STAGE = b'"stage":"'
-_RECEIVED = b'"requestReceivedTimestamp":"'
-_FINAL = (b"ResponseComplete", b"Panic")
 _FINAL_STAGES = ("ResponseComplete", "Panic")
-POD_RESOURCES = ("pods", "events")
 
 
-def _field(raw: bytes, key: bytes, start: int, end: int) -> bytes | None:
-    """The string value of ``key`` between ``start`` and ``end`` (b"" when absent; None
-    when it is not a plain string)."""
-    at = raw.find(key, start, end)
-    if at < 0:
-        return b""
-    at += len(key)
-    close = raw.find(b'"', at, end)
-    return None if close < 0 else raw[at:close]
+def pod_key(resource: str, namespace: str, name: str) -> str | None:
+    """``namespace/pod name`` of a record about a Pod or an Event; None if none is named."""
+    if resource == "events":
+        head, dot, _ = name.rpartition(".")
+        name = head if dot else name
+    elif resource != "pods":
+        return None
+    return f"{namespace}/{name}" if name else None
 
 
 @dataclass(frozen=True)
@@ -67,56 +58,35 @@ class Partition:
         if not 0 <= self.index < self.count:
             raise ValueError(f"worker {self.index} of {self.count}: out of range")
 
-    def owner(self, resource: object, namespace: object, number: int) -> int:
-        """The worker of a record: by namespace for Pods and Events, else by line."""
-        if resource in POD_RESOURCES and isinstance(namespace, str):
-            return zlib.crc32(namespace.encode()) % self.count
-        return number % self.count
+    def _owner(self, key: str | None, number: int) -> int:
+        if key is None:
+            return number % self.count
+        return zlib.crc32(key.encode()) % self.count
 
-    def route(self, raw: bytes, number: int) -> tuple[int | None, AuditRecord | None]:
-        """(owner, tick) of one line; owner None when the bytes do not tell (decode it).
-
-        The tick is given only for another worker's final-stage record.
-        """
-        if not raw.startswith(_HEADS):
-            return None, None
-        at = raw.find(_OBJECT_REF)
-        if at < 0:
-            owner = number % self.count  # a non-resource request (/healthz, /version...)
-        else:
-            end = raw.find(b"}", at)
-            resource = _field(raw, _RESOURCE, at, end)
-            if resource is None:
-                return None, None
-            if resource in _POD_RESOURCES:
-                namespace = _field(raw, _NAMESPACE, at, end)
-                if namespace is None or b"\\" in namespace:
-                    return None, None
-                owner = zlib.crc32(namespace) % self.count
-            else:
-                owner = number % self.count
-        if owner == self.index:
-            return owner, None
-        at = raw.find(_STAGE)
-        if at < 0:
-            return None, None
-        at += len(_STAGE)
-        if raw[at:raw.find(b'"', at)] not in _FINAL:
-            return owner, None
-        at = raw.rfind(_RECEIVED)
-        if at < 0:
-            return None, None
-        at += len(_RECEIVED)
+    def route(self, raw: bytes, seen: Peek, number: int) -> int | None:
+        """The worker of a line :func:`~lunettes.sources.peek.peek` read; None when its
+        bytes do not tell (decode it, then :meth:`filter`)."""
+        name = seen.name
+        if not name and seen.resource == b"pods" and seen.verb == b"create":
+            name = created_pod_name(raw) or b""
+            if not name:
+                return None
         try:
-            return owner, tick(parse_time(raw[at:raw.find(b'"', at)].decode()))
-        except (ValueError, UnicodeDecodeError):
-            return None, None
+            key = pod_key(seen.resource.decode(), seen.namespace.decode(), name.decode())
+        except UnicodeDecodeError:
+            return None
+        return self._owner(key, number)
 
     def filter(self, record: AuditRecord, origin: str) -> Iterator[AuditRecord]:
         """A decoded record if this worker owns it, else its tick (final stages only)."""
         _, _, line = origin.rpartition(":")
         number = int(line) if line.isdigit() else 0
-        if self.owner(record.resource, record.namespace, number) == self.index:
+        name = record.name
+        if not name and record.resource == "pods" and record.verb == "create":
+            metadata = (record.response or {}).get("metadata")
+            name = str(metadata.get("name") or "") if isinstance(metadata, dict) else ""
+        if self._owner(pod_key(record.resource, record.namespace, name), number) \
+                == self.index:
             yield record
         elif record.stage in _FINAL_STAGES:
             yield tick(record.received_us)

@@ -1,0 +1,101 @@
+"""A few fields of a kube-apiserver audit line, read from its bytes without decoding it.
+
+Most lines of an audit log are about other resources (leases, configmaps, nodes, lists and
+watches); the folder never reads them. kube-apiserver writes every audit.k8s.io/v1 line in
+the same field order (``{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":..,
+"auditID":..,"stage":..,"requestURI":..,"verb":..,"user":..,..,"objectRef":{"resource":..,
+"namespace":..,"name":..,..},..,"requestObject":..,"responseObject":..,
+"requestReceivedTimestamp":..``), and a JSON string cannot hold an unescaped quote, so
+those fields are matched at their place before any value could fake them, and the
+timestamp is the last of its name, after the bodies. The request URI names the resource
+(kube-apiserver derives ``objectRef`` from it), so most records are told apart without
+reading further.
+
+:func:`peek` answers None whenever the bytes do not tell for sure (another shape or
+version, an escape in a value, a line that is not one whole object); such lines are decoded.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from lunettes.model.audit import FOLDED_VERBS
+from lunettes.model.times import parse_time
+
+_HEAD = re.compile(
+    rb'\{"kind":"Event","apiVersion":"audit\.k8s\.io/v1","level":"[A-Za-z]+",'
+    rb'"auditID":"[^"\\]*","stage":"([A-Za-z]+)","requestURI":"([^"\\]*(?:\\.[^"\\]*)*)",'
+    rb'"verb":"([a-z]+)"')
+_OBJECT_REF = re.compile(
+    rb'"objectRef":\{"resource":"([^"\\]*)"(?:,"namespace":"([^"\\]*)")?'
+    rb'(?:,"name":"([^"\\]*)")?[,}]')
+_RECEIVED = b'"requestReceivedTimestamp":"'
+_CREATED_POD = re.compile(
+    rb'"responseObject":\{"kind":"Pod","apiVersion":"v1","metadata":\{"name":"([^"\\]+)"')
+_FINAL = (b"ResponseComplete", b"Panic")
+_WHOLE = (b"}\n", b"}", b"}\r\n")
+_CHANGES = frozenset(verb.encode() for verbs in FOLDED_VERBS.values() for verb in verbs)
+_SECONDS: dict[bytes, int] = {}
+
+
+class Peek(NamedTuple):
+    """What the bytes of one audit line tell. ``resource``, ``namespace`` and ``name`` are
+    empty when absent, and for records that cannot be about a Pod."""
+
+    final: bool
+    verb: bytes
+    resource: bytes
+    namespace: bytes
+    name: bytes
+
+
+def peek(raw: bytes) -> Peek | None:
+    """The stage, verb and (for records that may be about Pods) objectRef of a one-line
+    kube-apiserver audit Event; None when the bytes do not tell."""
+    head = _HEAD.match(raw)
+    if head is None or not raw.endswith(_WHOLE):
+        return None
+    stage, uri, verb = head.groups()
+    final = stage in _FINAL
+    if verb not in _CHANGES or (b"/pods" not in uri and b"/events" not in uri):
+        return Peek(final, verb, b"", b"", b"")
+    ref = _OBJECT_REF.search(raw, head.end())
+    if ref is None:
+        return None
+    resource, namespace, name = ref.groups(b"")
+    return Peek(final, verb, resource, namespace, name)
+
+
+def received_us(raw: bytes) -> int | None:
+    """The requestReceivedTimestamp of a line :func:`peek` read, or None.
+
+    kube-apiserver writes it with six fractional digits (``2026-01-02T03:04:05.123456Z``);
+    each second is parsed once, then its microseconds are added. Other shapes go through
+    :func:`~lunettes.model.times.parse_time`.
+    """
+    at = raw.rfind(_RECEIVED)
+    if at < 0:
+        return None
+    at += len(_RECEIVED)
+    if raw[at + 26:at + 28] == b'Z"' and raw[at + 19] == 46:  # 46: "."
+        fraction = raw[at + 20:at + 26]
+        if fraction.isdigit():
+            prefix = raw[at:at + 19]
+            seconds = _SECONDS.get(prefix)
+            if seconds is None:
+                if len(_SECONDS) > 4096:
+                    _SECONDS.clear()
+                seconds = _SECONDS[prefix] = parse_time(prefix.decode() + "Z") // 1_000_000
+            return seconds * 1_000_000 + int(fraction)
+    try:
+        return parse_time(raw[at:raw.find(b'"', at)].decode())
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def created_pod_name(raw: bytes) -> bytes | None:
+    """The name kube-apiserver gave a created Pod (``generateName``), from its response
+    body; None when the response is not a Pod or the bytes do not tell."""
+    match = _CREATED_POD.search(raw)
+    return None if match is None else match.group(1)
