@@ -13,13 +13,14 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from rich.table import Table
 
 from lunettes.cli.common import add_config_arg, report_config_error
+from lunettes.cli.workers import Job, Report, TimeOrdered, WorkerFailed, run_workers, split_sinks
 from lunettes.config.errors import ConfigError
 from lunettes.model.record import PodRecord
 from lunettes.model.times import format_optional
 from lunettes.pipeline import Pipeline, load_config
 from lunettes.sinks.base import Sink
 from lunettes.sinks.jsonl import JSONLSink
-from lunettes.sources.files import STDIN, FileSource
+from lunettes.sources.files import STDIN, FileSource, expand
 
 
 def register(sub: Any) -> None:
@@ -44,7 +45,24 @@ def register(sub: Any) -> None:
                         help="audit time between OpenMetrics samples (default: 60)")
     parser.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"),
                         help="OTLP protocol (default: grpc)")
+    parser.add_argument("--workers", metavar="N", type=_workers, default=1,
+                        help="processes (default: 1; 0 or auto: one per CPU, one for "
+                             "stdin). Each reads the whole input and replays its share of "
+                             "the Pods")
     parser.set_defaults(run=run)
+
+
+def _workers(text: str) -> int:
+    """--workers: a number of processes, 0 or ``auto`` for one per CPU (returned as 0)."""
+    if text == "auto":
+        return 0
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of processes, or auto") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{count}: must not be negative")
+    return count
 
 
 def pipeline_data(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
@@ -73,6 +91,12 @@ def pipeline_data(args: argparse.Namespace, env: dict[str, str]) -> dict[str, An
 
 def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
+    stdin = STDIN in args.paths
+    workers = args.workers or (1 if stdin else os.cpu_count() or 1)
+    if workers > 1 and stdin:
+        print(f"lunettes replay: --workers {args.workers}: every worker reads the whole "
+              "input, and stdin (-) can be read once; use --workers 1", file=sys.stderr)
+        return 2
     extra: list[Sink] = [JSONLSink("-")] if args.format == "jsonl" else []
     if args.openmetrics:
         try:
@@ -81,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
             return report_config_error(ConfigError([
                 f"--openmetrics: needs an optional dependency ({exc.name}); install it with:"
                 f" pip install 'lunettes[prometheus]'"]))
-        extra.append(OpenMetricsFileSink(args.openmetrics, max(1, args.openmetrics_interval)))
+        metrics = OpenMetricsFileSink(args.openmetrics, max(1, args.openmetrics_interval))
+        extra.append(metrics if workers == 1 else TimeOrdered(metrics))
+    if workers > 1:
+        return _run_workers(args, env, extra, workers)
     try:
         pipeline = Pipeline.from_config(args.config, pipeline_data(args, env), env, extra)
     except ConfigError as exc:
@@ -101,13 +128,62 @@ def run(args: argparse.Namespace) -> int:
                 stats = pipeline.run(source, keep)
     finally:
         pipeline.shutdown()
+    _print_table(records)
+    _summary(err, stats, source)
+    return 0
+
+
+def _run_workers(args: argparse.Namespace, env: dict[str, str], extra: list[Sink],
+                 count: int) -> int:
+    """The replay over ``count`` processes (see :mod:`lunettes.cli.workers`)."""
+    shared, own = split_sinks(pipeline_data(args, env))
+    try:  # validates the whole config but the workers' sinks before any worker starts
+        parent = Pipeline.from_config(args.config, own, env, extra)
+    except ConfigError as exc:
+        return report_config_error(exc)
+    err = Console(stderr=True)
+    records: list[PodRecord] = []
+    table = args.format == "table"
+
+    def on_records(batch: list[PodRecord]) -> None:
+        for sink in parent.sinks:
+            sink.export(batch)
+        if table:
+            records.extend(batch)
+
+    paths = expand(args.paths)
+    progress = _progress(err, paths)
+    job = Job(args.config, shared, env, paths, count,
+              send_records=table or bool(parent.sinks), progress=progress is not None)
+    try:
+        if progress is None:
+            report = run_workers(job, on_records)
+        else:
+            with progress:
+                task = progress.add_task("reading", total=_total_bytes(paths))
+                report = run_workers(job, on_records, lambda n: progress.advance(task, n))
+        for sink in parent.sinks:
+            sink.force_flush()
+    except ConfigError as exc:
+        return report_config_error(exc)
+    except WorkerFailed as exc:
+        if exc.detail:
+            err.print(exc.detail.rstrip(), markup=False, highlight=False, soft_wrap=True)
+        err.print(f"lunettes replay: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return 1
+    finally:
+        parent.shutdown()
+    _print_table(records)
+    _summary(err, report.stats, report)
+    return 0
+
+
+def _print_table(records: list[PodRecord]) -> None:
     if records:
         out = Console()
         if not out.is_terminal:
             out = Console(width=240)
         out.print(_table(records))
-    _summary(err, stats, source)
-    return 0
 
 
 def _progress(console: Console, paths: list[str]) -> Progress | None:
@@ -142,7 +218,7 @@ def _table(records: list[PodRecord]) -> Table:
     return table
 
 
-def _summary(console: Console, stats: Counter[str], source: FileSource) -> None:
+def _summary(console: Console, stats: Counter[str], source: FileSource | Report) -> None:
     outcomes = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(stats.items())
                          if k.startswith("outcome:"))
     console.print(
