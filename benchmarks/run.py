@@ -162,8 +162,8 @@ def _pin(cpus: str | None) -> None:
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
 
 
-def _pipeline(args: argparse.Namespace) -> Any:
-    from lunettes.pipeline import DEFAULT_CONFIG_DIR, Pipeline, load_config
+def _pipeline_data(args: argparse.Namespace) -> dict[str, Any]:
+    from lunettes.pipeline import DEFAULT_CONFIG_DIR, load_config
 
     data = dict(load_config(DEFAULT_CONFIG_DIR))
     sinks: dict[str, Any] = {}
@@ -172,7 +172,13 @@ def _pipeline(args: argparse.Namespace) -> Any:
     if args.sinks == "full":
         sinks["otlp"] = {"endpoint": args.otlp, "batch_size": 100}
     data["sinks"] = sinks
-    return Pipeline.from_config(DEFAULT_CONFIG_DIR, data, env={})
+    return data
+
+
+def _pipeline(args: argparse.Namespace) -> Any:
+    from lunettes.pipeline import DEFAULT_CONFIG_DIR, Pipeline
+
+    return Pipeline.from_config(DEFAULT_CONFIG_DIR, _pipeline_data(args), env={})
 
 
 def phase_floor(args: argparse.Namespace) -> dict[str, Any]:
@@ -317,8 +323,33 @@ def phase_inflight(args: argparse.Namespace) -> dict[str, Any]:
             "rss_growth_bytes": rss_with - rss_base}
 
 
+def phase_workers(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``lunettes replay --workers N`` runs: with N > 1 the CLI's worker orchestration
+    (lunettes.cli.workers: a forkserver, N partitioned pipelines, merged reports), with 1
+    the plain replay."""
+    from lunettes.cli.workers import Job, run_workers
+    from lunettes.pipeline import DEFAULT_CONFIG_DIR
+    from lunettes.sources.files import FileSource
+
+    began = time.perf_counter()
+    if args.count == 1:
+        pipeline = _pipeline(args)
+        source = FileSource([args.input])
+        try:
+            stats = pipeline.run(source)
+        finally:
+            pipeline.shutdown()
+        lines = source.lines
+    else:
+        data = _pipeline_data(args)
+        report = run_workers(Job(DEFAULT_CONFIG_DIR, data, {}, [args.input], args.count))
+        stats, lines = report.stats, report.lines
+    return {"seconds": time.perf_counter() - began, "lines": lines,
+            "records": stats["records"], "pods": stats["pods_final"]}
+
+
 PHASES = {"floor": phase_floor, "decode": phase_decode, "replay": phase_replay,
-          "inflight": phase_inflight}
+          "inflight": phase_inflight, "workers": phase_workers}
 
 
 def child_main(args: argparse.Namespace) -> int:
@@ -380,28 +411,18 @@ class Runner:
         return result
 
     def workers(self, path: Path, n: int) -> dict[str, Any]:
-        """A partitioned replay over ``n`` processes (all cores), full sinks."""
-        db = self.db(f"workers{n}")
+        """``lunettes replay --workers n`` (see :func:`phase_workers`), full sinks, on all
+        cores (never pinned: the workers inherit the affinity)."""
         with Receiver(None) as receiver:
-            cmds = [[sys.executable, str(Path(__file__)), "--phase", "replay", "--input",
-                     str(path), "--sinks", "full", "--db", db, "--otlp", receiver.endpoint,
-                     "--part", f"{k}/{n}"] for k in range(n)]
-            began = time.perf_counter()
-            procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True) for c in cmds]
-            outs = [p.communicate() for p in procs]
-            seconds = time.perf_counter() - began
-        parts = []
-        for proc, (out, err) in zip(procs, outs, strict=True):
-            if proc.returncode != 0:
-                raise RuntimeError(f"worker failed:\n{err[-4000:]}")
-            parts.append(json.loads(out.strip().splitlines()[-1]))
-        return {"workers": n, "seconds": seconds,
-                "pods": sum(p["pods"] for p in parts),
-                "records": sum(p["records"] for p in parts),
-                "lines": parts[0]["lines"],
-                "peak_rss_max": max(p["peak_rss"] for p in parts),
-                "worker_seconds": [round(p["seconds"], 3) for p in parts],
+            cmd = [sys.executable, str(Path(__file__)), "--phase", "workers", "--input",
+                   str(path), "--sinks", "full", "--db", self.db(f"workers{n}"), "--otlp",
+                   receiver.endpoint, "--count", str(n)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"workers={n} failed:\n{done.stderr[-4000:]}")
+        result = dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        return {"workers": n, "seconds": result["seconds"], "pods": result["pods"],
+                "records": result["records"], "lines": result["lines"],
                 "otlp": receiver.result}
 
 
@@ -713,6 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="", help=argparse.SUPPRESS)
     parser.add_argument("--otlp", default="", help=argparse.SUPPRESS)
     parser.add_argument("--part", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--cpus", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--cprofile", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
