@@ -17,6 +17,9 @@ class _Open(BaseModel):
 
 
 class StageModel(_Open):
+    """A stage; one with warning Events also has ``events`` (time, name, message,
+    attributes), left out of the schema so that stages without any keep their shape."""
+
     name: str
     instance: str = ""
     instance_kind: str = ""
@@ -130,6 +133,14 @@ class SLOAnswer(BaseModel):
     slo: SLOModel | None
 
 
+class SpanEventModel(BaseModel):
+    name: str = Field(description="the Event's reason")
+    time: str
+    time_unix_nano: int
+    attributes: dict[str, str | bool | int | float] = Field(
+        description="count, k8s.container.name, message, ...")
+
+
 class SpanModel(BaseModel):
     trace_id: str = Field(description="32 hex digits: the pod UID")
     span_id: str = Field(description="16 hex digits, from (uid, stage, instance)")
@@ -146,6 +157,7 @@ class SpanModel(BaseModel):
     open: bool
     status: dict[str, str]
     attributes: dict[str, str | bool | int | float]
+    events: list[SpanEventModel] = Field([], description="warning Events in the stage")
 
 
 class TraceAnswer(BaseModel):

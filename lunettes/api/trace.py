@@ -1,33 +1,30 @@
-"""A stored pod record as the spans of its trace: the ids, parents, times and attributes
-the OTLP sink (:mod:`lunettes.sinks.otlp_spans`) exports for the same Pod, without the
-protobuf dependency.
+"""A stored pod record as the spans of its trace: the spans the OTLP sink exports for the
+same Pod (both come from :func:`lunettes.model.spans.pod_trace`), as JSON.
 
-The trace id is the Pod's UID (:func:`lunettes.model.ids.trace_id`), span ids come from
-(uid, stage, instance); the first stored stage is the root and every other stage is its
-child, as the stages analyzer makes them. A record without stages gets the synthetic root
-the OTLP sink makes. Open stages end where the OTLP sink ends them (the Pod's finish, else
-its last sighting) and say ``open: true``. Span events (warning Events) are not stored
-with the record, so they are not here; the spans in Jaeger have them.
+The stored record is read back into a :class:`~lunettes.model.record.PodRecord`: its first
+stage is the root and every other stage the root's child, as the stages analyzer makes
+them, each with its span events (warning Events). Records stored before stages carried
+their events show spans without events.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lunettes.model.ids import span_id, trace_id
-from lunettes.model.semconv import (
-    ERROR_OUTCOMES,
-    INSTANCE_ATTRIBUTES,
-    OWNER_ATTRIBUTES,
-    ROOT_STAGE,
-)
+from lunettes.model.ids import trace_id
+from lunettes.model.record import PodRecord, SpanEvent, Stage
+from lunettes.model.spans import Span, Trace, pod_trace
 from lunettes.model.times import format_time, parse_time
 
-__all__ = ["jaeger_link", "trace_of"]
+__all__ = ["jaeger_link", "record_of", "trace_of"]
 
 
 def _us(value: Any) -> int | None:
     return parse_time(value) if isinstance(value, str) and value else None
+
+
+def _text(value: Any) -> str:
+    return str(value) if value else ""
 
 
 def jaeger_link(base_url: str | None, trace_id_hex: str) -> str | None:
@@ -35,91 +32,64 @@ def jaeger_link(base_url: str | None, trace_id_hex: str) -> str | None:
     return f"{base_url.rstrip('/')}/trace/{trace_id_hex}" if base_url else None
 
 
-def trace_of(record: dict[str, Any], jaeger_url: str | None = None) -> dict[str, Any]:
-    """``{trace_id, jaeger_url, spans: [...]}`` of a stored pod record."""
-    uid = str(record["uid"])
-    created, finished = _us(record.get("created")), _us(record.get("finished"))
-    last_seen = _us(record.get("last_seen"))
-    stages = [(s, _us(s.get("start")), _us(s.get("end"))) for s in record.get("stages") or []
-              if _us(s.get("start")) is not None]
-    fallback_end = finished if finished is not None else last_seen
-    if not stages:
-        root = _synthetic_root(created, finished, last_seen)
-        if root is not None:
-            stages = [root]
-    root_name = str(stages[0][0]["name"]) if stages else ROOT_STAGE
-    root_instance = str(stages[0][0].get("instance") or "") if stages else ""
-    root_id = span_id(uid, root_name, root_instance).hex()
-    tid = trace_id(uid).hex()
-    pod_attrs: dict[str, Any] = {"k8s.namespace.name": record.get("namespace", ""),
-                                 "k8s.pod.name": record.get("name", ""), "k8s.pod.uid": uid}
-    if record.get("node"):
-        pod_attrs["k8s.node.name"] = record["node"]
+def record_of(stored: dict[str, Any]) -> PodRecord:
+    """The pod record a stored record (``PodRecord.to_dict()``) was made from, as far as
+    its trace goes (analyzers' results are left out); stages without a start are skipped."""
+    stages: list[Stage] = []
+    for item in stored.get("stages") or []:
+        start = _us(item.get("start"))
+        if start is None:
+            continue
+        stages.append(Stage(
+            name=_text(item.get("name")), owner=_text(item.get("owner")), start_us=start,
+            end_us=_us(item.get("end")), instance=_text(item.get("instance")),
+            instance_kind=_text(item.get("instance_kind")),
+            parent=stages[0].name if stages else "",
+            events=[SpanEvent(time, _text(e.get("name")), _text(e.get("message")),
+                              {str(k): str(v) for k, v in (e.get("attributes") or {}).items()})
+                    for e in item.get("events") or []
+                    if (time := _us(e.get("time"))) is not None],
+        ))
+    return PodRecord(
+        uid=str(stored["uid"]), namespace=_text(stored.get("namespace")),
+        name=_text(stored.get("name")), node=_text(stored.get("node")),
+        created_us=_us(stored.get("created")), finished_us=_us(stored.get("finished")),
+        outcome=_text(stored.get("outcome")), partial=bool(stored.get("partial")),
+        uid_derived=bool(stored.get("uid_derived")),
+        owner_kind=_text(stored.get("owner_kind")), owner_name=_text(stored.get("owner_name")),
+        last_seen_us=_us(stored.get("last_seen")), stages=stages,
+    )
 
-    spans = []
-    for index, (stage, start_us, end_us) in enumerate(stages):
-        assert start_us is not None
-        name, instance = str(stage["name"]), str(stage.get("instance") or "")
-        is_root = index == 0
-        open_stage = end_us is None
-        if end_us is None:
-            end_us = fallback_end if fallback_end is not None else start_us
-        end_us = max(end_us, start_us)
-        attrs = dict(pod_attrs)
-        attrs["lunettes.stage.name"] = name
-        attrs["lunettes.stage.owner"] = stage.get("owner", "")
-        key = INSTANCE_ATTRIBUTES.get(str(stage.get("instance_kind") or ""))
-        if instance:
-            attrs[key or "lunettes.stage.instance"] = instance
-        if open_stage:
-            attrs["lunettes.stage.open"] = True
-        status = {"code": "unset", "message": ""}
-        if is_root:
-            attrs["lunettes.pod.outcome"] = record.get("outcome", "")
-            attrs["lunettes.pod.partial"] = bool(record.get("partial"))
-            if record.get("uid_derived"):
-                attrs["lunettes.pod.uid_derived"] = True
-            attrs.update(_owner_attributes(record))
-            message = ERROR_OUTCOMES.get(str(record.get("outcome")))
-            if message is not None:
-                status = {"code": "error", "message": message}
-        spans.append({
-            "trace_id": tid,
-            "span_id": span_id(uid, name, instance).hex(),
-            "parent_span_id": None if is_root else root_id,
-            "name": f"{name} {instance}" if instance else name,
-            "stage": name,
-            "instance": instance,
-            "owner": stage.get("owner", ""),
-            "start": format_time(start_us),
-            "end": format_time(end_us),
-            "start_unix_nano": start_us * 1000,
-            "end_unix_nano": end_us * 1000,
-            "duration_s": (end_us - start_us) / 1e6,
-            "open": open_stage,
-            "status": status,
-            "attributes": attrs,
-        })
+
+def trace_of(record: dict[str, Any], jaeger_url: str | None = None) -> dict[str, Any]:
+    """``{trace_id, jaeger_url, spans: [...]}`` of a stored pod record (no spans when it
+    has no time to place one)."""
+    pod = record_of(record)
+    trace = pod_trace(pod)
+    tid = (trace.trace_id if trace is not None else trace_id(pod.uid)).hex()
+    spans = [] if trace is None else [_span_view(trace, tid, span) for span in trace.spans]
     return {"trace_id": tid, "jaeger_url": jaeger_link(jaeger_url, tid), "spans": spans}
 
 
-def _owner_attributes(record: dict[str, Any]) -> dict[str, str]:
-    kind, name = str(record.get("owner_kind") or ""), str(record.get("owner_name") or "")
-    if not kind and not name:
-        return {}
-    key = OWNER_ATTRIBUTES.get(kind)
-    if key is not None and name:
-        return {key: name}
-    return {"lunettes.owner.kind": kind, "lunettes.owner.name": name}
-
-
-def _synthetic_root(created: int | None, finished: int | None, last_seen: int | None
-                    ) -> tuple[dict[str, Any], int, int | None] | None:
-    """The root the OTLP sink makes for a record without stages."""
-    start = created if created is not None else last_seen
-    if start is None:
-        return None
-    end = finished if finished is not None else last_seen
-    if end is not None and end < start:
-        end = start
-    return {"name": ROOT_STAGE, "instance": "", "owner": "platform"}, start, end
+def _span_view(trace: Trace, tid: str, span: Span) -> dict[str, Any]:
+    start_us, end_us = span.start_ns // 1000, span.end_ns // 1000
+    return {
+        "trace_id": tid,
+        "span_id": span.span_id.hex(),
+        "parent_span_id": span.parent_span_id.hex() or None,
+        "name": span.name,
+        "stage": span.stage,
+        "instance": span.instance,
+        "owner": span.owner,
+        "start": format_time(start_us),
+        "end": format_time(end_us),
+        "start_unix_nano": span.start_ns,
+        "end_unix_nano": span.end_ns,
+        "duration_s": (end_us - start_us) / 1e6,
+        "open": span.open,
+        "status": {"code": span.status, "message": span.status_message},
+        "attributes": dict(trace.attributes_of(span)),
+        "events": [{"name": e.name, "time": format_time(e.time_ns // 1000),
+                    "time_unix_nano": e.time_ns, "attributes": dict(e.attributes)}
+                   for e in span.events],
+    }

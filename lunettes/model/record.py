@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lunettes.model.times import format_optional
+from lunettes.model.times import format_optional, format_time
 
 
 @dataclass(slots=True)
@@ -16,6 +16,11 @@ class SpanEvent:
     name: str
     message: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view with an RFC 3339 time."""
+        return {"time": format_time(self.time_us), "name": self.name, "message": self.message,
+                "attributes": dict(self.attributes)}
 
 
 @dataclass(slots=True)
@@ -43,8 +48,8 @@ class Stage:
         return None if self.end_us is None else (self.end_us - self.start_us) / 1e6
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view with RFC 3339 times."""
-        return {
+        """A JSON-ready view with RFC 3339 times; ``events`` only when the stage has any."""
+        out: dict[str, Any] = {
             "name": self.name,
             "instance": self.instance,
             "instance_kind": self.instance_kind,
@@ -53,6 +58,9 @@ class Stage:
             "end": format_optional(self.end_us),
             "duration_s": self.duration_s,
         }
+        if self.events:
+            out["events"] = [e.to_dict() for e in self.events]
+        return out
 
 
 @dataclass(slots=True)
