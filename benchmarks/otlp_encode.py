@@ -20,13 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
-    ExportTraceServiceRequest,
-)
-
 from lunettes.model.record import PodRecord  # noqa: E402
+from lunettes.model.spans import pod_trace  # noqa: E402
 from lunettes.pipeline import DEFAULT_CONFIG_DIR, Pipeline, load_config  # noqa: E402
-from lunettes.sinks.otlp_spans import record_to_resource_spans  # noqa: E402
+from lunettes.sinks.otlp_encode import OTLPEncoder  # noqa: E402
 from lunettes.sources.files import FileSource  # noqa: E402
 
 SAMPLE = ROOT / "lunettes" / "data" / "sample-audit.jsonl.gz"
@@ -43,14 +40,18 @@ def records_of(paths: list[str]) -> list[PodRecord]:
 
 def encoder(batch_size: int) -> Callable[[list[PodRecord]], tuple[int, int]]:
     """A function encoding records into requests as the sink does: (spans, bytes)."""
+    resource_spans = OTLPEncoder().resource_spans
 
     def encode(records: list[PodRecord]) -> tuple[int, int]:
         spans = size = 0
         for i in range(0, len(records), batch_size):
-            chunk = [rs for rs in map(record_to_resource_spans, records[i:i + batch_size])
-                     if rs is not None]
-            spans += sum(len(ss.spans) for rs in chunk for ss in rs.scope_spans)
-            size += len(ExportTraceServiceRequest(resource_spans=chunk).SerializeToString())
+            chunk = []
+            for record in records[i:i + batch_size]:
+                trace = pod_trace(record)
+                if trace is not None:
+                    chunk.append(resource_spans(trace))
+                    spans += len(trace.spans)
+            size += len(b"".join(chunk))
         return spans, size
 
     return encode

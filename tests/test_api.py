@@ -243,31 +243,47 @@ def test_bad_parameters_are_4xx_with_a_clear_message(world: World) -> None:
 
 def test_trace_spans_carry_the_ids_the_otlp_sink_exports(world: World) -> None:
     pytest.importorskip("opentelemetry.proto", reason="needs the otlp extra")
-    from lunettes.sinks.otlp_spans import record_to_resource_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
 
-    checked = 0
+    from lunettes.model.spans import pod_trace
+    from lunettes.sinks.otlp_encode import OTLPEncoder
+
+    def attributes_of(kvs: Any) -> dict[str, Any]:
+        return {a.key: getattr(a.value, a.value.WhichOneof("value")) for a in kvs}
+
+    encoder = OTLPEncoder()
+    checked = with_events = 0
     for uid, record in world.records.items():
         answer = world.ok(f"/api/v1/pods/{uid}/trace")
-        resource = record_to_resource_spans(record)
-        if resource is None:
+        trace = pod_trace(record)
+        if trace is None:
             assert answer["spans"] == []
             continue
-        exported = resource.scope_spans[0].spans
+        request = ExportTraceServiceRequest.FromString(encoder.resource_spans(trace))
+        exported = request.resource_spans[0].scope_spans[0].spans
         assert answer["trace_id"] == trace_id(uid).hex() == exported[0].trace_id.hex()
         assert answer["jaeger_url"] == f"{JAEGER}/trace/{answer['trace_id']}"
         assert len(answer["spans"]) == len(exported)
         for got, span in zip(answer["spans"], exported, strict=True):
-            attributes = {a.key: getattr(a.value, a.value.WhichOneof("value"))
-                          for a in span.attributes}
             assert (got["span_id"], got["parent_span_id"] or "", got["name"],
                     got["start_unix_nano"], got["end_unix_nano"], got["attributes"]) == (
                 span.span_id.hex(), span.parent_span_id.hex(), span.name,
-                span.start_time_unix_nano, span.end_time_unix_nano, attributes), uid
+                span.start_time_unix_nano, span.end_time_unix_nano,
+                attributes_of(span.attributes)), uid
             assert (got["status"]["code"] == "error") == (span.status.code == 2)
+            assert [(e["name"], e["time_unix_nano"], e["attributes"]) for e in got["events"]] \
+                == [(e.name, e.time_unix_nano, redact(attributes_of(e.attributes)))
+                    for e in span.events], uid
+            assert all(e["time"] == format_time(e["time_unix_nano"] // 1000)
+                       for e in got["events"])
+            with_events += bool(span.events)
         root = answer["spans"][0]
         assert root["span_id"] == span_id(uid, root["stage"], root["instance"]).hex()
         checked += 1
     assert checked > 250
+    assert with_events > 10
 
 
 def test_slo_summary_by_namespace_and_class(world: World) -> None:

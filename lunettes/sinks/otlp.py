@@ -1,13 +1,14 @@
 """OTLPSink: pod delivery traces to any OpenTelemetry collector, over gRPC or HTTP.
 
 Each pod record becomes one trace (trace id = the pod UID's 128 bits) with one span per
-stage; see :mod:`lunettes.sinks.otlp_spans` for the mapping and
-:mod:`lunettes.sinks.otlp_transport` for the wire. Export is synchronous: ``export``
-returns once every request of the batch was delivered or given up on (logged and counted
-in ``stats``), so ``force_flush`` has nothing pending and reports whether nothing was lost.
+stage; see :mod:`lunettes.model.spans` for the mapping, :mod:`lunettes.sinks.otlp_encode`
+for the protobuf bytes and :mod:`lunettes.sinks.otlp_transport` for the wire. Export is
+synchronous: ``export`` returns once every request of the batch was delivered or given up
+on (logged and counted in ``stats``), so ``force_flush`` has nothing pending and reports
+whether nothing was lost.
 
-This module imports grpcio and opentelemetry-proto (the ``otlp`` extra); nothing else in
-lunettes imports it, so the core works without them.
+This module imports grpcio and opentelemetry-proto (the ``otlp`` extra, for the
+receiver's answers); nothing else in lunettes imports it, so the core works without them.
 """
 
 from __future__ import annotations
@@ -20,14 +21,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
-
 from lunettes.config.errors import Section
 from lunettes.model.record import PodRecord
+from lunettes.model.spans import pod_trace
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import SinkClosedError
-from lunettes.sinks.otlp_spans import record_to_resource_spans
+from lunettes.sinks.otlp_encode import OTLPEncoder
 from lunettes.sinks.otlp_transport import (
     GrpcTransport,
     HttpTransport,
@@ -121,6 +120,7 @@ class OTLPSink:
         self.batch_size = batch_size
         self.max_retries = max_retries
         self.service_name = service_name
+        self._encoder = OTLPEncoder(service_name)
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.transport: Transport
@@ -252,20 +252,23 @@ class OTLPSink:
         with self._lock:
             if self._closed:
                 raise SinkClosedError("OTLP sink is shut down")
-            chunk: list[ResourceSpans] = []
+            encode = self._encoder.resource_spans
+            chunk: list[bytes] = []
+            n_spans = 0
             for record in batch:
-                resource_spans = record_to_resource_spans(record, self.service_name)
-                if resource_spans is None:
+                trace = pod_trace(record)
+                if trace is None:
                     self.stats["skipped_records"] += 1
                     log.debug("pod %s/%s (%s) has no time to place a span; skipped",
                               record.namespace, record.name, record.uid)
                     continue
-                chunk.append(resource_spans)
+                chunk.append(encode(trace))
+                n_spans += len(trace.spans)
                 if len(chunk) >= self.batch_size:
-                    self._send(chunk)
-                    chunk = []
+                    self._send(b"".join(chunk), len(chunk), n_spans)
+                    chunk, n_spans = [], 0
             if chunk:
-                self._send(chunk)
+                self._send(b"".join(chunk), len(chunk), n_spans)
 
     def force_flush(self, timeout_s: float = 30.0) -> bool:
         """Nothing is ever pending (export is synchronous): whether no span was lost."""
@@ -290,9 +293,8 @@ class OTLPSink:
 
     # -- sending -------------------------------------------------------------------------
 
-    def _send(self, chunk: list[ResourceSpans]) -> None:
-        request = ExportTraceServiceRequest(resource_spans=chunk)
-        n_spans = sum(len(ss.spans) for rs in chunk for ss in rs.scope_spans)
+    def _send(self, request: bytes, n_pods: int, n_spans: int) -> None:
+        """Send one encoded ExportTraceServiceRequest, retrying as configured."""
         deadline = time.monotonic() + self.timeout_s
         attempt = 0
         while True:
@@ -309,7 +311,7 @@ class OTLPSink:
                 self.stats["failed_spans"] += n_spans
                 log.error(
                     "OTLP export to %s failed after %d attempt(s): %s (%s); dropped %d spans "
-                    "of %d pods", self.endpoint, attempt + 1, exc, reason, n_spans, len(chunk),
+                    "of %d pods", self.endpoint, attempt + 1, exc, reason, n_spans, n_pods,
                 )
                 return
             rejected = min(result.rejected_spans, n_spans)

@@ -1,6 +1,9 @@
 """OTLP transports: one request out, a result or a TransportError (retryable or not) back.
 
-Retrying is the sink's business; a transport makes exactly one attempt per ``send``.
+A request is an encoded ``ExportTraceServiceRequest`` (:mod:`lunettes.sinks.otlp_encode`),
+sent as it is: the body of an HTTP POST, or the message of a unary gRPC call to
+``TraceService/Export``. Retrying is the sink's business; a transport makes exactly one
+attempt per ``send``.
 """
 
 from __future__ import annotations
@@ -14,11 +17,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import grpc
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from lunettes import __version__
 
@@ -31,6 +30,7 @@ RETRYABLE_GRPC_CODES = frozenset(
 )
 RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})
 USER_AGENT = f"lunettes/{__version__}"
+EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
 class TransportError(Exception):
@@ -53,7 +53,9 @@ class ExportResult:
 class Transport(Protocol):
     target: str
 
-    def send(self, request: ExportTraceServiceRequest, timeout_s: float) -> ExportResult: ...
+    def send(self, request: bytes, timeout_s: float) -> ExportResult:
+        """Send one encoded ExportTraceServiceRequest."""
+        ...
 
     def close(self) -> None: ...
 
@@ -80,12 +82,13 @@ class GrpcTransport:
             self._channel = grpc.insecure_channel(self.target)
         else:
             self._channel = grpc.secure_channel(self.target, grpc.ssl_channel_credentials())
-        self._stub = TraceServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._export = self._channel.unary_unary(  # no request serializer: bytes as they are
+            EXPORT_METHOD, response_deserializer=ExportTraceServiceResponse.FromString)
         self._metadata = tuple((k.lower(), v) for k, v in headers.items())
 
-    def send(self, request: ExportTraceServiceRequest, timeout_s: float) -> ExportResult:
+    def send(self, request: bytes, timeout_s: float) -> ExportResult:
         try:
-            response = self._stub.Export(request, timeout=timeout_s, metadata=self._metadata)
+            response = self._export(request, timeout=timeout_s, metadata=self._metadata)
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
             details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
@@ -123,9 +126,9 @@ class HttpTransport:
         }
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def send(self, request: ExportTraceServiceRequest, timeout_s: float) -> ExportResult:
+    def send(self, request: bytes, timeout_s: float) -> ExportResult:
         http_request = urllib.request.Request(
-            self.target, data=request.SerializeToString(), headers=self._headers, method="POST"
+            self.target, data=request, headers=self._headers, method="POST"
         )
         try:
             with self._opener.open(http_request, timeout=timeout_s) as response:
