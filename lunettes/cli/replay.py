@@ -46,8 +46,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"),
                         help="OTLP protocol (default: grpc)")
     parser.add_argument("--workers", metavar="N", type=_workers, default=1,
-                        help="processes (default: 1; 0 or auto: one per CPU, one for "
-                             "stdin). Each reads the whole input and replays its share of "
+                        help="processes (default: 1; 0 or auto: one per usable CPU, one "
+                             "for stdin). Each reads the whole input and replays its share of "
                              "the Pods")
     parser.set_defaults(run=run)
 
@@ -63,6 +63,13 @@ def _workers(text: str) -> int:
     if count < 0:
         raise argparse.ArgumentTypeError(f"{count}: must not be negative")
     return count
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's CPU set)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def pipeline_data(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
@@ -92,7 +99,7 @@ def pipeline_data(args: argparse.Namespace, env: dict[str, str]) -> dict[str, An
 def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     stdin = STDIN in args.paths
-    workers = args.workers or (1 if stdin else os.cpu_count() or 1)
+    workers = args.workers or (1 if stdin else _cpus())
     if workers > 1 and stdin:
         print(f"lunettes replay: --workers {args.workers}: every worker reads the whole "
               "input, and stdin (-) can be read once; use --workers 1", file=sys.stderr)
