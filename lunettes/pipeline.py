@@ -220,20 +220,18 @@ class Pipeline:
         slim = folder.slim
         for record in records:
             stage = record.stage
-            if stage is TICK_STAGE:  # another worker's record: only the clock moves
-                pass
-            elif stage is SKIPPED_STAGE:  # not about a Pod: counted, its time moves the clock
+            clock_only = stage is TICK_STAGE or stage is SKIPPED_STAGE
+            if stage is not TICK_STAGE:  # a tick is another worker's record: not counted
                 stats["records"] += 1
-                stats["skipped"] += 1
-                if not record.received_us:
-                    continue
-            else:
-                stats["records"] += 1
+                if stage is SKIPPED_STAGE:  # not about a Pod: counted, final ones move the clock
+                    stats["skipped"] += 1
+                    if not record.received_us:
+                        continue
             received = record.received_us
             newest = self.newest_us
             if newest is None or received > newest:
                 self.newest_us = received
-            if stage is TICK_STAGE or stage is SKIPPED_STAGE:
+            if clock_only:
                 released = push(record)
             else:
                 if not accept(record):
