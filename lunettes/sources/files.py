@@ -13,17 +13,15 @@ from typing import IO, Any
 import orjson
 import yaml
 
-from lunettes.model.audit import FOLDED_VERBS, AuditRecord, skipped, tick
+from lunettes.model.audit import AuditRecord, skipped, tick
 from lunettes.sources.decode import AUDIT_API_VERSIONS, decode_document, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.partition import Partition
-from lunettes.sources.peek import peek, received_us
+from lunettes.sources.peek import clock_only, peek, received_us
 
 STDIN = "-"
 _YAML_SUFFIXES = (".yaml", ".yml")
 _LOG_SUFFIXES = (".json", ".jsonl", ".log", ".gz", ".yaml", ".yml")
-_FOLDED = {resource.encode(): frozenset(verb.encode() for verb in verbs)
-           for resource, verbs in FOLDED_VERBS.items()}
 
 
 class _PlainLoader(yaml.SafeLoader):
@@ -149,20 +147,14 @@ class FileSource:
             seen = peek(raw)
             owner: int | None = None  # the worker that decodes the line; None: all do
             if seen is not None:
-                if not every and seen.verb not in _FOLDED.get(seen.resource, ()):
-                    # nothing about a Pod
-                    received = received_us(raw) if seen.final else 0
-                    if received is not None:
-                        if number % workers == mine:
-                            yield skipped(received)
-                        elif received:
-                            yield tick(received)
-                        continue
-                    owner = number % workers  # unreadable time: decode, count it bad
-                elif part is not None:
-                    owner = part.route(raw, seen, number)
-                else:
-                    owner = mine
+                received = None if every else clock_only(raw, seen)
+                if received is not None:  # nothing about a Pod: count it, move the clock
+                    if number % workers == mine:
+                        yield skipped(received)
+                    elif received:
+                        yield tick(received)
+                    continue
+                owner = mine if part is None else part.route(raw, seen, number)
                 if owner is not None and owner != mine:
                     received = received_us(raw) if seen.final else None
                     if received is not None:

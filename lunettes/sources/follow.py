@@ -16,9 +16,10 @@ from typing import IO
 
 import orjson
 
-from lunettes.model.audit import AuditRecord
+from lunettes.model.audit import AuditRecord, skipped
 from lunettes.sources.decode import decode_document
 from lunettes.sources.errors import BadRecord, BadRecords
+from lunettes.sources.peek import clock_only, peek
 
 __all__ = ["FollowSource"]
 
@@ -34,7 +35,8 @@ class _Tail:
 class FollowSource:
     """Yields AuditRecords from ``paths`` (plain files) as lines are appended, until
     ``stop`` is set. ``on_caught_up`` is called once, the first time every file has been
-    read to its end. Bad lines are counted in ``bad``, as :class:`FileSource` does."""
+    read to its end. Bad lines are counted in ``bad``, and records that cannot be about a
+    Pod are left undecoded, as :class:`FileSource` does."""
 
     def __init__(self, paths: Iterable[str], stop: threading.Event, *, poll_s: float = 0.2,
                  bad: BadRecords | None = None,
@@ -86,6 +88,11 @@ class FollowSource:
 
     def _decode(self, raw: bytes, origin: str) -> Iterator[AuditRecord]:
         if not raw.strip():
+            return
+        seen = peek(raw)
+        received = None if seen is None else clock_only(raw, seen)
+        if received is not None:  # nothing about a Pod (see FileSource)
+            yield skipped(received)
             return
         try:
             doc = orjson.loads(raw)

@@ -35,7 +35,9 @@ _CREATED_POD = re.compile(
     rb'"responseObject":\{"kind":"Pod","apiVersion":"v1","metadata":\{"name":"([^"\\]+)"')
 _FINAL = (b"ResponseComplete", b"Panic")
 _WHOLE = (b"}\n", b"}", b"}\r\n")
-_CHANGES = frozenset(verb.encode() for verbs in FOLDED_VERBS.values() for verb in verbs)
+_FOLDED = {resource.encode(): frozenset(verb.encode() for verb in verbs)
+           for resource, verbs in FOLDED_VERBS.items()}
+_CHANGES = frozenset().union(*_FOLDED.values())
 _SECONDS: dict[bytes, int] = {}
 
 
@@ -65,6 +67,15 @@ def peek(raw: bytes) -> Peek | None:
         return None
     resource, namespace, name = ref.groups(b"")
     return Peek(final, verb, resource, namespace, name)
+
+
+def clock_only(raw: bytes, seen: Peek) -> int | None:
+    """For a line that cannot be about a Pod: the time it moves the audit clock to (0 for
+    a stage that is not final). None when it may be about a Pod, or its time cannot be read:
+    decode it."""
+    if seen.verb in _FOLDED.get(seen.resource, ()):
+        return None
+    return received_us(raw) if seen.final else 0
 
 
 def received_us(raw: bytes) -> int | None:
