@@ -31,7 +31,7 @@ from lunettes.model.ids import trace_id
 from lunettes.sinks.es_templates import DIAGNOSES, MAPPINGS, PODS
 
 pytest.importorskip("fastapi", reason="needs the serve extra")
-from test_serve import SAMPLE, free_port, lunettes_serve, need_prometheus, process, wait_for
+from test_serve import SAMPLE, lunettes_serve, need_prometheus, run_prometheus, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "grafana"
@@ -398,18 +398,7 @@ def prometheus_with_rules(tmp: Path, target: str) -> Iterator[str]:
     config["scrape_configs"] = jobs
     path = tmp / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    with process(["prometheus", f"--config.file={path}",
-                  f"--storage.tsdb.path={tmp / 'prometheus-data'}",
-                  f"--web.listen-address=127.0.0.1:{port}"], tmp / "prometheus.log",
-                 tmp) as proc:
-        url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            assert proc.poll() is None, (tmp / "prometheus.log").read_text()[-3000:]
-            return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
-
-        wait_for(ready, "Prometheus to be ready", 60)
+    with run_prometheus(path, tmp) as url:
         yield url
 
 

@@ -145,11 +145,19 @@ def prometheus(tmp: Path, target: str = "", tsdb: Path | None = None) -> Iterato
     scrape = (f"scrape_configs:\n  - job_name: lunettes\n    static_configs:\n"
               f"      - targets: ['{target}']\n" if target else "")
     config.write_text(f"global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n{scrape}")
+    with run_prometheus(config, tmp, tsdb, "--storage.tsdb.retention.time=100y") as url:
+        yield url
+
+
+@contextmanager
+def run_prometheus(config: Path, tmp: Path, tsdb: Path | None = None,
+                   *flags: str) -> Iterator[str]:
+    """Prometheus with ``config`` on a free 127.0.0.1 port, its data in ``tsdb`` (default:
+    a fresh directory in ``tmp``); yields its URL once it is ready."""
     port = free_port()
     data = tsdb or tmp / "prometheus-data"
     with process(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={data}",
-                  "--storage.tsdb.retention.time=100y",
-                  f"--web.listen-address=127.0.0.1:{port}"], tmp / "prometheus.log",
+                  *flags, f"--web.listen-address=127.0.0.1:{port}"], tmp / "prometheus.log",
                  tmp) as proc:
         url = f"http://127.0.0.1:{port}"
 
