@@ -103,6 +103,16 @@ def _until_started(p: PodSim) -> dict[str, str] | None:
     return {}
 
 
+def _run_app_containers(p: PodSim) -> None:
+    """The app containers from their pulls on: a Job's run to completion, else readiness."""
+    ids = kl.run_app_containers(p)
+    if p.plan.completes:
+        _running(p, ids)
+        kl.finish_job(p, ids, p.plan.containers[0].run_s)
+    else:
+        kl.readiness(p, ids)
+
+
 def _running(p: PodSim, ids: dict[str, str]) -> None:
     p.soon()
     for c in p.plan.containers:
@@ -153,12 +163,7 @@ def scheduling_slow(p: PodSim) -> None:
     _sandbox(p)
     if p.plan.init_containers:
         kl.run_init_containers(p)
-    ids = kl.run_app_containers(p)
-    if p.plan.completes:
-        _running(p, ids)
-        kl.finish_job(p, ids, p.plan.containers[0].run_s)
-    else:
-        kl.readiness(p, ids)
+    _run_app_containers(p)
 
 
 def _unschedulable(cause: str) -> Callable[[PodSim], None]:
@@ -491,12 +496,7 @@ def _stuck_events(reason: str, message: Callable[[PodSim], str], first_s: float 
         if until is not None and p.alive():
             p.after(max(0.001, (until - p.t) / 1e6))
             kl.sandbox_ready(p)
-            ids = kl.run_app_containers(p)
-            if p.plan.completes:
-                _running(p, ids)
-                kl.finish_job(p, ids, p.plan.containers[0].run_s)
-            else:
-                kl.readiness(p, ids)
+            _run_app_containers(p)
     return run
 
 
