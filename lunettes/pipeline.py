@@ -6,7 +6,7 @@ import gc
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from lunettes import registry
 from lunettes.analyzers.dag import AnalyzerDAG
 from lunettes.analyzers.lifecycle import Lifecycle, LifecycleAnalyzer
 from lunettes.analyzers.stages import StagesAnalyzer
+from lunettes.cli.exitcodes import sink_losses
 from lunettes.config.errors import ConfigError, Section, read_yaml
 from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
 from lunettes.model.record import PodRecord
@@ -98,13 +99,6 @@ def load_config(config_dir: Path) -> dict[str, Any]:
     """The parsed pipeline.yaml of a config directory."""
     data = read_yaml(config_dir / "pipeline.yaml")
     return data if data is not None else {}
-
-
-@dataclass
-class RunSummary:
-    """What a run did: counters by name (records, bad, duplicates, pods...)."""
-
-    stats: Counter[str] = field(default_factory=Counter)
 
 
 class Pipeline:
@@ -253,6 +247,7 @@ class Pipeline:
         self._export(batch)
         for sink in self.sinks:
             sink.force_flush()
+        stats["sink_lost"] += sink_losses(self.sinks)
         return stats
 
     def _export(self, batch: list[PodRecord]) -> None:

@@ -76,7 +76,8 @@ def test_replay_table_through_the_console_script(tmp_path: Path) -> None:
 def test_replay_reports_bad_lines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     log = tmp_path / "audit.log"
     log.write_bytes(Path(real("openshift-4.12-small.jsonl")).read_bytes() + b"garbage\n")
-    assert main(["replay", str(log), "--format", "none", "--no-store"]) == 0
+    # 1 bad line of 6 is over the default --max-bad-ratio (1%): exit 3 after the report
+    assert main(["replay", str(log), "--format", "none", "--no-store"]) == 3
     err = capsys.readouterr().err
     assert "1 bad record(s)" in err and f"{log}:6" in err
 

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lunettes.cli.common import add_config_arg, report_config_error
+from lunettes.cli import exitcodes
+from lunettes.cli.common import add_bad_limit_args, add_config_arg, bad_limits, report_config_error
 from lunettes.cli.workers import Job, Report, TimeOrdered, WorkerFailed, run_workers, split_sinks
 from lunettes.config.errors import ConfigError
 from lunettes.model.record import PodRecord
@@ -20,12 +21,14 @@ from lunettes.model.times import format_optional
 from lunettes.pipeline import Pipeline, load_config
 from lunettes.sinks.base import Sink
 from lunettes.sinks.jsonl import JSONLSink
+from lunettes.sources.errors import BadRecords
 from lunettes.sources.files import STDIN, FileSource, expand
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("replay", help="turn audit logs into pod delivery records",
-                            description=__doc__)
+                            description=__doc__, epilog=exitcodes.EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="audit log files (.gz too), directories of rotated logs, or - "
                              "for stdin")
@@ -49,6 +52,7 @@ def register(sub: Any) -> None:
                         help="processes (default: 1; 0 or auto: one per usable CPU, one "
                              "for stdin). Each reads the whole input and replays its share of "
                              "the Pods")
+    add_bad_limit_args(parser)
     parser.set_defaults(run=run)
 
 
@@ -137,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline.shutdown()
     _print_table(records)
     _summary(err, stats, source)
-    return 0
+    return _exit(err, stats, source.bad, args)
 
 
 def _run_workers(args: argparse.Namespace, env: dict[str, str], extra: list[Sink],
@@ -171,6 +175,7 @@ def _run_workers(args: argparse.Namespace, env: dict[str, str], extra: list[Sink
                 report = run_workers(job, on_records, lambda n: progress.advance(task, n))
         for sink in parent.sinks:
             sink.force_flush()
+        report.stats["sink_lost"] += exitcodes.sink_losses(parent.sinks)
     except ConfigError as exc:
         return report_config_error(exc)
     except WorkerFailed as exc:
@@ -182,7 +187,20 @@ def _run_workers(args: argparse.Namespace, env: dict[str, str], extra: list[Sink
         parent.shutdown()
     _print_table(records)
     _summary(err, report.stats, report)
-    return 0
+    return _exit(err, report.stats, report.bad, args)
+
+
+def _exit(console: Console, stats: Counter[str], bad: BadRecords,
+          args: argparse.Namespace) -> int:
+    """The exit status of a finished run (see :mod:`lunettes.cli.exitcodes`), told on
+    stderr when not 0."""
+    code, why = exitcodes.exit_code(
+        exitcodes.RunOutcome(stats["records"], dict(bad.counts), stats["sink_lost"]),
+        bad_limits(args))
+    if code:
+        console.print(f"lunettes replay: {why} (exit status {code})", markup=False,
+                      highlight=False, soft_wrap=True)
+    return code
 
 
 def _print_table(records: list[PodRecord]) -> None:
