@@ -15,6 +15,7 @@ from lunettes.analyzers.dag import AnalyzerDAG
 from lunettes.analyzers.lifecycle import Lifecycle, LifecycleAnalyzer
 from lunettes.analyzers.stages import StagesAnalyzer
 from lunettes.cli.exitcodes import sink_losses
+from lunettes.config.bundled import bundled_config_dir
 from lunettes.config.errors import ConfigError, Section, read_yaml
 from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
 from lunettes.model.record import PodRecord
@@ -25,7 +26,7 @@ from lunettes.processors.reorder import ReorderWindow
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import Sink
 
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG_DIR = bundled_config_dir()
 _S = 1_000_000
 GC_GEN0_THRESHOLD = 20_000
 

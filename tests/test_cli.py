@@ -12,6 +12,7 @@ import pytest
 from realdata import real
 
 from lunettes.cli.main import main
+from lunettes.pipeline import DEFAULT_CONFIG_DIR
 from lunettes.sinks.sqlite import SQLiteSink
 
 GKE = [f"gke-cloud-logging/container_recorder_test_1_{i}.yaml" for i in (1, 2, 3)]
@@ -82,8 +83,23 @@ def test_replay_reports_bad_lines(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert "1 bad record(s)" in err and f"{log}:6" in err
 
 
+def test_init_config_writes_an_editable_copy_once(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    target = tmp_path / "etc" / "lunettes"
+    assert main(["init-config", str(target)]) == 0
+    files = sorted(p.name for p in target.iterdir())
+    assert files == ["diagnosis.yaml", "pipeline.yaml", "slo.yaml", "stages.yaml"]
+    assert (target / "slo.yaml").read_text() == (DEFAULT_CONFIG_DIR / "slo.yaml").read_text()
+    (target / "slo.yaml").write_text("# mine\n")
+    assert main(["init-config", str(target)]) == 1  # never overwrites an edited copy
+    assert "--force" in capsys.readouterr().err
+    assert (target / "slo.yaml").read_text() == "# mine\n"
+    assert main(["init-config", "--force", str(target)]) == 0
+    assert (target / "slo.yaml").read_text() == (DEFAULT_CONFIG_DIR / "slo.yaml").read_text()
+
+
 def test_validate_config_and_graph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["validate-config", str(Path(__file__).parents[1] / "configs")]) == 0
+    assert main(["validate-config", str(DEFAULT_CONFIG_DIR)]) == 0
     assert "ok (4 analyzers" in capsys.readouterr().out
     assert main(["graph"]) == 0
     graph = capsys.readouterr().out

@@ -231,8 +231,12 @@ def test_dockerfile_copies_files_that_exist_and_runs_lunettes() -> None:
     assert entrypoint[:3] == ["tini", "-g", "--"]
     assert lunettes_args(cmd).command == "serve"
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
-    for needed in ("!pyproject.toml", "!lunettes/", "!configs/", "!deploy/lunettes-config/"):
+    for needed in ("!pyproject.toml", "!setup.py", "!lunettes/", "!configs/",
+                   "!deploy/lunettes-config/"):
         assert needed in ignore
+    # /etc/lunettes is the shipped configuration, written by the installed lunettes.
+    init = re.search(r"&& lunettes (init-config \S+)", text)
+    assert init is not None and lunettes_args(init[1].split()).command == "init-config"
 
 
 def load_pyproject() -> dict[str, Any]:

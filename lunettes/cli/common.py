@@ -17,7 +17,8 @@ def add_config_arg(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="DIR", type=Path,
         default=Path(os.environ.get("LUNETTES_CONFIG", DEFAULT_CONFIG_DIR)),
         help="configuration directory with pipeline.yaml and stages.yaml "
-             "(default: $LUNETTES_CONFIG or the bundled configs/)")
+             "(default: $LUNETTES_CONFIG, else the shipped defaults; "
+             "lunettes init-config DIR copies them)")
 
 
 def add_bad_limit_args(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,1 @@
+"""The default configuration, shipped inside the package as ``lunettes.configs``."""

@@ -1,0 +1,66 @@
+"""The built wheel works on its own: installed into a fresh virtual environment (the
+dependencies come from the system site-packages, lunettes itself only from the wheel), it
+replays the bundled sample from an unrelated directory with the shipped configuration,
+and ``init-config`` writes a copy that validates."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+from lunettes.config.bundled import CONFIG_FILES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(argv: list[str | Path], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LUNETTES_CONFIG")}
+    done = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, f"{argv}: exit {done.returncode}\n{done.stdout}{done.stderr}"
+    return done
+
+
+def test_wheel_replays_the_sample_from_another_directory(tmp_path: Path) -> None:
+    # No build isolation: the build backend comes from the test environment (the test
+    # extra), so the test needs no package index.
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", tmp_path / "dist", ROOT], cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("lunettes-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"lunettes/configs/{name}" for name in CONFIG_FILES} <= names
+    assert "lunettes/data/sample-audit.jsonl.gz" in names
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    python = env_dir / "bin" / "python"
+    run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
+         "--no-index", "--quiet", wheel], cwd=tmp_path)
+
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    where = json.loads(run([python, "-c", (
+        "import json, lunettes; from lunettes.pipeline import DEFAULT_CONFIG_DIR as d; "
+        "from importlib.resources import files; "
+        "print(json.dumps([lunettes.__file__, str(d), "
+        "str(files('lunettes') / 'data' / 'sample-audit.jsonl.gz')]))")], cwd=work).stdout)
+    package, config_dir, sample = (Path(p) for p in where)
+    assert package.is_relative_to(env_dir), package  # the wheel's copy, not the checkout
+    assert config_dir == package.parent / "configs", config_dir
+
+    lunettes = env_dir / "bin" / "lunettes"
+    done = run([lunettes, "replay", sample, "--format", "none"], cwd=work)
+    assert "300 pods" in done.stderr, done.stderr  # the sample's documented Pod count
+    with sqlite3.connect(work / "lunettes.db") as db:
+        assert db.execute("SELECT count(*) FROM pods").fetchone() == (300,)
+
+    run([lunettes, "init-config", "mine"], cwd=work)
+    for name in CONFIG_FILES:
+        assert (work / "mine" / name).read_bytes() == (ROOT / "configs" / name).read_bytes()
+    run([lunettes, "validate-config", "mine"], cwd=work)
