@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         pipeline.shutdown()
     _print_table(records)
-    _summary(err, stats, source)
+    _summary(err, stats, source, source.skipped_files)
     return _exit(err, stats, source.bad, args)
 
 
@@ -162,7 +162,8 @@ def _run_workers(args: argparse.Namespace, env: dict[str, str], extra: list[Sink
         if table:
             records.extend(batch)
 
-    paths = expand(args.paths)
+    skipped: list[str] = []
+    paths = expand(args.paths, skipped)
     progress = _progress(err, paths)
     job = Job(args.config, shared, env, paths, count,
               send_records=table or bool(parent.sinks), progress=progress is not None)
@@ -186,7 +187,7 @@ def _run_workers(args: argparse.Namespace, env: dict[str, str], extra: list[Sink
     finally:
         parent.shutdown()
     _print_table(records)
-    _summary(err, report.stats, report)
+    _summary(err, report.stats, report, skipped)
     return _exit(err, report.stats, report.bad, args)
 
 
@@ -243,7 +244,8 @@ def _table(records: list[PodRecord]) -> Table:
     return table
 
 
-def _summary(console: Console, stats: Counter[str], source: FileSource | Report) -> None:
+def _summary(console: Console, stats: Counter[str], source: FileSource | Report,
+             skipped_files: list[str]) -> None:
     outcomes = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(stats.items())
                          if k.startswith("outcome:"))
     console.print(
@@ -252,6 +254,10 @@ def _summary(console: Console, stats: Counter[str], source: FileSource | Report)
         f"{stats['interim_stage']} interim stages), {stats['skipped']} others not decoded; "
         f"{stats['pods_final']} pods ({stats['pods_partial']} partial): {outcomes or 'none'}",
         highlight=False, soft_wrap=True)
+    if skipped_files:
+        console.print(f"{len(skipped_files)} file(s) of the directories not read:\n"
+                      + "\n".join(f"  {line}" for line in skipped_files),
+                      highlight=False, markup=False, soft_wrap=True)
     if source.bad.total:
         console.print(source.bad.report(), highlight=False, markup=False)
-        sys.stderr.flush()
+    sys.stderr.flush()

@@ -122,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
                 source = FollowSource(args.paths, stop, bad=bad, on_caught_up=state.ready.set)
             else:
                 source = FileSource(args.paths, bad)
+                for line in source.skipped_files:
+                    print(f"serve: not read: {line}", file=sys.stderr)
         except ValueError as exc:
             print(f"serve: {exc}", file=sys.stderr)
             pipeline.shutdown()

@@ -47,6 +47,8 @@ class AuditRecord:
     response: dict[str, Any] | None = None
     origin: str = ""
     """Where the record was read, as ``file:line``."""
+    groups: tuple[str, ...] = ()
+    """The user's groups (``system:nodes`` names a kubelet whatever its user name)."""
 
     @property
     def succeeded(self) -> bool:

@@ -40,14 +40,25 @@ def _condition(kind: Any, status: str, reason: str, message: str) -> ConditionCh
 
 
 @lru_cache(maxsize=4096)
-def component(username: str) -> tuple[str, str]:
-    """(component, node) of an audit user: kubelet of a node, the scheduler, a controller."""
+def component(username: str, user_agent: str = "", groups: tuple[str, ...] = ()
+              ) -> tuple[str, str]:
+    """(component, node) of an audit user: kubelet of a node, the scheduler, a controller.
+
+    A kubelet is ``system:node:<node>``, or (managed clusters whose kubelets share a
+    credential: AKS shows ``nodeclient``) any user in the ``system:nodes`` group or with
+    the kubelet's user agent; its node is then unknown (""). The scheduler and the
+    controller manager are known by their user names or user agents too.
+    """
     if username.startswith("system:node:"):
         return "kubelet", intern(username[len("system:node:"):])
-    if username == "system:kube-scheduler":
+    if "system:nodes" in groups or user_agent.startswith("kubelet/"):
+        return "kubelet", ""
+    if username == "system:kube-scheduler" or user_agent.startswith("kube-scheduler/"):
         return "kube-scheduler", ""
     if username.startswith("system:serviceaccount:kube-system:"):
         return intern(username.rsplit(":", 1)[1]), ""
+    if username == "system:kube-controller-manager":
+        return "kube-controller-manager", ""
     return intern(username), ""
 
 

@@ -142,7 +142,7 @@ class Folder:
             self._event(record)
 
     def _emit(self, live: _Live, record: AuditRecord, op: str, **facts: Any) -> HyperEvent:
-        source, node = component(record.username)
+        source, node = component(record.username, record.user_agent, record.groups)
         self._seq += 1
         event = HyperEvent(time_us=record.received_us, seq=self._seq, op=op,
                            uid=live.timeline.uid, audit_id=record.audit_id, source=source,

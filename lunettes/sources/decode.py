@@ -9,6 +9,7 @@ from lunettes.model.audit import AuditRecord
 from lunettes.model.times import parse_time
 from lunettes.sources.cloudlogging import from_log_entry, is_log_entry
 from lunettes.sources.errors import BadRecord
+from lunettes.sources.exports import batch, unwrap, wrapped
 
 AUDIT_API_VERSIONS = frozenset(
     {"audit.k8s.io/v1", "audit.k8s.io/v1beta1", "audit.k8s.io/v1alpha1"}
@@ -80,7 +81,8 @@ def decode_event(event: dict[str, Any], origin: str = "") -> AuditRecord:
                 audit_id, stage, verb, received_us, resource, subresource, namespace, name,
                 api_group, object_uid, code, message, reason, username, user_agent, level,
                 request if isinstance(request, dict) else None,
-                response if isinstance(response, dict) else None, origin)
+                response if isinstance(response, dict) else None, origin,
+                _groups(user))
     return _decode_checked(event, origin)
 
 
@@ -119,14 +121,26 @@ def _decode_checked(event: dict[str, Any], origin: str) -> AuditRecord:
         request=_body(event, "requestObject"),
         response=_body(event, "responseObject"),
         origin=origin,
+        groups=_groups(user),
     )
+
+
+def _groups(user: dict[str, Any]) -> tuple[str, ...]:
+    """The user's groups, as strings (anything else in the list is left out)."""
+    groups = user.get("groups")
+    if type(groups) is not list:
+        return ()
+    return tuple(g for g in groups if type(g) is str)
 
 
 def decode_document(doc: Any, origin: str = "") -> Iterator[AuditRecord | BadRecord]:
     """Yield the records of one decoded JSON/YAML document, or a BadRecord per problem.
 
-    Accepts an audit Event, an EventList (the webhook backend's batches), a JSON array of
-    either, and Cloud Logging audit entries (GKE exports).
+    Accepts an audit Event (also without ``kind``/``apiVersion``, which some exporters
+    strip), an EventList (the webhook backend's batches), a JSON array of either, Cloud
+    Logging audit entries (GKE exports), and the wrappers of :mod:`~lunettes.sources.exports`
+    (AKS resource logs, EKS CloudWatch events): a wrapped Event's origin is the wrapper's,
+    with ``#n`` for the n-th record of a batch.
     """
     if isinstance(doc, list):
         for item in doc:
@@ -146,7 +160,8 @@ def decode_document(doc: Any, origin: str = "") -> Iterator[AuditRecord | BadRec
                 item = {**item, "kind": "Event"}
             yield from decode_document(item, origin)
         return
-    if kind == "Event" and doc.get("apiVersion", "audit.k8s.io/v1") in AUDIT_API_VERSIONS:
+    if (kind == "Event" and doc.get("apiVersion", "audit.k8s.io/v1") in AUDIT_API_VERSIONS) \
+            or (kind is None and _bare_event(doc)):
         try:
             yield decode_event(doc, origin)
         except BadRecord as bad:
@@ -158,4 +173,23 @@ def decode_document(doc: Any, origin: str = "") -> Iterator[AuditRecord | BadRec
         except BadRecord as bad:
             yield bad
         return
+    items = batch(doc)
+    if items is not None:
+        for number, item in enumerate(items, 1):
+            yield from decode_document(item, f"{origin}#{number}")
+        return
+    try:
+        inner = wrapped(doc)
+        if inner is not None:
+            yield from decode_document(unwrap(inner), origin)
+            return
+    except BadRecord as bad:
+        yield bad
+        return
     yield BadRecord("unknown_kind", f"kind={kind!r} apiVersion={doc.get('apiVersion')!r}")
+
+
+def _bare_event(doc: dict[str, Any]) -> bool:
+    """An audit Event whose ``kind`` and ``apiVersion`` an exporter left out."""
+    return ("auditID" in doc and "stage" in doc and "verb" in doc
+            and doc.get("apiVersion", "audit.k8s.io/v1") in AUDIT_API_VERSIONS)

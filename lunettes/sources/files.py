@@ -16,12 +16,14 @@ import yaml
 from lunettes.model.audit import AuditRecord, skipped, tick
 from lunettes.sources.decode import AUDIT_API_VERSIONS, decode_document, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
+from lunettes.sources.exports import strip_time_prefix
 from lunettes.sources.partition import Partition
 from lunettes.sources.peek import clock_only, peek, received_us
 
 STDIN = "-"
 _YAML_SUFFIXES = (".yaml", ".yml")
-_LOG_SUFFIXES = (".json", ".jsonl", ".log", ".gz", ".yaml", ".yml")
+_BOM = b"\xef\xbb\xbf"
+_GZIP = b"\x1f\x8b"
 
 
 class _PlainLoader(yaml.SafeLoader):
@@ -34,29 +36,49 @@ _PlainLoader.yaml_implicit_resolvers = {
 }
 
 
-def expand(paths: Iterable[str]) -> list[str]:
+def expand(paths: Iterable[str], skipped: list[str] | None = None) -> list[str]:
     """Expand directories into their log files, oldest first; keep files and ``-`` as given.
 
-    Rotated logs (``audit.log``, ``audit-2026-01-01T00-00-00.000.log``, ``audit.log.1``,
-    ``.gz``) are ordered by the time of their first record, so a directory reads in time
-    order whatever the rotation naming.
+    Every file of a directory whose bytes start like a log (gzip, JSON, a UTF-8 BOM, a time
+    before JSON) or whose name ends in ``.yaml``/``.yml`` is read, whatever the rotation
+    naming (``audit.log``, ``audit.log.1``, ``audit.log-20260101``,
+    ``audit-2026-01-01T00-00-00.000.log``, ``.gz``): they are ordered by the time of their
+    first record. The others are appended to ``skipped`` as ``path: why``.
     """
     out: list[str] = []
     for path in paths:
         if path != STDIN and os.path.isdir(path):
-            files = [
-                str(p) for p in sorted(Path(path).rglob("*"))
-                if p.is_file() and (p.suffix in _LOG_SUFFIXES or _rotated(p.name))
-            ]
+            files = []
+            for p in sorted(Path(path).rglob("*")):
+                if not p.is_file():
+                    continue
+                why = _not_a_log(p)
+                if why is None:
+                    files.append(str(p))
+                elif skipped is not None:
+                    skipped.append(f"{p}: {why}")
             out.extend(sorted(files, key=lambda f: (_first_time(f), f)))
         else:
             out.append(path)
     return out
 
 
-def _rotated(name: str) -> bool:
-    stem, _, last = name.rpartition(".")
-    return bool(stem) and last.isdigit()
+def _not_a_log(path: Path) -> str | None:
+    """Why a file found in a directory is not read as a log; None when it is."""
+    if path.name.startswith("."):
+        return "hidden file"
+    if path.name.endswith(_YAML_SUFFIXES):
+        return None
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(64)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    start = head.removeprefix(_BOM).lstrip()
+    if (not start or head.startswith(_GZIP) or start[:1] in (b"{", b"[")
+            or strip_time_prefix(start) is not None):
+        return None
+    return f"not an audit log (starts with {head[:16]!r})"
 
 
 def _first_time(path: str) -> str:
@@ -65,7 +87,7 @@ def _first_time(path: str) -> str:
         with _open(path) as stream:
             for raw in stream:
                 try:
-                    doc = orjson.loads(raw)
+                    doc = orjson.loads(strip_time_prefix(raw) or raw)
                 except orjson.JSONDecodeError:
                     return ""
                 for item in decode_document(doc):
@@ -78,14 +100,24 @@ def _first_time(path: str) -> str:
 
 
 def _open(path: str) -> IO[bytes]:
+    """The bytes of a file (gunzipped when gzip) or stdin, after a UTF-8 BOM if any."""
     if path == STDIN:
-        return sys.stdin.buffer
+        return _skip_bom(sys.stdin.buffer)
     stream: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
-    if stream.read(2) == b"\x1f\x8b":
+    if stream.read(2) == _GZIP:
         stream.seek(0)
-        return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
+        return _skip_bom(gzip.GzipFile(fileobj=stream))  # type: ignore[arg-type]
     stream.seek(0)
-    return stream
+    return _skip_bom(stream)
+
+
+def _skip_bom(stream: Any) -> IO[bytes]:
+    """Read past the UTF-8 byte order mark Windows tools (Azure exports) start files with."""
+    if not hasattr(stream, "peek"):
+        stream = io.BufferedReader(stream)
+    if stream.peek(3)[:3] == _BOM:
+        stream.read(3)
+    return stream  # type: ignore[no-any-return]
 
 
 class FileSource:
@@ -102,7 +134,9 @@ class FileSource:
     def __init__(self, paths: Iterable[str], bad: BadRecords | None = None,
                  on_bytes: Callable[[int], None] | None = None,
                  partition: Partition | None = None, every_record: bool = False) -> None:
-        self.paths = expand(paths)
+        self.skipped_files: list[str] = []
+        """Files of the directories given that are not read, as ``path: why``."""
+        self.paths = expand(paths, self.skipped_files)
         self.every_record = every_record
         self.bad = bad if bad is not None else BadRecords()
         self.on_bytes = on_bytes
@@ -166,6 +200,15 @@ class FileSource:
             except decode_error as exc:
                 if not raw.strip():
                     continue
+                json_part = strip_time_prefix(raw)
+                if json_part is not None:  # a CloudWatch export to S3: time, then the Event
+                    try:
+                        doc = loads(json_part)
+                    except decode_error:
+                        pass
+                    else:
+                        yield from self._emit(doc, f"{name}:{number}", whole=routed)
+                        continue
                 if number == 1 and raw.lstrip()[:1] in (b"{", b"["):
                     first_bad.append(raw)  # perhaps a pretty-printed document
                     break
