@@ -374,8 +374,10 @@ def shell_commands(container: dict[str, Any]) -> list[str]:
     return [c.strip() for c in container["args"][0].split(";") if c.strip()]
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+@pytest.mark.skipif(shutil.which("kubectl") is None,
+                    reason="kubectl is not installed (.ci/run installs kubernetes-client)")
 def test_kubectl_kustomize_builds(tmp_path: Path) -> None:
+    """With any kubectl from Debian's (kubernetes-client 1.20, kustomize v2) on."""
     out = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
@@ -387,6 +389,8 @@ def test_kubectl_kustomize_builds(tmp_path: Path) -> None:
     volumes = docs["Deployment"]["spec"]["template"]["spec"]["volumes"]
     assert {"name": "config", "configMap": {"name": config_map["metadata"]["name"]}} in volumes
     assert all(d["metadata"].get("namespace", "lunettes") == "lunettes"
+               for d in docs.values())
+    assert all(d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "lunettes"
                for d in docs.values())
     # The files of the ConfigMap, written out, are a configuration lunettes accepts.
     for name, text in config_map["data"].items():
