@@ -8,7 +8,7 @@ from typing import Any
 
 from lunettes.analyzers.diagnosisdefs import CodeDef, DiagnosisConfig, RuleDef
 from lunettes.analyzers.lifecycle import Lifecycle
-from lunettes.analyzers.markers import Alternative, EventKey, event_key
+from lunettes.analyzers.markers import Alternative, EventKey, Instance, event_key
 from lunettes.analyzers.stagedefs import StageSet
 from lunettes.config.errors import Section
 from lunettes.model.hyperevent import HyperEvent
@@ -124,9 +124,10 @@ class DiagnosisAnalyzer:
         life: Lifecycle = inputs[self.lifecycle_input]
         findings = self.findings(timeline)
         if life.outcome in _DELIVERED:
-            primary, code = self._slowness(stages, findings)
+            primary, code, stage = self._slowness(stages, findings)
         else:
-            primary, code = self._failure(stages, findings, life)
+            primary, code, stage = self._failure(stages, findings, life,
+                                                 timeline.observed_until_us)
         diagnosis = Diagnosis(reason=None, so_far=life.outcome == "in_progress",
                               last_stage=_last_stage(stages))
         if code is not None:
@@ -134,11 +135,16 @@ class DiagnosisAnalyzer:
             diagnosis.owner, diagnosis.hint = code.owner, code.hint
             diagnosis.message = primary.message if primary else _default_message(
                 code, diagnosis.last_stage)
-            diagnosis.evidence = primary.evidence if primary else []
+            diagnosis.evidence = (primary.evidence if primary
+                                  else _stage_evidence(timeline, stage, code))
         diagnosis.secondary = [f for f in findings if f is not primary]
         diagnosis.user_fault_intervals = [
             (f.first_us, _stage_end(stages, f.code.stage)) for f in findings
             if f.code.owner == "user" and (f is primary or life.outcome in _DELIVERED)]
+        if (primary is None and code is not None and code.owner == "user" and stage
+                and self.config.stuck.get(stage.name) == code.name):
+            # a cause read from the stage itself (stuck in readiness): its time is the user's
+            diagnosis.user_fault_intervals.append((stage.start_us, stage.end_us))
         return diagnosis
 
     # -- findings -------------------------------------------------------------------------
@@ -146,11 +152,12 @@ class DiagnosisAnalyzer:
         """Every code found in the timeline, in rule order."""
         by_code: dict[str, Finding] = {}
         for event in timeline.ordered():
-            for rule_index, rule, captures, container in self._matches(event, timeline):
+            for rule_index, rule, captures, (container, image) in self._matches(
+                    event, timeline):
                 finding = by_code.get(rule.code)
                 if finding is None:
                     fields = _Fields(captures, container=container or "?",
-                                     image=event.image or captures.get("image", "?"))
+                                     image=captures.get("image") or image or "?")
                     finding = Finding(self.config.codes[rule.code], rule_index,
                                       rule.message.format_map(fields), event.time_us,
                                       event.time_us)
@@ -162,8 +169,10 @@ class DiagnosisAnalyzer:
         return sorted(by_code.values(), key=lambda f: f.rule_index)
 
     def _matches(self, event: HyperEvent, timeline: PodTimeline
-                 ) -> list[tuple[int, RuleDef, dict[str, str], str]]:
-        matches: list[tuple[int, RuleDef, dict[str, str], str]] = []
+                 ) -> list[tuple[int, RuleDef, dict[str, str], Instance]]:
+        """(rule index, rule, message captures, (container, image)) of every rule the
+        event matches: one per code, and one ranked rule (the cause on most nodes)."""
+        matches: list[tuple[int, RuleDef, dict[str, str], Instance]] = []
         key = event_key(event)
         candidates = self._candidates.get(key)
         if candidates is None:
@@ -182,7 +191,8 @@ class DiagnosisAnalyzer:
                 if not hits:
                     continue
                 captures = alt.captures(event) or {}
-                matches.append((index, rule, captures, hits[0][0] or event.container))
+                matches.append((index, rule, captures,
+                                (hits[0][0] or event.container, hits[0][1] or event.image)))
                 break
         ranked = [m for m in matches if m[1].rank]
         if len(ranked) > 1:  # several causes in one message: the one on most nodes wins
@@ -191,54 +201,115 @@ class DiagnosisAnalyzer:
         return matches
 
     # -- choosing the primary -------------------------------------------------------------
-    def _failure(self, stages: list[Stage], findings: list[Finding],
-                 life: Lifecycle) -> tuple[Finding | None, CodeDef | None]:
+    def _failure(self, stages: list[Stage], findings: list[Finding], life: Lifecycle,
+                 observed_until_us: int | None = None
+                 ) -> tuple[Finding | None, CodeDef | None, Stage | None]:
+        """The finding (or code) that explains a Pod that was not delivered, and the
+        stage the explanation rests on when no finding does."""
+        ordered = sorted(stages[1:], key=lambda s: s.start_us)
+        open_stage = next((s for s in ordered if s.end_us is None), None)
         if findings:
-            open_stage = next((s.name for s in sorted(stages[1:], key=lambda s: s.start_us)
-                               if s.end_us is None), "")
-            owned = [f for f in findings if f.code.stage == open_stage]
+            owned = [f for f in findings if open_stage and f.code.stage == open_stage.name]
             primary = (owned or findings)[0]
-            return primary, primary.code
+            return primary, primary.code, None
         codes = self.config.codes
+        last = ordered[-1] if ordered else (stages[0] if stages else None)
         if life.outcome == "deleted":
-            return None, codes["DeletedBeforeDelivered"]
+            return None, codes["DeletedBeforeDelivered"], last
+        seen_until = max(life.last_seen_us or 0, observed_until_us or 0)
+        stuck = open_stage is not None and (life.outcome == "timeout" or (
+            life.outcome == "in_progress"
+            and seen_until - open_stage.start_us > self.config.deadline_us))
+        if stuck and open_stage is not None and open_stage.name in self.config.stuck:
+            return None, codes[self.config.stuck[open_stage.name]], open_stage
         if life.outcome == "in_progress":
             elapsed = (life.last_seen_us or 0) - (life.created_us or life.last_seen_us or 0)
-            return None, codes["NoProgress"] if elapsed > self.config.deadline_us else None
+            return (None, codes["NoProgress"], last) if elapsed > self.config.deadline_us \
+                else (None, None, None)
         if life.outcome == "timeout":
-            return None, codes["NoProgress"]
-        return None, codes["Unknown"]
+            return None, codes["NoProgress"], last
+        return None, codes["Unknown"], last
 
     def _slowness(self, stages: list[Stage], findings: list[Finding]
-                  ) -> tuple[Finding | None, CodeDef | None]:
-        worst, worst_ratio = None, 1.0
+                  ) -> tuple[Finding | None, CodeDef | None, Stage | None]:
+        """The finding (or slowness code) of the platform stage most over its limit, and
+        that stage."""
+        worst, worst_stage, worst_ratio = None, None, 1.0
         for slow in self.config.slow:
             for stage in stages:
                 if stage.name == slow.stage and stage.end_us is not None:
                     ratio = (stage.end_us - stage.start_us) / max(slow.after_us, 1)
                     if ratio > worst_ratio:
-                        worst, worst_ratio = slow, ratio
+                        worst, worst_stage, worst_ratio = slow, stage, ratio
         if worst is None:
-            return None, None
+            return None, None, None
         codes = self.config.codes
         found = next((f for f in findings if f.code.stage == worst.stage), None)
         if found is not None:
-            return found, codes[found.code.recovered or found.code.name]
-        return None, codes[worst.code] if worst.code else codes["Unknown"]
+            return found, codes[found.code.recovered or found.code.name], worst_stage
+        return None, codes[worst.code] if worst.code else codes["Unknown"], worst_stage
 
 
 def _number(text: str | None) -> int:
     return int(text) if text and text.isdigit() else 0
 
 
+def _evidence(event: HyperEvent, container: str = "") -> Evidence:
+    return Evidence(event.time_us, event.source, event.audit_id, event.op, event.reason,
+                    event.message or describe(event), container)
+
+
 def _add_evidence(finding: Finding, event: HyperEvent, container: str) -> None:
-    item = Evidence(event.time_us, event.source, event.audit_id, event.op, event.reason,
-                    event.message, container)
+    item = _evidence(event, container)
     if len(finding.evidence) < _EVIDENCE_HEAD + _EVIDENCE_TAIL:
         finding.evidence.append(item)
     else:  # keep the first few and the latest few
         del finding.evidence[_EVIDENCE_HEAD]
         finding.evidence.append(item)
+
+
+def _stage_evidence(timeline: PodTimeline, stage: Stage | None,
+                    code: CodeDef) -> list[Evidence]:
+    """The records a diagnosis without a finding rests on: the stage's start and end
+    records (a slow or stuck stage), the delete (DeletedBeforeDelivered), and the Pod's
+    last record (what it did last before nothing more happened)."""
+    events = timeline.ordered()
+    if not events:
+        return []
+    picked: list[HyperEvent | None] = []
+    if stage is not None:
+        picked += [next((e for e in events if e.time_us == t), None)
+                   for t in (stage.start_us, stage.end_us) if t is not None]
+    if code.name == "DeletedBeforeDelivered":
+        picked.append(next((e for e in events if e.op in ("delete", "evict")), None))
+    elif stage is None or stage.end_us is None:
+        picked.append(events[-1])
+    seen: set[int] = set()
+    out = []
+    for event in picked:
+        if event is not None and id(event) not in seen:
+            seen.add(id(event))
+            out.append(_evidence(event, event.container))
+    return sorted(out, key=lambda e: e.time_us)
+
+
+def describe(event: HyperEvent) -> str:
+    """A short text of what a status change (or other operation) said."""
+    parts = [f"{c.type}={c.status}" + (f" ({c.reason})" if c.reason else "")
+             + (f": {c.message}" if c.message else "") for c in event.conditions]
+    parts += [f"{'init ' if c.init else ''}container {c.name} "
+              f"{'last run ' if c.previous_run else ''}{c.state}"
+              + (f" ({c.reason})" if c.reason else "")
+              + (f" exit code {c.exit_code}" if c.exit_code is not None else "")
+              + (f": {c.message}" if c.message else "")
+              for c in event.containers if c.transition]
+    if event.phase:
+        parts.append(f"phase {event.phase}")
+    if event.op == "bind" and event.node:
+        parts.append(f"bound to {event.node}")
+    if not parts and event.code >= 300:
+        parts.append(f"HTTP {event.code}")
+    return "; ".join(parts) or event.op
 
 
 def _last_stage(stages: list[Stage]) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lunettes.analyzers.markers import Marker
@@ -50,6 +50,9 @@ class DiagnosisConfig:
     rules: tuple[RuleDef, ...]
     slow: tuple[SlowDef, ...]
     deadline_us: int
+    stuck: dict[str, str] = field(default_factory=dict)
+    """Stage -> code for a Pod stuck in that stage with no finding (instead of NoProgress):
+    the stage itself tells the cause (containers running but never ready)."""
 
     @classmethod
     def load(cls, path: Path, stage_names: tuple[str, ...]) -> DiagnosisConfig:
@@ -66,6 +69,7 @@ class DiagnosisConfig:
         rules = _rules(top.get("rules", [], list), top.join("rules"), problems, codes)
         slow = _slow(top.sub("slow"), codes, stage_names)
         deadline = top.get("deadline_s", 600.0, float)
+        stuck = _stuck(top.sub("stuck"), codes, stage_names)
         top.check_unknown()
         for code in codes.values():
             if code.recovered and code.recovered not in codes:
@@ -76,7 +80,7 @@ class DiagnosisConfig:
                 problems.append(f"{origin} codes: the code {required} must be defined")
         if problems:
             raise ConfigError(problems)
-        return cls(codes, rules, slow, int(deadline * 1_000_000))
+        return cls(codes, rules, slow, int(deadline * 1_000_000), stuck)
 
 
 def _codes(section: Section, stages: tuple[str, ...]) -> dict[str, CodeDef]:
@@ -113,9 +117,9 @@ def _rules(items: list, path: str, problems: list[str],
                   for g in alt.message.groupindex}
         if rank and rank not in groups:
             sub.problem("rank", f"no message group named {rank!r} in this rule's regex")
-        for field in _FIELD.findall(message):
-            if field not in groups and field not in ("container", "image"):
-                sub.problem("message", f"{{{field}}} is not a message group of this rule "
+        for name in _FIELD.findall(message):
+            if name not in groups and name not in ("container", "image"):
+                sub.problem("message", f"{{{name}}} is not a message group of this rule "
                                        f"(groups: {', '.join(sorted(groups)) or 'none'})")
         sub.check_unknown()
         rules.append(RuleDef(code, match, message, rank))
@@ -136,3 +140,16 @@ def _slow(section: Section, codes: dict[str, CodeDef],
         sub.check_unknown()
         out.append(SlowDef(str(stage), int(after * 1_000_000), code))
     return tuple(out)
+
+
+def _stuck(section: Section, codes: dict[str, CodeDef],
+           stage_names: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for stage, code in section.data.items():
+        if stage not in stage_names:
+            section.problem(str(stage), f"unknown stage{suggest(str(stage), stage_names)}")
+        if not isinstance(code, str) or code not in codes:
+            section.problem(str(stage), f"unknown code {code!r}"
+                                        f"{suggest(str(code), codes)}")
+        out[str(stage)] = str(code)
+    return out

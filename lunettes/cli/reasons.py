@@ -39,7 +39,12 @@ def reference(config: DiagnosisConfig) -> str:
     lines += [f"- `{s.stage}` over {s.after_us / 1e6:g} s: "
               f"{s.code or 'a finding of the stage, else Unknown'}" for s in config.slow]
     lines += ["", f"A Pod not delivered after {config.deadline_us / 1e6:g} s with no finding "
-                  "is `NoProgress`, naming the last stage it reached.", ""]
+                  "is `NoProgress`, naming the last stage it reached, unless that stage "
+                  "tells the cause itself:", ""]
+    lines += [f"- stuck in `{stage}`: {code}" for stage, code in config.stuck.items()]
+    lines += ["", "Every diagnosis names the records it rests on (`evidence`): those of its "
+                  "finding, else the slow or stuck stage's first and last records, the "
+                  "delete, or the Pod's last record.", ""]
     return "\n".join(lines)
 
 

@@ -38,6 +38,12 @@ class Policy:
             return REQUEST_RESPONSE
         return METADATA
 
+    @property
+    def events_readable(self) -> bool:
+        """Whether the log holds the bodies of the Events about Pods."""
+        return all(self.level("events", group=g) in (REQUEST, REQUEST_RESPONSE)
+                   for g in ("", "events.k8s.io"))
+
 
 POLICIES: dict[str, Policy] = {
     p.name: p

@@ -23,9 +23,11 @@ from lunettes.simulate.scheduler import (
 )
 from lunettes.simulate.workloads import ContainerPlan, PodPlan
 
-__all__ = ["SCENARIOS", "Scenario", "parse_mix"]
+__all__ = ["SAME", "SCENARIOS", "Scenario", "parse_mix"]
 
 _LONG = ("deployment", "statefulset", "pod")
+SAME = "same"
+"""Scenario.status_reason: the status shows the cause itself."""
 _ANY = ("deployment", "job", "statefulset", "pod")
 
 
@@ -39,6 +41,16 @@ class Scenario:
     run: Callable[[PodSim], None]
     workloads: tuple[str, ...] = _ANY
     prepare: Callable[[PodPlan, random.Random], None] | None = None
+    status_reason: str | None = SAME
+    """The diagnosis a reader can reach when the log holds no Events (only the Pod's own
+    requests and status patches): :data:`SAME` when the status shows the cause, else
+    the code what the status does show leads to."""
+
+    def expected_reason(self, events_readable: bool) -> str | None:
+        """The diagnosis a correct reader reaches, with or without readable Events."""
+        if events_readable or self.status_reason == SAME:
+            return self.reason
+        return self.status_reason
 
 
 # -- building blocks ----------------------------------------------------------------------
@@ -750,11 +762,11 @@ def _all(*fns: Callable[[PodPlan, random.Random], None]
 _LIST: list[Scenario] = [
     Scenario("healthy", None, "delivered quickly", healthy),
     Scenario("slow_image_pull", "ImagePullSlow", "image pull takes minutes", slow_image_pull,
-             prepare=slow_pull_prepare),
+             prepare=slow_pull_prepare, status_reason=None),  # pulls are Events only
     Scenario("slow_kubelet", "KubeletSlow", "long gap between binding and the kubelet",
              slow_kubelet),
     Scenario("slow_container_start", "ContainerStartSlow", "Created→Started takes long",
-             slow_container_start),
+             slow_container_start, status_reason=None),  # Created, Started: Events only
     Scenario("slow_readiness", None, "readiness probe fails for a while (user time)",
              slow_readiness, _LONG, _probe_prepare),
     Scenario("readiness_gate", None, "readiness gate satisfied late (user time)",
@@ -800,7 +812,8 @@ _LIST: list[Scenario] = [
              _pull_failure(_server_error), prepare=slow_pull_prepare),
     Scenario("image_pull_backoff", "ImagePullBackOff",
              "rate-limited pulls back off, then succeed late",
-             _pull_failure(_rate_limited, recover_after=3), prepare=slow_pull_prepare),
+             _pull_failure(_rate_limited, recover_after=3), prepare=slow_pull_prepare,
+             status_reason=None),  # no stage of the status spans the pull: nothing is slow
     Scenario("crash_loop", "CrashLoopBackOff", "the container keeps exiting 1",
              _crash("Error", 1)),
     Scenario("oom_killed", "OOMKilled", "the container is OOM-killed (137)",
@@ -817,30 +830,34 @@ _LIST: list[Scenario] = [
     Scenario("post_start_hook_failed", "PostStartHookFailed", "postStart hook exits 1",
              post_start_hook_failed, _LONG),
     Scenario("mount_failure", "VolumeMountFailed", "NFS mount times out",
-             _stuck_events("FailedMount", _mount_failed, first_s=2, cap_s=128), _LONG, _nfs),
+             _stuck_events("FailedMount", _mount_failed, first_s=2, cap_s=128), _LONG, _nfs,
+             status_reason="NoProgress"),  # FailedMount: an Event only
     Scenario("configmap_missing", "ConfigMapOrSecretMissing",
              "a configMap/secret volume's source does not exist",
              _stuck_events("FailedMount", _cm_missing, first_s=1, cap_s=128),
-             prepare=_cm_volume),
+             prepare=_cm_volume, status_reason="NoProgress"),
     Scenario("volume_attach_failed", "VolumeAttachFailed", "Multi-Attach error",
              _stuck_events("FailedAttachVolume", _multi_attach, first_s=5, cap_s=300,
                            component="attachdetach-controller"), ("statefulset",),
-             _sts_prepare),
+             _sts_prepare, status_reason="NoProgress"),
     Scenario("cni_failure", "SandboxCreateFailed", "the CNI plugin fails to add the pod",
-             _stuck_events("FailedCreatePodSandBox", _sandbox_failed, first_s=5, cap_s=300)),
+             _stuck_events("FailedCreatePodSandBox", _sandbox_failed, first_s=5, cap_s=300),
+             status_reason="NoProgress"),
     Scenario("ip_allocation_failed", "IPAllocationFailed", "the node's pod CIDR is exhausted",
-             _stuck_events("FailedCreatePodSandBox", _ip_exhausted, first_s=5, cap_s=300)),
+             _stuck_events("FailedCreatePodSandBox", _ip_exhausted, first_s=5, cap_s=300),
+             status_reason="NoProgress"),
     Scenario("network_not_ready", "NetworkNotReady",
              "the CNI is not initialised yet; recovers after a while",
              _stuck_events("NetworkNotReady", _network_not_ready, first_s=2, cap_s=30,
-                           recover=(30.0, 150.0))),
+                           recover=(30.0, 150.0)), status_reason="Unknown"),
     Scenario("kubelet_admission_rejected", "KubeletAdmissionRejected",
              "kubelet admission rejects the pod (OutOfcpu)", kubelet_admission_rejected),
     Scenario("node_not_ready", "NodeNotReady", "the node goes NotReady after binding",
              node_not_ready, _LONG),
     Scenario("liveness_probe_failed", "LivenessProbeFailed",
              "liveness probe kills the container before it is ready",
-             _crash("Error", 137, liveness=True), _LONG, _with_liveness),
+             _crash("Error", 137, liveness=True), _LONG, _with_liveness,
+             status_reason="CrashLoopBackOff"),  # the status shows the restarts, not why
     Scenario("readiness_probe_failed", "ReadinessProbeFailed", "never becomes ready",
              lambda p: _deliver(p, fail_s=10_000), _LONG, _probe_prepare),
     Scenario("admission_denied", "AdmissionDenied", "PodSecurity or a webhook denies it",
