@@ -49,3 +49,16 @@ def test_span_view(records: list[PodRecord]) -> None:
 def test_no_time_no_spans() -> None:
     assert trace_of({"uid": "u", "stages": []}) == {
         "trace_id": trace_id("u").hex(), "jaeger_url": None, "spans": []}
+
+
+def test_span_view_shows_the_callers_link_and_the_root_results(records: list[PodRecord]) -> None:
+    record = next(r for r in records if r.results.get("diagnosis", {}).get("reason"))
+    record.trace_context = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    stored = orjson.loads(orjson.dumps(record.to_dict()))
+    assert stored["trace_context"] == record.trace_context
+    root = trace_of(stored)["spans"][0]
+    assert root["links"] == [{"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                              "span_id": "00f067aa0ba902b7", "trace_state": ""}]
+    assert root["attributes"]["lunettes.diagnosis.reason"] == record.results["diagnosis"][
+        "reason"]
+    assert root["attributes"]["lunettes.slo.result"] == record.results["slo"]["result"]

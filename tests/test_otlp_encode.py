@@ -33,6 +33,7 @@ from lunettes.model.ids import span_id, trace_id
 from lunettes.model.record import PodRecord, SpanEvent, Stage
 from lunettes.model.semconv import ERROR_OUTCOMES, OWNER_ATTRIBUTES
 from lunettes.model.spans import Trace, pod_trace
+from lunettes.model.times import parse_time
 from lunettes.sinks.otlp_encode import OTLPEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,18 +119,73 @@ def expected_resource_spans(record: PodRecord, service: str = "lunettes"
             if record.outcome in ERROR_OUTCOMES:
                 span.status.code = Status.STATUS_CODE_ERROR
                 span.status.message = ERROR_OUTCOMES[record.outcome]
+            attributes += root_results(record)
+            caller = model.parse_traceparent(record.trace_context)
+            if caller is not None:
+                span.links.add(trace_id=caller.trace_id, span_id=caller.span_id,
+                               trace_state=caller.trace_state, flags=0x300 | caller.flags)
         else:
             span.parent_span_id = first_of.get(stage.parent,
                                                span_id(uid, root.name, root.instance))
         span.attributes.extend(attributes)
+        span.flags = 0x100
         for event in stage.events:
             extra = [("message", event.message)] if event.message else []
             span.events.add(time_unix_nano=event.time_us * 1000, name=event.name,
                             attributes=[kv(k, v) for k, v in
                                         [*event.attributes.items(), *extra]])
         spans.append(span)
+    mark_cause(record, stages, spans)
     return ResourceSpans(resource=Resource(attributes=[kv("service.name", service), *pod]),
                          scope_spans=[ScopeSpans(scope=scope(), spans=spans)])
+
+
+def root_results(record: PodRecord) -> list[KeyValue]:
+    """The SLO's and the diagnosis' attributes of the root span."""
+    out = []
+    for result, keys in (("slo", ["result", "class", "deadline_s", "platform_s", "user_s"]),
+                         ("diagnosis", ["reason", "owner", "stage"])):
+        values = record.results.get(result) or {}
+        for key in keys:
+            if values.get(key) not in (None, ""):
+                out.append(kv(f"lunettes.{result}.{key}", values[key]))
+    return out
+
+
+def mark_cause(record: PodRecord, stages: list[Stage], spans: list[Span]) -> None:
+    """The diagnosis' evidence as events of the span of its stage (the instance its
+    evidence names, else an open one, else the last; the root when none), error there when
+    the Pod failed."""
+    diagnosis = record.results.get("diagnosis") or {}
+    if not diagnosis.get("reason"):
+        return
+    evidence = diagnosis.get("evidence") or []
+    named = {e["container"] for e in evidence if e.get("container")}
+    of_stage = [(st, sp) for st, sp in zip(stages, spans, strict=True)
+                if st.name == diagnosis.get("stage")]
+    picks = ([p for p in of_stage if p[0].instance in named and p[0].instance]
+             or [p for p in of_stage if p[0].end_us is None] or of_stage[-1:])
+    span = picks[0][1] if picks else spans[0]
+    known = {a.value.string_value for e in span.events for a in e.attributes
+             if a.key == "audit-id"}
+    for item in evidence:
+        if (item.get("audit_id") and item["audit_id"] in known) or item.get("time") == "bad":
+            continue
+        attributes = [kv("lunettes.evidence", True)]
+        for key, name in (("audit_id", "audit-id"), ("source", "lunettes.source"),
+                          ("op", "lunettes.op"), ("container", "k8s.container.name"),
+                          ("message", "message")):
+            if item.get(key):
+                attributes.append(kv(name, item[key]))
+        span.events.add(time_unix_nano=parse_time(item["time"]) * 1000,
+                        name=item.get("reason") or item.get("op") or "evidence",
+                        attributes=attributes)
+    span.events.sort(key=lambda e: e.time_unix_nano)
+    if span is not spans[0] and record.outcome in ERROR_OUTCOMES:
+        message = diagnosis.get("message")
+        span.status.code = Status.STATUS_CODE_ERROR
+        span.status.message = (f"{diagnosis['reason']}: {message}" if message
+                               else diagnosis["reason"])
 
 
 def official_request(traces: list[Trace], service: str = "lunettes"
@@ -150,7 +206,12 @@ def official_request(traces: list[Trace], service: str = "lunettes"
                 attributes=[*pod, *(kv(k, v) for k, v in s.attributes)],
                 events=[Span.Event(time_unix_nano=e.time_ns, name=e.name,
                                    attributes=[kv(k, v) for k, v in e.attributes])
-                        for e in s.events]))
+                        for e in s.events],
+                links=[Span.Link(trace_id=link.trace_id, span_id=link.span_id,
+                                 trace_state=link.trace_state,
+                                 attributes=[kv(k, v) for k, v in link.attributes],
+                                 flags=0x300 | link.flags) for link in s.links],
+                flags=0x300 if s.remote_parent else 0x100))
         request.resource_spans.append(ResourceSpans(
             resource=Resource(attributes=[kv("service.name", service), *pod]),
             scope_spans=[ScopeSpans(scope=scope(), spans=spans)]))
@@ -231,6 +292,21 @@ VARIETY = {
     "long strings": pod(name="p" * 300, stages=[
         Stage("delivery", "platform", T0, T0 + 1, events=[
             SpanEvent(T0, "Warn", "m" * 20_000, {"k" * 200: "v" * 5_000})])]),
+    "failed, with SLO, diagnosis and a caller": pod(
+        outcome="failed", finished_us=None, trace_context="00-" + "ab" * 16 + "-" + "cd" * 8
+        + "-01;vendor=x", results={
+            "slo": {"result": "violated", "class": "standard", "deadline_s": 60.0,
+                    "platform_s": 75.5, "user_s": 0.0, "delivered": False},
+            "diagnosis": {"reason": "ImagePullBackOff", "stage": "container_start",
+                          "owner": "user", "message": "", "evidence": [
+                              {"time": "2023-11-14T22:13:21Z", "source": "kubelet",
+                               "audit_id": "a-1", "op": "event", "reason": "Failed",
+                               "message": "pull failed", "container": "web"},
+                              {"time": "bad", "audit_id": "a-2"}]}}),
+    "diagnosis of a stage the trace lacks": pod(results={
+        "diagnosis": {"reason": "AdmissionDenied", "stage": "admission", "owner": "user",
+                      "evidence": [{"time": "2023-11-14T22:13:20.5Z", "op": "create"}]}}),
+    "malformed caller": pod(trace_context="00-" + "0" * 32 + "-" + "cd" * 8 + "-01"),
     "times at both ends": pod(created_us=0, finished_us=MAX_US, last_seen_us=None, stages=[
         Stage("delivery", "platform", 0, MAX_US),
         Stage("scheduling", "platform", 0, 0, parent="delivery",
@@ -310,12 +386,15 @@ ids = st.binary(min_size=0, max_size=20)
 times_ns = st.integers(min_value=0, max_value=2**64 - 1)
 trace_events = st.builds(model.Event, time_ns=times_ns, name=st.text(max_size=8),
                          attributes=attributes)
+links = st.builds(model.Link, trace_id=ids, span_id=ids, trace_state=st.text(max_size=8),
+                  flags=st.integers(min_value=0, max_value=255), attributes=attributes)
 trace_spans = st.builds(
     model.Span, span_id=ids, parent_span_id=ids, name=st.text(max_size=8),
     stage=st.just(""), instance=st.just(""), owner=st.just(""), start_ns=times_ns,
     end_ns=times_ns, open=st.booleans(), attributes=attributes,
     status=st.sampled_from([model.UNSET, model.ERROR]), status_message=st.text(max_size=8),
-    events=st.lists(trace_events, max_size=2))
+    events=st.lists(trace_events, max_size=2), links=st.lists(links, max_size=2),
+    remote_parent=st.booleans())
 traces = st.builds(Trace, trace_id=ids, pod_attributes=attributes,
                    spans=st.lists(trace_spans, max_size=3))
 

@@ -10,6 +10,7 @@ from lunettes.analyzers.stagedefs import StageDef, StageSet
 from lunettes.config.errors import Section
 from lunettes.model.hyperevent import HyperEvent
 from lunettes.model.record import SpanEvent, Stage
+from lunettes.model.semconv import AUDIT_ID
 from lunettes.model.spec import PodSpecSummary
 from lunettes.model.timeline import PodTimeline
 from lunettes.registry import BuildContext
@@ -146,6 +147,8 @@ def _attach_warnings(stages: list[Stage], events: list[HyperEvent]) -> None:
             ) and stage.start_us >= holder.start_us:
                 holder = stage
         attributes = {"count": str(event.count)}
+        if event.audit_id:
+            attributes[AUDIT_ID] = event.audit_id
         if event.container:
             attributes["k8s.container.name"] = event.container
         holder.events.append(SpanEvent(event.time_us, event.reason or "Warning",

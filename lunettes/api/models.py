@@ -141,6 +141,12 @@ class SpanEventModel(BaseModel):
         description="count, k8s.container.name, message, ...")
 
 
+class SpanLinkModel(BaseModel):
+    trace_id: str = Field(description="32 hex digits: the caller's trace")
+    span_id: str = Field(description="16 hex digits: the caller's span")
+    trace_state: str = ""
+
+
 class SpanModel(BaseModel):
     trace_id: str = Field(description="32 hex digits: the pod UID")
     span_id: str = Field(description="16 hex digits, from (uid, stage, instance)")
@@ -157,7 +163,11 @@ class SpanModel(BaseModel):
     open: bool
     status: dict[str, str]
     attributes: dict[str, str | bool | int | float]
-    events: list[SpanEventModel] = Field([], description="warning Events in the stage")
+    events: list[SpanEventModel] = Field(
+        [], description="warning Events in the stage and the diagnosis' evidence, each "
+                        "with the audit-id of its audit record")
+    links: list[SpanLinkModel] = Field(
+        [], description="the span of the caller's trace context (the root only)")
 
 
 class TraceAnswer(BaseModel):

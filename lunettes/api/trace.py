@@ -3,8 +3,9 @@ same Pod (both come from :func:`lunettes.model.spans.pod_trace`), as JSON.
 
 The stored record is read back into a :class:`~lunettes.model.record.PodRecord`: its first
 stage is the root and every other stage the root's child, as the stages analyzer makes
-them, each with its span events (warning Events). Records stored before stages carried
-their events show spans without events.
+them, each with its span events (warning Events); the analyzers' results (SLO, diagnosis)
+and the caller's trace context come back too. Records stored before stages carried their
+events show spans without events.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ def jaeger_link(base_url: str | None, trace_id_hex: str) -> str | None:
     return f"{base_url.rstrip('/')}/trace/{trace_id_hex}" if base_url else None
 
 
+_OWN_KEYS = frozenset(PodRecord.__slots__) | {"created", "finished", "last_seen", "duration_s"}
+
+
 def record_of(stored: dict[str, Any]) -> PodRecord:
     """The pod record a stored record (``PodRecord.to_dict()``) was made from, as far as
-    its trace goes (analyzers' results are left out); stages without a start are skipped."""
+    its trace goes; stages without a start are skipped."""
     stages: list[Stage] = []
     for item in stored.get("stages") or []:
         start = _us(item.get("start"))
@@ -58,6 +62,8 @@ def record_of(stored: dict[str, Any]) -> PodRecord:
         uid_derived=bool(stored.get("uid_derived")),
         owner_kind=_text(stored.get("owner_kind")), owner_name=_text(stored.get("owner_name")),
         last_seen_us=_us(stored.get("last_seen")), stages=stages,
+        results={k: v for k, v in stored.items() if k not in _OWN_KEYS},
+        trace_context=_text(stored.get("trace_context")),
     )
 
 
@@ -92,4 +98,6 @@ def _span_view(trace: Trace, tid: str, span: Span) -> dict[str, Any]:
         "events": [{"name": e.name, "time": format_time(e.time_ns // 1000),
                     "time_unix_nano": e.time_ns, "attributes": dict(e.attributes)}
                    for e in span.events],
+        "links": [{"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
+                   "trace_state": link.trace_state} for link in span.links],
     }

@@ -72,7 +72,9 @@ class PodRecord:
     ``timeout`` (no delivery within the pod timeout), ``in_progress``, or ``unknown`` (the
     log has no status bodies for the Pod: Metadata-level audit).
     ``results`` holds the JSON-ready output of analyzers beyond lifecycle and stages, by
-    analyzer name (``slo``, ``diagnosis``, ...).
+    analyzer name (``slo``, ``diagnosis``, ...). ``trace_context`` is the W3C
+    ``traceparent`` (``;tracestate`` may follow) the Pod or its owner carried in an
+    annotation, empty when none: the trace links to that span.
     """
 
     uid: str
@@ -89,6 +91,7 @@ class PodRecord:
     last_seen_us: int | None = None
     stages: list[Stage] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
+    trace_context: str = ""
 
     @property
     def duration_s(self) -> float | None:
@@ -115,5 +118,7 @@ class PodRecord:
             "last_seen": format_optional(self.last_seen_us),
             "stages": [s.to_dict() for s in self.stages],
         }
+        if self.trace_context:
+            out["trace_context"] = self.trace_context
         out.update(self.results)
         return out

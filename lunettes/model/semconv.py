@@ -5,6 +5,10 @@ from __future__ import annotations
 
 ROOT_STAGE = "delivery"
 
+AUDIT_ID = "audit-id"
+"""The attribute naming an audit record's ID, as kube-apiserver's own request spans (etcd,
+cacher, serialization) name it: span events made from audit records carry it."""
+
 # Outcomes that mark the root span as an error, with the status message shown.
 ERROR_OUTCOMES = {
     "failed": "pod failed (phase Failed)",

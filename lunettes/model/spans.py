@@ -12,30 +12,45 @@ shows them (:mod:`lunettes.api.trace`), so the two always agree. No protobuf her
 - An open stage ends at the Pod's finish, else its last sighting, else its own start, and
   says ``lunettes.stage.open``; no span ends before it starts.
 - Attributes follow the OpenTelemetry semantic conventions (:mod:`lunettes.model.semconv`);
-  the root carries the Pod's outcome and owner, and an error status for failed outcomes.
-  A stage's span events (warning Events) become span events, their message an attribute.
+  the root carries the Pod's outcome, owner, SLO result and diagnosis (so a trace can be
+  found by tag: ``lunettes.slo.result=violated``, ``lunettes.diagnosis.reason=...``), and
+  an error status for failed outcomes. A stage's span events (warning Events) become span
+  events, their message an attribute.
+- The stage the diagnosis names carries the diagnosis' evidence as span events and, when
+  the Pod failed, the error status (the root keeps its own). Every span event made from an
+  audit record carries that record's audit ID as ``audit-id``, the attribute name
+  kube-apiserver's own spans use, so one tag search finds both.
+- A W3C trace context the Pod (or its owner) carried (``PodRecord.trace_context``) becomes
+  a span link on the root, or with ``link_as_parent`` the root's parent (the trace is then
+  the caller's, not the UID's).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from lunettes.model.ids import span_id, trace_id
 from lunettes.model.record import PodRecord, SpanEvent, Stage
 from lunettes.model.semconv import (
+    AUDIT_ID,
     ERROR_OUTCOMES,
     INSTANCE_ATTRIBUTES,
     OWNER_ATTRIBUTES,
     ROOT_STAGE,
 )
+from lunettes.model.times import parse_time
 
-__all__ = ["ERROR", "UNSET", "AttrValue", "Attribute", "Event", "Span", "Trace", "pod_trace"]
+__all__ = ["AUDIT_ID", "ERROR", "UNSET", "AttrValue", "Attribute", "Event", "Link", "Span",
+           "Trace", "parse_traceparent", "pod_trace"]
 
 AttrValue = str | bool | int | float
 Attribute = tuple[str, AttrValue]
 
 UNSET = "unset"
 ERROR = "error"
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 @dataclass(slots=True)
@@ -45,6 +60,17 @@ class Event:
     time_ns: int
     name: str
     attributes: list[Attribute]
+
+
+@dataclass(slots=True)
+class Link:
+    """A link to a span of another trace (the caller's W3C trace context)."""
+
+    trace_id: bytes
+    span_id: bytes
+    trace_state: str = ""
+    flags: int = 0
+    attributes: list[Attribute] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -69,6 +95,9 @@ class Span:
     status: str = UNSET
     status_message: str = ""
     events: list[Event] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    remote_parent: bool = False
+    """The parent span is another process's (the caller's trace context)."""
 
 
 @dataclass(slots=True)
@@ -88,8 +117,24 @@ class Trace:
         return [*self.pod_attributes, *span.attributes]
 
 
-def pod_trace(record: PodRecord) -> Trace | None:
-    """The trace of a pod record, or None when the record has no time to place a span."""
+def parse_traceparent(value: str) -> Link | None:
+    """The span a W3C ``traceparent`` (``00-<trace id>-<span id>-<flags>``, optionally
+    followed by ``;<tracestate>``) names, or None when it is malformed or all zero."""
+    parent, _, state = value.strip().partition(";")
+    match = _TRACEPARENT.fullmatch(parent.strip().lower())
+    if match is None:
+        return None
+    tid, sid, flags = match.groups()
+    if int(tid, 16) == 0 or int(sid, 16) == 0:
+        return None
+    return Link(bytes.fromhex(tid), bytes.fromhex(sid), state.strip(), int(flags, 16))
+
+
+def pod_trace(record: PodRecord, link_as_parent: bool = False) -> Trace | None:
+    """The trace of a pod record, or None when the record has no time to place a span.
+
+    With ``link_as_parent``, a record's trace context makes the root a child of the
+    caller's span, in the caller's trace, instead of a link from the UID's trace."""
     stages = record.stages
     index = next((i for i, s in enumerate(stages) if not s.parent), None)
     if index is None:
@@ -139,12 +184,21 @@ def pod_trace(record: PodRecord) -> Trace | None:
         if stage is root:
             _describe_root(span, record)
         spans.append(span)
+    _mark_cause(spans, record)
 
     pod: list[Attribute] = [("k8s.namespace.name", record.namespace),
                             ("k8s.pod.name", record.name), ("k8s.pod.uid", uid)]
     if record.node:
         pod.append(("k8s.node.name", record.node))
-    return Trace(trace_id(uid), pod, spans)
+    tid = trace_id(uid)
+    caller = parse_traceparent(record.trace_context) if record.trace_context else None
+    if caller is not None:
+        if link_as_parent:
+            tid, spans[index].parent_span_id = caller.trace_id, caller.span_id
+            spans[index].remote_parent = True
+        else:
+            spans[index].links.append(caller)
+    return Trace(tid, pod, spans)
 
 
 def _describe_root(span: Span, record: PodRecord) -> None:
@@ -165,6 +219,74 @@ def _describe_root(span: Span, record: PodRecord) -> None:
     message = ERROR_OUTCOMES.get(record.outcome)
     if message is not None:
         span.status, span.status_message = ERROR, message
+    slo = record.results.get("slo")
+    if isinstance(slo, dict):
+        _copy(attributes, slo, _SLO_ATTRIBUTES)
+    diagnosis = record.results.get("diagnosis")
+    if isinstance(diagnosis, dict):
+        _copy(attributes, diagnosis, _DIAGNOSIS_ATTRIBUTES)
+
+
+_SLO_ATTRIBUTES = {"result": "lunettes.slo.result", "class": "lunettes.slo.class",
+                   "deadline_s": "lunettes.slo.deadline_s",
+                   "platform_s": "lunettes.slo.platform_s", "user_s": "lunettes.slo.user_s"}
+_DIAGNOSIS_ATTRIBUTES = {"reason": "lunettes.diagnosis.reason",
+                         "owner": "lunettes.diagnosis.owner",
+                         "stage": "lunettes.diagnosis.stage"}
+
+
+def _copy(attributes: list[Attribute], result: dict[str, Any], names: dict[str, str]) -> None:
+    """``result``'s values under their attribute names, where set and of an attribute type."""
+    for key, name in names.items():
+        value = result.get(key)
+        if isinstance(value, str | bool | int | float) and value != "":
+            attributes.append((name, value))
+
+
+def _mark_cause(spans: list[Span], record: PodRecord) -> None:
+    """The diagnosis' evidence as span events of the stage it names (the root when no span
+    of that stage exists), with an error status there when the Pod failed."""
+    diagnosis = record.results.get("diagnosis")
+    if not isinstance(diagnosis, dict) or not diagnosis.get("reason"):
+        return
+    evidence = [e for e in diagnosis.get("evidence") or () if isinstance(e, dict)]
+    containers = {str(e.get("container")) for e in evidence if e.get("container")}
+    candidates = [s for s in spans if s.stage == diagnosis.get("stage")]
+    cause = next((s for s in candidates if s.instance and s.instance in containers),
+                 next((s for s in candidates if s.open), candidates[-1] if candidates
+                      else spans[0]))
+    seen = {v for e in cause.events for k, v in e.attributes if k == AUDIT_ID}
+    for item in evidence:
+        event = _evidence_event(item)
+        audit_id = str(item.get("audit_id") or "")
+        if event is not None and (not audit_id or audit_id not in seen):
+            cause.events.append(event)
+    cause.events.sort(key=lambda e: e.time_ns)
+    if cause is not spans[0] and record.outcome in ERROR_OUTCOMES:
+        message = str(diagnosis.get("message") or "")
+        cause.status = ERROR
+        cause.status_message = f"{diagnosis['reason']}: {message}" if message else str(
+            diagnosis["reason"])
+
+
+def _evidence_event(item: dict[str, Any]) -> Event | None:
+    """One piece of diagnosis evidence as a span event, None without a readable time."""
+    time = item.get("time")
+    try:
+        time_us = parse_time(time) if isinstance(time, str) else None
+    except ValueError:
+        time_us = None
+    if time_us is None:
+        return None
+    attributes: list[Attribute] = [("lunettes.evidence", True)]
+    for key, name in (("audit_id", AUDIT_ID), ("source", "lunettes.source"),
+                      ("op", "lunettes.op"), ("container", "k8s.container.name"),
+                      ("message", "message")):
+        value = item.get(key)
+        if value:
+            attributes.append((name, str(value)))
+    return Event(time_us * 1000, str(item.get("reason") or item.get("op") or "evidence"),
+                 attributes)
 
 
 def _event(event: SpanEvent) -> Event:

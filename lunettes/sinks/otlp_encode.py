@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 
 from lunettes import __version__
-from lunettes.model.spans import ERROR, AttrValue, Event, Span, Trace
+from lunettes.model.spans import ERROR, AttrValue, Event, Link, Span, Trace
 
 __all__ = ["SCOPE_NAME", "OTLPEncoder"]
 
@@ -71,7 +71,14 @@ _SPAN_NAME, _SPAN_ATTRIBUTE, _SPAN_EVENT = _tag(5, _LEN), _tag(9, _LEN), _tag(11
 _SPAN_KIND_INTERNAL = _tag(6, 0) + b"\x01"
 _SPAN_TIMES = struct.Struct("<BQBQ")  # start_time_unix_nano (7), end_time_unix_nano (8)
 _SPAN_START, _SPAN_END = 7 << 3 | _I64, 8 << 3 | _I64
-_SPAN_STATUS = _tag(15, _LEN)
+_SPAN_LINK, _SPAN_STATUS = _tag(13, _LEN), _tag(15, _LEN)
+# Span.flags (16, fixed32): the parent is known to be local, as the SDK says of its spans;
+# a root whose parent is the caller's span says that parent is remote.
+_FIXED32 = 5
+_SPAN_FLAGS_LOCAL = _tag(16, _FIXED32) + struct.pack("<I", 0x100)
+_SPAN_FLAGS_REMOTE = _tag(16, _FIXED32) + struct.pack("<I", 0x300)
+_LINK_TRACE_ID, _LINK_SPAN_ID, _LINK_STATE = _tag(1, _LEN), _tag(2, _LEN), _tag(3, _LEN)
+_LINK_ATTRIBUTE, _LINK_FLAGS = _tag(4, _LEN), _tag(6, _FIXED32)
 _STATUS_UNSET = _SPAN_STATUS + b"\x00"
 _STATUS_MESSAGE, _STATUS_CODE_ERROR = _tag(2, _LEN), _tag(3, 0) + b"\x02"
 _EVENT_TIME = struct.Struct("<BQ")  # time_unix_nano (1)
@@ -153,13 +160,27 @@ class OTLPEncoder:
             parts.append(attribute(_SPAN_ATTRIBUTE, key, value))
         for event in span.events:
             parts.append(_field(_SPAN_EVENT, self._event(event)))
+        for link in span.links:
+            parts.append(_field(_SPAN_LINK, self._link(link)))
         if span.status == ERROR:
             message = span.status_message
             status = _field(_STATUS_MESSAGE, message.encode()) if message else b""
             parts.append(_field(_SPAN_STATUS, status + _STATUS_CODE_ERROR))
         else:
             parts.append(_STATUS_UNSET)
+        parts.append(_SPAN_FLAGS_REMOTE if span.remote_parent else _SPAN_FLAGS_LOCAL)
         return _field(_SS_SPAN, b"".join(parts))
+
+    def _link(self, link: Link) -> bytes:
+        """A Span.Link body: the linked span is another process's (a remote context); the
+        flags carry its W3C trace flags."""
+        parts = [_field(_LINK_TRACE_ID, link.trace_id), _field(_LINK_SPAN_ID, link.span_id)]
+        if link.trace_state:
+            parts.append(_field(_LINK_STATE, link.trace_state.encode()))
+        for key, value in link.attributes:
+            parts.append(self._attribute(_LINK_ATTRIBUTE, key, value))
+        parts.append(_LINK_FLAGS + struct.pack("<I", 0x300 | (link.flags & 0xFF)))
+        return b"".join(parts)
 
     def _event(self, event: Event) -> bytes:
         """A Span.Event body."""
