@@ -1,4 +1,7 @@
-"""Replaying simulated logs recovers the simulator's ground truth, for every scenario."""
+"""Replaying simulated logs recovers the simulator's ground truth, for every scenario.
+
+The expected stages are the moments the simulator marked as it wrote each request (its own
+clock: lunettes/simulate/truth.py), not stages.yaml applied to the log."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lunettes.simulate.clock import SECOND, go_duration, rfc3339_s
-from lunettes.simulate.pod import PodSim
+from lunettes.simulate.pod import Moment, PodSim
 from lunettes.simulate.workloads import ALL_IMAGES, ContainerPlan
 
 __all__ = [
@@ -19,13 +19,18 @@ __all__ = [
     "container_running",
     "crash_loop",
     "create_and_start",
+    "created",
     "finish_job",
     "pickup",
     "pull",
+    "pulled",
+    "pulling",
     "readiness",
+    "ready_moments",
     "run_app_containers",
     "run_init_containers",
     "sandbox_ready",
+    "started",
     "stop_after_delete",
 ]
 
@@ -39,17 +44,68 @@ def pod_ref(p: PodSim) -> str:
     return f"{p.name}_{p.ns}({p.uid})"
 
 
+def _engaged(c: ContainerPlan) -> tuple[Moment, ...]:
+    """An image or container step of ``c`` began: the sandbox was ready, and for an init
+    container the init stage began."""
+    return (("sandbox", "end"), ("init_containers", "start")) if c.init else (
+        ("sandbox", "end"),)
+
+
+def pulling(p: PodSim, c: ContainerPlan) -> None:
+    """The kubelet starts pulling the container's image."""
+    p.event("Pulling", f'Pulling image "{c.image}"', c=c, image=c.image,
+            moments=(*_engaged(c), ("image_pull", "start", c.image)))
+
+
+def pulled(p: PodSim, c: ContainerPlan, message: str = "") -> None:
+    """The image is there (pulled, or already present): the container can be created."""
+    create: tuple[Moment, ...] = () if c.init else (("container_create", "start", c.name),)
+    p.event("Pulled", message or f'Container image "{c.image}" already present on machine',
+            c=c, image=c.image,
+            moments=(*_engaged(c), ("image_pull", "end", c.image), *create))
+
+
+def created(p: PodSim, c: ContainerPlan) -> None:
+    """The runtime created the container."""
+    node = p.node
+    assert node is not None
+    steps: tuple[Moment, ...] = () if c.init else (
+        ("container_create", "end", c.name), ("container_start", "start", c.name))
+    p.event("Created", f"Created container: {c.name}" if node.colon_created else
+            f"Created container {c.name}", c=c, moments=(*_engaged(c), *steps))
+
+
+def started(p: PodSim, c: ContainerPlan) -> None:
+    """The runtime started the container."""
+    steps: tuple[Moment, ...] = () if c.init else (
+        ("container_start", "end", c.name), ("readiness", "start", "", c.name))
+    p.event("Started", f"Started container {c.name}", c=c, moments=(*_engaged(c), *steps))
+
+
+def ready_moments(p: PodSim, pod_ready: bool) -> tuple[Moment, ...]:
+    """All containers ready (ContainersReady=True) and, with ``pod_ready``, the Pod Ready:
+    delivered, unless it runs to completion (delivered by its terminal phase)."""
+    out: tuple[Moment, ...] = (("readiness", "end"), ("readiness_gates", "start"))
+    if pod_ready:
+        out += (("readiness_gates", "end"),)
+        if not p.plan.completes:
+            out += (("delivery", "end"),)
+    return out
+
+
 def pickup(p: PodSim) -> None:
     """The kubelet's first status patch once it admits the Pod."""
     plan = p.plan
     conds = [p.cond("PodReadyToStartContainers", "False")]
     apps = plan.containers
+    moments: tuple[Moment, ...] = ()
     if plan.init_containers:
         conds.append(p.cond("Initialized", "False", "ContainersNotInitialized",
                             f"containers with incomplete status: [{_names(plan.init_containers)}]"))
         waiting = "PodInitializing"
     else:
         conds.append(p.cond("Initialized", "True"))
+        moments = (("init_containers", "end"),)
         waiting = "ContainerCreating"
     msg = f"containers with unready status: [{_names(apps)}]"
     conds.append(p.cond("Ready", "False", "ContainersNotReady", msg))
@@ -61,7 +117,8 @@ def pickup(p: PodSim) -> None:
     node = p.node
     assert node is not None
     p.status(conds=conds, containers=True, extra={
-        "hostIP": node.ip, "hostIPs": [{"ip": node.ip}], "startTime": rfc3339_s(p.t)})
+        "hostIP": node.ip, "hostIPs": [{"ip": node.ip}], "startTime": rfc3339_s(p.t)},
+        moments=moments)
 
 
 def sandbox_ready(p: PodSim) -> None:
@@ -70,7 +127,7 @@ def sandbox_ready(p: PodSim) -> None:
     assert node is not None
     ip = node.pod_ip()
     p.status(conds=[p.cond("PodReadyToStartContainers", "True")],
-             extra={"podIP": ip, "podIPs": [{"ip": ip}]})
+             extra={"podIP": ip, "podIPs": [{"ip": ip}]}, moments=(("sandbox", "end"),))
 
 
 def pull(p: PodSim, c: ContainerPlan, seconds: float | None = None) -> None:
@@ -81,33 +138,27 @@ def pull(p: PodSim, c: ContainerPlan, seconds: float | None = None) -> None:
     ready_at = node.image_ready.get(image)
     p.soon()
     if seconds is None and ready_at is not None and ready_at <= p.t:
-        p.event("Pulled", f'Container image "{image}" already present on machine', c=c,
-                image=image)
+        pulled(p, c)
         return
-    p.event("Pulling", f'Pulling image "{image}"', c=c, image=image)
+    pulling(p, c)
     if seconds is None:
         size_mb = ALL_IMAGES.get(image, 50_000_000) / 1e6
         seconds = max(0.3, p.rng.lognormvariate(0, 0.5) * size_mb / 25)
     start = p.t
     p.after(seconds)
     took = go_duration(p.t - start)
-    p.event("Pulled", f'Successfully pulled image "{image}" in {took} ({took} including '
-            f"waiting). Image size: {ALL_IMAGES.get(image, 50_000_000)} bytes.",
-            c=c, image=image)
+    pulled(p, c, f'Successfully pulled image "{image}" in {took} ({took} including '
+           f"waiting). Image size: {ALL_IMAGES.get(image, 50_000_000)} bytes.")
     prev = node.image_ready.get(image)
     node.image_ready[image] = p.t if prev is None else min(prev, p.t)
 
 
 def create_and_start(p: PodSim, c: ContainerPlan, start_s: float | None = None) -> str:
     """Created then Started Events; returns the new container id."""
-    node = p.node
-    assert node is not None
     p.after(p.rng.uniform(0.03, 0.15))
-    created = f"Created container: {c.name}" if node.colon_created else \
-        f"Created container {c.name}"
-    p.event("Created", created, c=c)
+    created(p, c)
     p.after(start_s if start_s is not None else p.rng.uniform(0.05, 0.3))
-    p.event("Started", f"Started container {c.name}", c=c)
+    started(p, c)
     return "containerd://" + p.cluster.hex64()
 
 
@@ -140,7 +191,7 @@ def run_init_containers(p: PodSim, slow_s: float | None = None) -> bool:
             conds = [p.cond("Initialized", "True")]
             for app in p.plan.containers:
                 p.container_status(app, {"waiting": {"reason": "PodInitializing"}})
-            p.status(conds=conds, containers=True)
+            p.status(conds=conds, containers=True, moments=(("init_containers", "end"),))
         else:
             p.status(containers=True)
     return True
@@ -170,7 +221,8 @@ def readiness(p: PodSim, ids: dict[str, str], fail_s: float = 0.0,
     all_ready = len(no_probe) == len(plan.containers)
     if all_ready:
         conds = _ready_conds(p)
-    p.status(conds=conds, containers=True, phase="Running")
+    p.status(conds=conds, containers=True, phase="Running",
+             moments=ready_moments(p, not p.plan.readiness_gates) if all_ready else ())
     if all_ready:
         _gate(p, gate_s)
         return
@@ -199,7 +251,8 @@ def readiness(p: PodSim, ids: dict[str, str], fail_s: float = 0.0,
         container_running(p, c, ids[c.name], ready=True)
         p.cstat[c.name]["state"] = {"running": {"startedAt": rfc3339_s(started)}}
         last = i == len(probed) - 1
-        p.status(conds=_ready_conds(p) if last else [], containers=True)
+        p.status(conds=_ready_conds(p) if last else [], containers=True,
+                 moments=ready_moments(p, not p.plan.readiness_gates) if last else ())
     _gate(p, gate_s)
 
 
@@ -225,7 +278,9 @@ def _gate(p: PodSim, gate_s: float | None) -> None:
     cond = p.cond(gate, "True")
     p.status(p.cluster.gate_controller, [cond], set_order=False)
     p.after(p.rng.uniform(0.05, 0.5))
-    p.status(conds=[p.cond("Ready", "True")])
+    p.status(conds=[p.cond("Ready", "True")],
+             moments=(("readiness_gates", "end"),) + (
+                 () if p.plan.completes else (("delivery", "end"),)))
 
 
 def finish_job(p: PodSim, ids: dict[str, str], run_s: float) -> None:
@@ -238,7 +293,7 @@ def finish_job(p: PodSim, ids: dict[str, str], run_s: float) -> None:
     for c in p.plan.containers:
         p.container_status(c, _terminated(p, c, ids[c.name], "Completed", 0, started),
                            cid=ids[c.name])
-    p.status(conds=conds, containers=True, phase="Succeeded")
+    p.status(conds=conds, containers=True, phase="Succeeded", moments=(("delivery", "end"),))
 
 
 def backoff_loop(p: PodSim, step: Callable[[int], bool], first_s: float = 10.0,
@@ -285,15 +340,15 @@ def crash_loop(p: PodSim, c: ContainerPlan, cid: str, reason: str = "Error",
             conds = [p.cond("PodReadyToStartContainers", "False"),
                      p.cond("Ready", "False", "PodFailed"),
                      p.cond("ContainersReady", "False", "PodFailed")]
-            p.status(conds=conds, containers=True, phase="Failed")
+            p.status(conds=conds, containers=True, phase="Failed",
+                     moments=(("delivery", "end"),))
             return False
         back_off(p, c, last, restarts)
         return True
 
     def restart(attempt: int) -> bool:
         nonlocal cid, restarts, started
-        p.event("Pulled", f'Container image "{c.image}" already present on machine', c=c,
-                image=c.image)
+        pulled(p, c)
         cid = create_and_start(p, c)
         restarts += 1
         started = p.t

@@ -1,8 +1,8 @@
 """One simulated Pod: its object as the API server stores it, and every request about it.
 
 Scenario scripts drive a PodSim forward in time; each request is written to the audit
-log at once (so bodies are serialized before the next change) and leaves a truth Fact
-reduced to what the policy lets a reader see.
+log at once (so bodies are serialized before the next change) and marks the moments of
+the Pod's delivery it makes known to a reader (the truth, on the simulator's clock).
 """
 
 from __future__ import annotations
@@ -14,13 +14,17 @@ from typing import TYPE_CHECKING, Any
 from lunettes.simulate.audit import AuditLog, Written, object_ref
 from lunettes.simulate.clock import MINUTE, SECOND, rfc3339, rfc3339_s
 from lunettes.simulate.cluster import Cluster, Identity, Node
-from lunettes.simulate.truth import Fact, PodTruth
+from lunettes.simulate.truth import Mark, PodTruth
 from lunettes.simulate.workloads import ContainerPlan, PodPlan, pod_spec, request_spec
 
 if TYPE_CHECKING:
     from lunettes.simulate.engine import Simulation
 
-__all__ = ["HORIZON_US", "PodSim"]
+__all__ = ["HORIZON_US", "Moment", "PodSim"]
+
+Moment = tuple[str, ...]
+"""``(stage, edge[, instance[, key]])``: a stage starts or ends with this request (see
+:class:`lunettes.simulate.truth.Mark`)."""
 
 HORIZON_US = 36 * MINUTE
 """Stuck Pods keep producing records this long after creation, then the log goes quiet."""
@@ -72,6 +76,7 @@ class PodSim:
         self._token_t = t0
         self._cond_keys: dict[str, tuple[str, str, str]] = {}
         self._cont_keys: dict[tuple[bool, str], tuple[str, str, int, bool]] = {}
+        self._kubelet_seen = False
         self.truth = PodTruth("", plan.namespace, plan.name, scenario, plan.workload, reason,
                               plan.completes, None)
 
@@ -128,8 +133,19 @@ class PodSim:
         base = f"/api/v1/namespaces/{self.ns}/pods/{self.name}"
         return f"{base}/{sub}" if sub else base
 
-    def _add_fact(self, fact: Fact) -> None:
-        self.truth.facts.append(fact)
+    def _seen(self, t: int, source: str) -> None:
+        """A request a reader can attribute to the Pod was written at ``t`` by
+        ``source``: the kubelet's first one ends its pickup and starts the sandbox."""
+        truth = self.truth
+        if truth.first_seen_us is None:
+            truth.first_seen_us = t
+        if source == "kubelet" and not self._kubelet_seen:
+            self._kubelet_seen = True
+            truth.marks += [Mark(t, "kubelet_pickup", "end"), Mark(t, "sandbox", "start")]
+
+    def _moments(self, t: int, moments: tuple[Moment, ...] | list[Moment]) -> None:
+        """What this readable request, written at ``t``, started or ended."""
+        self.truth.marks += [Mark(t, *m) for m in moments]
 
     # -- create -----------------------------------------------------------------------
     def create(self, failure: dict[str, Any] | None = None,
@@ -170,7 +186,8 @@ class PodSim:
             truth.uid = w.audit_id
             truth.rejected = True
             if w.level != "None":
-                self._add_fact(Fact(t, "create", plan.creator.source))
+                self._seen(t, plan.creator.source)
+                self._moments(t, [("delivery", "start"), ("scheduling", "start")])
             return False
         self.uid = c.uuid()
         truth.uid = self.uid
@@ -190,7 +207,8 @@ class PodSim:
                           201, request=request, response=self.obj(), annotations=notes)
         if w.level != "None" and (self.name_known or w.response_body):
             self.name_known = True
-            self._add_fact(Fact(t, "create", plan.creator.source))
+            self._seen(t, plan.creator.source)
+            self._moments(t, [("delivery", "start"), ("scheduling", "start")])
         return True
 
     def owner_event(self, reason: str, message: str, etype: str = "Normal") -> None:
@@ -243,7 +261,8 @@ class PodSim:
                           request=request, response=response)
         if w.level != "None":
             self.name_known = True
-            self._add_fact(Fact(t, "bind", "kube-scheduler"))
+            self._seen(t, "kube-scheduler")
+            self._moments(t, [("scheduling", "end"), ("kubelet_pickup", "start")])
 
     # -- status -----------------------------------------------------------------------
     def cond(self, ctype: str, status: str, reason: str = "", message: str = ""
@@ -283,9 +302,14 @@ class PodSim:
 
     def status(self, ident: Identity | None = None, conds: list[dict[str, Any]] = (),  # type: ignore[assignment]
                containers: bool = False, phase: str = "", extra: dict[str, Any] | None = None,
-               set_order: bool = True) -> Written:
+               set_order: bool = True, moments: tuple[Moment, ...] = ()) -> Written:
         """PATCH pods/status with the given changed conditions (already set with ``cond``),
-        the full container status lists when ``containers``, a new phase and extra fields."""
+        the full container status lists when ``containers``, a new phase and extra fields.
+
+        ``moments``: the stages this report starts or ends. Containers reported running or
+        terminated anew (a new state or a restart) mark their own moments: the sandbox was
+        ready, init containers began, an app container started (and may open readiness).
+        """
         t = self._stamp()
         ident = ident or self.node.identity  # type: ignore[union-attr]
         patch_status: dict[str, Any] = {}
@@ -341,19 +365,22 @@ class PodSim:
         if phase in ("Succeeded", "Failed") and not self.truth.terminal:
             self.truth.terminal = phase
         self.name_known = True
+        self._seen(t, ident.source)
         if w.request_body:
-            self._add_fact(Fact(t, "status", ident.source, tuple(changed_conds),
-                                tuple(changed_cont), phase))
-        else:
-            self._add_fact(Fact(t, "status", ident.source))
+            self._moments(t, moments)
+            for name, init, kind, transition in changed_cont:
+                if transition and kind in ("running", "terminated"):
+                    self._moments(t, _container_moments(name, init, kind))
         return w
 
     # -- events -----------------------------------------------------------------------
     def event(self, reason: str, message: str, etype: str = "Normal",
-              c: ContainerPlan | None = None, image: str = "") -> None:
+              c: ContainerPlan | None = None, image: str = "",
+              moments: tuple[Moment, ...] = ()) -> None:
         """A kubelet core/v1 Event about the Pod: created once, then patched (count++).
 
         The kubelet's spam filter (burst 25, one more per 5 minutes) drops the excess.
+        ``moments``: the stages this Event starts or ends.
         """
         node = self.node
         assert node is not None
@@ -367,7 +394,7 @@ class PodSim:
         if c is not None:
             field_path = f"spec.{'initContainers' if c.init else 'containers'}{{{c.name}}}"
         self._core_event(node.identity, "kubelet", node.name, reason, message, etype,
-                         field_path, c, image)
+                         field_path, c, image, moments)
 
     def controller_event(self, ident: Identity, reason: str, message: str,
                          etype: str = "Warning") -> None:
@@ -376,7 +403,7 @@ class PodSim:
 
     def _core_event(self, ident: Identity, component: str, host: str, reason: str,
                     message: str, etype: str, field_path: str, c: ContainerPlan | None,
-                    image: str) -> None:
+                    image: str, moments: tuple[Moment, ...] = ()) -> None:
         t = self._stamp()
         key = (reason, message, field_path)
         state = self.events.get(key)
@@ -422,12 +449,9 @@ class PodSim:
                               response=resp)
         if w.level == "None" or not state.attributed:
             return
+        self._seen(t, ident.source)
         if state.readable:
-            self._add_fact(Fact(t, "event", ident.source, reason=reason,
-                                container=c.name if c else "", init=bool(c and c.init),
-                                image=image))
-        else:
-            self._add_fact(Fact(t, "event", ident.source))
+            self._moments(t, moments)
 
     def scheduler_event(self, reason: str, note: str, etype: str, action: str) -> None:
         """An events.k8s.io/v1 Event from the scheduler: created, then series-patched."""
@@ -473,10 +497,7 @@ class PodSim:
                               request={"series": series}, response=resp)
         if w.level == "None" or not state.attributed:
             return
-        if state.readable:
-            self._add_fact(Fact(t, "event", "kube-scheduler", reason=reason))
-        else:
-            self._add_fact(Fact(t, "event", "kube-scheduler"))
+        self._seen(t, "kube-scheduler")
 
     # -- delete -----------------------------------------------------------------------
     def delete(self, ident: Identity, final: bool = False) -> None:
@@ -498,4 +519,16 @@ class PodSim:
             if self.truth.deleted_us is None:
                 self.truth.deleted_us = t
             self.name_known = True
-            self._add_fact(Fact(t, "delete", ident.source))
+            self._seen(t, ident.source)
+
+
+def _container_moments(name: str, init: bool, state: str) -> list[Moment]:
+    """A container the kubelet reports running or terminated anew: its sandbox was
+    ready; an init container's run began the init stage; an app container had started
+    (and, running, is a candidate for the last start that opens readiness)."""
+    if init:
+        return [("sandbox", "end"), ("init_containers", "start")]
+    out: list[Moment] = [("sandbox", "end"), ("container_start", "end", name)]
+    if state == "running":
+        out.append(("readiness", "start", "", name))
+    return out

@@ -97,7 +97,7 @@ def _deliver(p: PodSim, *, sched_s: float | None = None, pickup_s: float | None 
         for c in p.plan.containers:
             kl.container_running(p, c, ids[c.name], ready=True)
         p.status(conds=[p.cond("ContainersReady", "True"), p.cond("Ready", "True")],
-                 containers=True, phase="Running")
+                 containers=True, phase="Running", moments=kl.ready_moments(p, True))
         kl.finish_job(p, ids, p.plan.containers[0].run_s)
         return
     kl.readiness(p, ids, fail_s=fail_s, gate_s=gate_s)
@@ -198,12 +198,12 @@ def _pull_failure(error: Callable[[str], str], reason: str = "ErrImagePull",
         image = c.image
 
         def attempt(n: int) -> bool:
-            p.event("Pulling", f'Pulling image "{image}"', c=c, image=image)
+            kl.pulling(p, c)
             p.after(p.rng.uniform(0.3, 3.0))
             if recover_after and n > recover_after:
                 p.after(p.rng.uniform(1, 8))
-                p.event("Pulled", f'Successfully pulled image "{image}" in 6.2s (6.2s '
-                        "including waiting). Image size: 61774109 bytes.", c=c, image=image)
+                kl.pulled(p, c, f'Successfully pulled image "{image}" in 6.2s (6.2s '
+                          "including waiting). Image size: 61774109 bytes.")
                 return False
             err = error(image)
             p.event("Failed", f'Failed to pull image "{image}": {err}', "Warning", c=c)
@@ -329,8 +329,7 @@ def _after_pull_failure(waiting: str, error: Callable[[PodSim, ContainerPlan], s
 
         def attempt(n: int) -> bool:
             if n:
-                p.event("Pulled", f'Container image "{c.image}" already present on machine',
-                        c=c, image=c.image)
+                kl.pulled(p, c)
                 p.soon()
             p.event(event_reason, f"Error: {err}", "Warning", c=c)
             if n == 0:
@@ -374,13 +373,9 @@ def run_container_error(p: PodSim) -> None:
     def attempt(n: int) -> bool:
         nonlocal restarts
         if n:
-            p.event("Pulled", f'Container image "{c.image}" already present on machine',
-                    c=c, image=c.image)
-        node = p.node
-        assert node is not None
+            kl.pulled(p, c)
         p.after(p.rng.uniform(0.03, 0.15))
-        p.event("Created", (f"Created container: {c.name}" if node.colon_created
-                            else f"Created container {c.name}"), c=c)
+        kl.created(p, c)
         p.after(p.rng.uniform(0.05, 0.2))
         p.event("Failed", f"Error: {err}", "Warning", c=c)
         cid = "containerd://" + p.cluster.hex64()
@@ -430,8 +425,7 @@ def post_start_hook_failed(p: PodSim) -> None:
     def attempt(n: int) -> bool:
         nonlocal restarts
         if n:
-            p.event("Pulled", f'Container image "{c.image}" already present on machine',
-                    c=c, image=c.image)
+            kl.pulled(p, c)
         cid = kl.create_and_start(p, c)
         p.after(p.rng.uniform(0.5, 3))
         p.event("FailedPostStartHook",
@@ -579,7 +573,7 @@ def kubelet_admission_rejected(p: PodSim) -> None:
            f"used: {4000 - cpu // 2}, capacity: 4000")
     p.status(conds=[], phase="Failed", extra={"message": msg, "reason": "OutOfcpu",
                                                "startTime": kl.rfc3339_s(p.t)},
-             set_order=False)
+             set_order=False, moments=(("delivery", "end"),))
     p.soon()
     p.event("OutOfcpu", msg, "Warning")
 
@@ -627,7 +621,7 @@ def evicted(p: PodSim) -> None:
             "finishedAt": kl.rfc3339_s(p.t), "containerID": ids[other.name]}},
             cid=ids[other.name])
     p.status(conds=conds, containers=True, phase="Failed",
-             extra={"message": msg, "reason": "Evicted"})
+             extra={"message": msg, "reason": "Evicted"}, moments=(("delivery", "end"),))
 
 
 def preempted(p: PodSim) -> None:
@@ -637,7 +631,7 @@ def preempted(p: PodSim) -> None:
     node = p.node
     assert node is not None
     p.soon()
-    p.event("Pulling", f'Pulling image "{c.image}"', c=c, image=c.image)
+    kl.pulling(p, c)
     p.after(p.rng.uniform(3, 20))
     preempt(p)
     kl.stop_after_delete(p, running=False)
