@@ -167,7 +167,8 @@ class Pipeline:
             outcome=life.outcome, partial=timeline.partial, uid_derived=timeline.uid_derived,
             owner_kind=spec.owner_kind if spec else "",
             owner_name=spec.owner_name if spec else "",
-            last_seen_us=life.last_seen_us, stages=outputs[self.stages_name],
+            last_seen_us=life.last_seen_us, end_reason=timeline.end_reason,
+            stages=outputs[self.stages_name],
         )
         for name, output in outputs.items():
             if name not in (self.lifecycle_name, self.stages_name):

@@ -71,6 +71,9 @@ class PodRecord:
     (phase Failed), ``deleted`` (deleted before delivery), ``rejected`` (create denied),
     ``timeout`` (no delivery within the pod timeout), ``in_progress``, or ``unknown`` (the
     log has no status bodies for the Pod: Metadata-level audit).
+    ``end_reason`` says why lunettes stopped following the Pod (``delivered``, ``terminal``,
+    ``deleted``, ``rejected``, ``timeout``, or ``end_of_input``: the record is what the
+    input showed so far, and a later run may know more; see :mod:`lunettes.model.merge`).
     ``results`` holds the JSON-ready output of analyzers beyond lifecycle and stages, by
     analyzer name (``slo``, ``diagnosis``, ...). ``trace_context`` is the W3C
     ``traceparent`` (``;tracestate`` may follow) the Pod or its owner carried in an
@@ -89,6 +92,7 @@ class PodRecord:
     owner_kind: str = ""
     owner_name: str = ""
     last_seen_us: int | None = None
+    end_reason: str = ""
     stages: list[Stage] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
     trace_context: str = ""
@@ -116,6 +120,7 @@ class PodRecord:
             "owner_kind": self.owner_kind,
             "owner_name": self.owner_name,
             "last_seen": format_optional(self.last_seen_us),
+            "end_reason": self.end_reason,
             "stages": [s.to_dict() for s in self.stages],
         }
         if self.trace_context:

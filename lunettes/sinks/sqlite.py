@@ -1,11 +1,15 @@
 """SQLiteSink: the embedded default store of pod records (a file, created on first use).
 
-One row per Pod (``uid`` is the key, so a replay overwrites): the JSON record, plus the
+One row per Pod (``uid`` is the key): the JSON record, plus the
 columns the API filters and sorts on, each with an index. ``at_us`` is the Pod's time
 (created, else finished, else 0): the key of time ranges and of the default sort.
 :func:`ensure_schema` creates the table or upgrades a store written by an older lunettes
 (adding the columns and filling them from the stored records), so the sink and the API's
 reader (:mod:`lunettes.api.store`) agree on one schema.
+
+A write never makes a Pod's row know less: each record is merged with the stored one of its
+UID (:func:`lunettes.model.merge.merge`) in the transaction that writes it, so replaying a
+log twice, or its rotated halves in separate runs, keeps the most complete record.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import orjson
 
 from lunettes.config.errors import Section
+from lunettes.model.merge import merge
 from lunettes.model.record import PodRecord
 from lunettes.model.times import parse_time
 from lunettes.registry import BuildContext
@@ -173,24 +178,45 @@ def query_columns(record: dict[str, Any], created_us: int | None
             _number(slo.get("total_s")))
 
 
-def row_of(record: PodRecord) -> tuple[Any, ...]:
-    """The row of a record, in :data:`COLUMNS` order."""
-    data = record.to_dict()
-    at_us = record.created_us
-    if at_us is None:
-        at_us = record.finished_us if record.finished_us is not None else record.last_seen_us
-    columns = query_columns(data, at_us if at_us is not None else 0)
-    return (record.uid, record.namespace, record.name, record.node, record.created_us,
-            record.finished_us, record.outcome, int(record.partial), record.owner_kind,
-            record.owner_name, record.duration_s, orjson.dumps(data), *columns)
+def row_of(data: dict[str, Any]) -> tuple[Any, ...]:
+    """The row of a JSON record (:meth:`PodRecord.to_dict`), in :data:`COLUMNS` order."""
+    created_us = _optional_time(data.get("created"))
+    columns = query_columns(data, created_us)
+    return (data["uid"], data["namespace"], data["name"], data["node"], created_us,
+            _optional_time(data.get("finished")), data["outcome"], int(bool(data["partial"])),
+            data["owner_kind"], data["owner_name"], data.get("duration_s"),
+            orjson.dumps(data), *columns)
+
+
+def _optional_time(text: str | None) -> int | None:
+    return None if text is None else parse_time(text)
 
 
 _INSERT = (f"INSERT OR REPLACE INTO pods ({', '.join(COLUMNS)}) "
            f"VALUES ({', '.join('?' * len(COLUMNS))})")
+_READ_CHUNK = 500
+"""UIDs per ``SELECT ... IN`` (SQLite allows 32766 parameters; this keeps plans small)."""
+
+
+def merged_rows(db: sqlite3.Connection, batch: Sequence[PodRecord]) -> list[tuple[Any, ...]]:
+    """The rows to write for ``batch``: each record merged with the stored one and with the
+    batch's earlier records of its UID. Call inside the writing transaction."""
+    records: dict[str, dict[str, Any]] = {}
+    for record in batch:
+        data = record.to_dict()
+        records[record.uid] = merge(records.get(record.uid), data)
+    uids = list(records)
+    for start in range(0, len(uids), _READ_CHUNK):
+        chunk = uids[start:start + _READ_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for uid, blob in db.execute(f"SELECT uid, record FROM pods WHERE uid IN ({marks})",
+                                    chunk):
+            records[uid] = merge(orjson.loads(blob), records[uid])
+    return [row_of(data) for data in records.values()]
 
 
 class SQLiteSink:
-    """Upserts pod records by UID into a SQLite file (replays never duplicate).
+    """Merges pod records by UID into a SQLite file (replays never duplicate or regress).
 
     Reading helpers (:meth:`get`, :meth:`by_name`, :meth:`count`) serve the CLI and tests;
     the API reads the same file through :class:`lunettes.api.store.SQLiteStore`, with its
@@ -229,11 +255,18 @@ class SQLiteSink:
         return self._db
 
     def export(self, batch: Sequence[PodRecord]) -> None:
-        rows = [row_of(r) for r in batch]
+        """Merge the batch into the store in one transaction. It takes the write lock as it
+        begins (``BEGIN IMMEDIATE``), before the stored records are read: another process
+        cannot write a record of the same UID between the read and the write."""
         with self._lock:
             db = self._conn()
-            with db:
-                db.executemany(_INSERT, rows)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(_INSERT, merged_rows(db, batch))
+                db.commit()
+            except BaseException:
+                db.rollback()
+                raise
 
     def force_flush(self, timeout_s: float = 30.0) -> bool:
         return not self._closed
