@@ -178,6 +178,7 @@ POD_MAPPINGS: dict[str, Any] = {
     "properties": {
         **_IDENTITY,
         "duration_s": _FLOAT, "partial": _BOOL, "uid_derived": _BOOL, "last_seen": _DATE,
+        "end_reason": _KEYWORD,
         "stages": _STAGE,
         "slo": _SLO,
         "diagnosis": {"properties": _DIAGNOSIS_FIELDS},
