@@ -169,6 +169,8 @@ class Pipeline:
             owner_name=spec.owner_name if spec else "",
             last_seen_us=life.last_seen_us, end_reason=timeline.end_reason,
             stages=outputs[self.stages_name],
+            measured_from_us=next((e.time_us for e in timeline.events if e.op == "bind"),
+                                  None) if timeline.partial else None,
         )
         for name, output in outputs.items():
             if name not in (self.lifecycle_name, self.stages_name):

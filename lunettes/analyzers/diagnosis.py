@@ -21,6 +21,12 @@ _DELIVERED = ("delivered", "completed")
 _EVIDENCE_HEAD, _EVIDENCE_TAIL = 3, 2
 
 
+METADATA_LEVEL_MESSAGE = ("the audit log holds no body of any record about this Pod (Metadata "
+                          "level): its delivery and the cause of a failure cannot be seen "
+                          "after stage {stage}")
+METADATA_LEVEL_HINT = ("The audit level is the cause: log pods, pods/status and pods/binding "
+                       "at Request level or above (deploy/audit-policy.yaml).")
+
 class _Fields(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return "?"
@@ -137,6 +143,9 @@ class DiagnosisAnalyzer:
                 code, diagnosis.last_stage)
             diagnosis.evidence = (primary.evidence if primary
                                   else _stage_evidence(timeline, stage, code))
+        if life.outcome == "unknown" and diagnosis.reason == "Unknown":
+            diagnosis.message = METADATA_LEVEL_MESSAGE.format(stage=diagnosis.last_stage)
+            diagnosis.hint = METADATA_LEVEL_HINT
         diagnosis.secondary = [f for f in findings if f is not primary]
         diagnosis.user_fault_intervals = [
             (f.first_us, _stage_end(stages, f.code.stage)) for f in findings

@@ -32,8 +32,9 @@ class LifecycleAnalyzer:
     The Pod is ``delivered``/``completed``/``failed`` by the event that ended the root stage
     (phase Succeeded/Failed, else Ready), ``deleted`` when a delete or eviction came first,
     ``rejected`` when the create was denied, otherwise ``timeout`` or ``in_progress`` -- or
-    ``unknown`` when the log carries no status bodies for the Pod (Metadata level), so that
-    delivery could not have been seen.
+    ``unknown`` when the log carries no body of any record about the Pod (Metadata level),
+    so that delivery could not have been seen. ``created_us`` is the create's time, else
+    (partial timelines) the creationTimestamp a later body showed.
     """
 
     def __init__(self, name: str = "lifecycle", stages_input: str = "stages") -> None:
@@ -53,6 +54,8 @@ class LifecycleAnalyzer:
         last_seen = events[-1].time_us if events else None
         node = timeline.node or next((e.node for e in events if e.node), "")
         created = timeline.created_us
+        if created is None:
+            created = timeline.recovered_created_us
         if events and events[0].op == "create" and events[0].code >= 300:
             return Lifecycle("rejected", created, events[0].time_us, last_seen, node)
         root_end = stages[0].end_us if stages else None
@@ -63,7 +66,8 @@ class LifecycleAnalyzer:
             phase = next((e.phase for e in events if e.time_us == root_end and e.phase), "")
             outcome = {"Succeeded": "completed", "Failed": "failed"}.get(phase, "delivered")
             return Lifecycle(outcome, created, root_end, last_seen, node)
-        if not any(e.conditions or e.containers or e.phase or e.reason for e in events):
+        if not (timeline.bodies or any(
+                e.conditions or e.containers or e.phase or e.reason for e in events)):
             outcome = "unknown"
         elif timeline.end_reason == "timeout":
             outcome = "timeout"

@@ -96,6 +96,21 @@ class PodRecord:
     stages: list[Stage] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
     trace_context: str = ""
+    measured_from_us: int | None = None
+    """For a partial record: the time of its binding, if the log shows it. From there on the
+    log holds every marker of the Pod's later stages; before it, a stage's start may be a
+    marker the log missed. Not part of the JSON record."""
+
+    def measured_stages(self) -> list[Stage]:
+        """The closed stages whose whole duration the log shows: all of them for a Pod whose
+        creation is in the log; for a partial one neither the root (it starts at first
+        sight) nor any stage starting before its binding (none without one)."""
+        closed = [s for s in self.stages if s.end_us is not None]
+        if not self.partial:
+            return closed
+        since, root = self.measured_from_us, self.stages[0] if self.stages else None
+        return [s for s in closed
+                if s is not root and since is not None and s.start_us >= since]
 
     @property
     def duration_s(self) -> float | None:

@@ -28,6 +28,12 @@ class PodTimeline:
     events: list[HyperEvent] = field(default_factory=list)
     node: str = ""
     end_reason: str = ""
+    recovered_created_us: int | None = None
+    """For a partial timeline, the Pod's ``metadata.creationTimestamp`` (whole seconds) as
+    a later body showed it: when it was created, though the log did not see it."""
+    bodies: bool = False
+    """True when a record about the Pod carried a request or response body (the policy
+    logged it above Metadata level), so that its status could have been seen."""
     observed_until_us: int | None = None
     """The audit time up to which the pipeline followed the Pod (set when it leaves memory);
     analyzers judging a Pod that was never delivered measure up to here."""

@@ -14,6 +14,7 @@ from lunettes.model.hyperevent import HyperEvent
 from lunettes.model.ids import derive_uid
 from lunettes.model.spec import PodSpecSummary
 from lunettes.model.timeline import PodTimeline
+from lunettes.model.times import parse_time
 from lunettes.processors.bodies import (
     EventFacts,
     PodState,
@@ -147,8 +148,14 @@ class Folder:
         event = HyperEvent(time_us=record.received_us, seq=self._seq, op=op,
                            uid=live.timeline.uid, audit_id=record.audit_id, source=source,
                            node=facts.pop("node", node), code=record.code, **facts)
-        live.timeline.events.append(event)
+        timeline = live.timeline
+        timeline.events.append(event)
         live.last_us = max(live.last_us, record.received_us)
+        if record.request is not None or record.response is not None:
+            timeline.bodies = True
+            if (timeline.created_us is None and timeline.recovered_created_us is None
+                    and record.resource == "pods"):
+                _recover_created(timeline, record)
         if live.done_us is None and self.delivered(live.timeline, event):
             self._finish(live, record.received_us, "delivered")
         self.stats["hyperevents"] += 1
@@ -344,3 +351,15 @@ class Folder:
             self._finished.pop(uid, None)
             if self._names.get(key) == uid:
                 del self._names[key]
+
+
+def _recover_created(timeline: PodTimeline, record: AuditRecord) -> None:
+    """Take a partial Pod's creation time from a body's ``metadata.creationTimestamp``."""
+    for body in (record.response, record.request):
+        stamp = meta(body).get("creationTimestamp")
+        if isinstance(stamp, str) and stamp:
+            try:
+                timeline.recovered_created_us = parse_time(stamp)
+            except ValueError:
+                continue
+            return

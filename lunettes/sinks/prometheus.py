@@ -10,7 +10,9 @@ exported pod record; nothing is labelled per Pod. Metrics:
 - ``lunettes_pod_delivery_duration_seconds{slo_class}`` and
   ``lunettes_pod_delivery_platform_duration_seconds{slo_class}``: creation -> delivery of
   delivered Pods, in total and without user time (0.5 s to 1 h buckets).
-- ``lunettes_pod_stage_duration_seconds{stage, owner}``: every closed stage, root included.
+- ``lunettes_pod_stage_duration_seconds{stage, owner}``: every closed stage, root included,
+  whose whole duration the log shows (:meth:`PodRecord.measured_stages`: a partial Pod's
+  root and its stages before its binding are left out).
 - ``lunettes_pod_start_sli_duration_seconds``: the pod startup SLI, comparable with the
   kubelet's ``kubelet_pod_start_sli_duration_seconds`` (same buckets).
 
@@ -131,7 +133,7 @@ class PrometheusSink:
     def observe(self, record: PodRecord) -> None:
         """Count one pod record."""
         self.pods.labels(record.outcome).inc()
-        for stage in record.stages:
+        for stage in record.measured_stages():
             duration = stage.duration_s
             if duration is not None:
                 self.stages.labels(self.stage_names(stage.name), stage.owner).observe(duration)
