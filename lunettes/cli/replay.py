@@ -10,14 +10,13 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from lunettes.cli import exitcodes
 from lunettes.cli.common import add_bad_limit_args, add_config_arg, bad_limits, report_config_error
+from lunettes.cli.table import pod_table
 from lunettes.cli.workers import Job, Report, TimeOrdered, WorkerFailed, run_workers, split_sinks
 from lunettes.config.errors import ConfigError
 from lunettes.model.record import PodRecord
-from lunettes.model.times import format_optional
 from lunettes.pipeline import Pipeline, load_config
 from lunettes.sinks.base import Sink
 from lunettes.sinks.jsonl import JSONLSink
@@ -37,6 +36,9 @@ def register(sub: Any) -> None:
                         help="what to print on stdout (default: table)")
     parser.add_argument("--store", metavar="PATH",
                         help="SQLite store file (overrides sinks.sqlite.path)")
+    parser.add_argument("--wide", action="store_true",
+                        help="table: every stage, the node and the creation time (default: "
+                             "the slowest stages, fitted to the terminal)")
     parser.add_argument("--no-store", action="store_true", help="do not write the store")
     parser.add_argument("--otlp-endpoint", metavar="URL",
                         help="export traces over OTLP (default: $OTEL_EXPORTER_OTLP_ENDPOINT)")
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 stats = pipeline.run(source, keep)
     finally:
         pipeline.shutdown()
-    _print_table(records)
+    _print_table(records, args.wide)
     _summary(err, stats, source, source.skipped_files)
     return _exit(err, stats, source.bad, args)
 
@@ -186,7 +188,7 @@ def _run_workers(args: argparse.Namespace, env: dict[str, str], extra: list[Sink
         return 1
     finally:
         parent.shutdown()
-    _print_table(records)
+    _print_table(records, args.wide)
     _summary(err, report.stats, report, skipped)
     return _exit(err, report.stats, report.bad, args)
 
@@ -204,12 +206,12 @@ def _exit(console: Console, stats: Counter[str], bad: BadRecords,
     return code
 
 
-def _print_table(records: list[PodRecord]) -> None:
+def _print_table(records: list[PodRecord], wide: bool) -> None:
     if records:
         out = Console()
         if not out.is_terminal:
             out = Console(width=240)
-        out.print(_table(records))
+        out.print(pod_table(records, out.width, wide))
 
 
 def _progress(console: Console, paths: list[str]) -> Progress | None:
@@ -220,38 +222,23 @@ def _progress(console: Console, paths: list[str]) -> Progress | None:
 
 
 def _total_bytes(paths: list[str]) -> int | None:
-    if any(p == STDIN or p.endswith(".gz") for p in paths):
+    """What the progress bar counts to: the files' sizes (compressed ones for .gz)."""
+    if STDIN in paths:
         return None
     return sum(os.path.getsize(p) for p in paths if os.path.exists(p))
-
-
-def _table(records: list[PodRecord]) -> Table:
-    table = Table(title=f"{len(records)} pods", show_lines=False)
-    for column in ("namespace/name", "node", "created", "outcome", "total s", "slo",
-                   "reason"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("stages (s)", overflow="fold", min_width=24)
-    for r in sorted(records, key=lambda r: (r.created_us or r.last_seen_us or 0, r.uid)):
-        parts = [f"{s.name}{'[' + s.instance + ']' if s.instance else ''}="
-                 f"{'open' if s.duration_s is None else f'{s.duration_s:.2f}'}"
-                 for s in r.stages[1:]]
-        table.add_row(f"{r.namespace}/{r.name}", r.node or "-",
-                      format_optional(r.created_us) or "-", r.outcome,
-                      "-" if r.duration_s is None else f"{r.duration_s:.2f}",
-                      str((r.results.get("slo") or {}).get("result") or "-"),
-                      str((r.results.get("diagnosis") or {}).get("reason") or "-"),
-                      " ".join(parts))
-    return table
 
 
 def _summary(console: Console, stats: Counter[str], source: FileSource | Report,
              skipped_files: list[str]) -> None:
     outcomes = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(stats.items())
                          if k.startswith("outcome:"))
+    pods = stats["hyperevents"]  # one per record folded into a Pod's timeline
+    others = stats["records"] - pods - stats["duplicate"] - stats["interim_stage"]
     console.print(
-        f"read {stats['records']} records: {stats['records'] - stats['skipped']} about Pods "
+        f"read {stats['records']} records: {pods} in Pod timelines "
         f"({source.bad.total} bad, {stats['duplicate']} duplicate, "
-        f"{stats['interim_stage']} interim stages), {stats['skipped']} others not decoded; "
+        f"{stats['interim_stage']} interim stages), {others} others "
+        f"({stats['skipped']} not decoded); "
         f"{stats['pods_final']} pods ({stats['pods_partial']} partial): {outcomes or 'none'}",
         highlight=False, soft_wrap=True)
     if skipped_files:

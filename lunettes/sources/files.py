@@ -99,15 +99,38 @@ def _first_time(path: str) -> str:
     return ""
 
 
-def _open(path: str) -> IO[bytes]:
-    """The bytes of a file (gunzipped when gzip) or stdin, after a UTF-8 BOM if any."""
+class _Counted(io.RawIOBase):
+    """A file whose reads tell ``on_bytes`` how many bytes came from the disk (for a gzip
+    file the compressed ones, which a progress bar measures against the file's size)."""
+
+    def __init__(self, raw: io.FileIO, on_bytes: Callable[[int], None]) -> None:
+        self.raw, self.on_bytes = raw, on_bytes
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.raw.readinto(buffer) or 0
+        if count:
+            self.on_bytes(count)
+        return count
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+def _open(path: str, on_bytes: Callable[[int], None] | None = None) -> IO[bytes]:
+    """The bytes of a file (gunzipped when gzip) or stdin, after a UTF-8 BOM if any;
+    ``on_bytes`` is told the bytes read from the file itself (not from stdin)."""
     if path == STDIN:
         return _skip_bom(sys.stdin.buffer)
-    stream: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
-    if stream.read(2) == _GZIP:
-        stream.seek(0)
+    if on_bytes is None:
+        stream: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller's with
+    else:
+        stream = io.BufferedReader(_Counted(io.FileIO(path, "rb"), on_bytes), 1 << 16)
+    if stream.peek(2)[:2] == _GZIP:  # type: ignore[attr-defined]
         return _skip_bom(gzip.GzipFile(fileobj=stream))  # type: ignore[arg-type]
-    stream.seek(0)
     return _skip_bom(stream)
 
 
@@ -123,7 +146,8 @@ def _skip_bom(stream: Any) -> IO[bytes]:
 class FileSource:
     """Yields AuditRecords from paths; bad lines are counted in ``bad`` with file:line.
 
-    ``on_bytes`` (if given) is called with the number of bytes read, for progress bars.
+    ``on_bytes`` (if given) is called with the number of bytes read from the files (for a
+    gzip file the compressed bytes), for progress bars against their sizes.
     Records that cannot be about a Pod (other resources and verbs: leases, lists,
     watches...) are read from their bytes only (:mod:`lunettes.sources.peek`) and yielded
     undecoded, as :func:`~lunettes.model.audit.skipped` records, unless ``every_record``.
@@ -147,7 +171,7 @@ class FileSource:
         for path in self.paths:
             name = "<stdin>" if path == STDIN else path
             try:
-                with _open(path) as stream:
+                with _open(path, self.on_bytes) as stream:
                     if path.endswith(_YAML_SUFFIXES):
                         yield from self._yaml(stream, name)
                     else:
@@ -171,13 +195,11 @@ class FileSource:
         """JSON lines; a file that is one multi-line JSON document is read whole."""
         first_bad: list[bytes] = []
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
-        on_bytes, bad, part = self.on_bytes, self.bad, self.partition
+        bad, part = self.bad, self.partition
         mine, workers = (part.index, part.count) if part is not None else (0, 1)
         versions, every = AUDIT_API_VERSIONS, self.every_record
         for number, raw in enumerate(stream, 1):
             self.lines += 1
-            if on_bytes:
-                on_bytes(len(raw))
             seen = peek(raw)
             owner: int | None = None  # the worker that decodes the line; None: all do
             if seen is not None:
