@@ -19,6 +19,7 @@ from lunettes.config.bundled import bundled_config_dir
 from lunettes.config.errors import ConfigError, Section, read_yaml
 from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
 from lunettes.model.record import PodRecord
+from lunettes.model.spec import TRACE_ANNOTATIONS
 from lunettes.model.timeline import PodTimeline
 from lunettes.processors.dedupe import Deduplicator
 from lunettes.processors.fold import Folder
@@ -55,6 +56,7 @@ class Settings:
     linger_us: int = 5 * _S
     timeout_us: int = 2100 * _S
     forget_us: int = 2100 * _S
+    trace_annotations: tuple[str, ...] = TRACE_ANNOTATIONS
 
     @classmethod
     def from_config(cls, top: Section) -> Settings:
@@ -73,7 +75,11 @@ class Settings:
             linger_us=seconds(pods, "linger_s", default.linger_us),
             timeout_us=seconds(pods, "timeout_s", default.timeout_us),
             forget_us=seconds(pods, "forget_after_s", default.forget_us),
+            trace_annotations=tuple(pods.get("trace_context_annotations",
+                                             list(default.trace_annotations), list)),
         )
+        if not all(isinstance(key, str) and key for key in settings.trace_annotations):
+            pods.problem("trace_context_annotations", "must be a list of annotation keys")
         source.check_unknown()
         pods.check_unknown()
         return settings
@@ -171,6 +177,7 @@ class Pipeline:
             stages=outputs[self.stages_name],
             measured_from_us=next((e.time_us for e in timeline.events if e.op == "bind"),
                                   None) if timeline.partial else None,
+            trace_context=spec.trace_context if spec else "",
         )
         for name, output in outputs.items():
             if name not in (self.lifecycle_name, self.stages_name):
@@ -198,7 +205,8 @@ class Pipeline:
         stage_set = self.stage_set
         folder = Folder(lambda t, e: stage_set.delivered(t.spec, e), stats,
                         linger_us=settings.linger_us, timeout_us=settings.timeout_us,
-                        forget_us=settings.forget_us)
+                        forget_us=settings.forget_us,
+                        trace_annotations=settings.trace_annotations)
         self._folder = folder
         batch: list[PodRecord] = []
         now_us = 0

@@ -166,10 +166,15 @@ def mark_cause(record: PodRecord, stages: list[Stage], spans: list[Span]) -> Non
     picks = ([p for p in of_stage if p[0].instance in named and p[0].instance]
              or [p for p in of_stage if p[0].end_us is None] or of_stage[-1:])
     span = picks[0][1] if picks else spans[0]
-    known = {a.value.string_value for e in span.events for a in e.attributes
+    known = {a.value.string_value: e for e in span.events for a in e.attributes
              if a.key == "audit-id"}
     for item in evidence:
-        if (item.get("audit_id") and item["audit_id"] in known) or item.get("time") == "bad":
+        if item.get("audit_id") in known:
+            mark = kv("lunettes.evidence", True)
+            if mark not in known[item["audit_id"]].attributes:
+                known[item["audit_id"]].attributes.append(mark)
+            continue
+        if item.get("time") == "bad":
             continue
         attributes = [kv("lunettes.evidence", True)]
         for key, name in (("audit_id", "audit-id"), ("source", "lunettes.source"),

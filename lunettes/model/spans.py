@@ -243,6 +243,9 @@ def _copy(attributes: list[Attribute], result: dict[str, Any], names: dict[str, 
             attributes.append((name, value))
 
 
+_EVIDENCE: Attribute = ("lunettes.evidence", True)
+
+
 def _mark_cause(spans: list[Span], record: PodRecord) -> None:
     """The diagnosis' evidence as span events of the stage it names (the root when no span
     of that stage exists), with an error status there when the Pod failed."""
@@ -255,11 +258,13 @@ def _mark_cause(spans: list[Span], record: PodRecord) -> None:
     cause = next((s for s in candidates if s.instance and s.instance in containers),
                  next((s for s in candidates if s.open), candidates[-1] if candidates
                       else spans[0]))
-    seen = {v for e in cause.events for k, v in e.attributes if k == AUDIT_ID}
+    seen = {v: e for e in cause.events for k, v in e.attributes if k == AUDIT_ID}
     for item in evidence:
-        event = _evidence_event(item)
-        audit_id = str(item.get("audit_id") or "")
-        if event is not None and (not audit_id or audit_id not in seen):
+        shown = seen.get(str(item.get("audit_id") or ""))
+        if shown is not None:  # a warning Event the stage shows already: mark it
+            if _EVIDENCE not in shown.attributes:
+                shown.attributes.append(_EVIDENCE)
+        elif (event := _evidence_event(item)) is not None:
             cause.events.append(event)
     cause.events.sort(key=lambda e: e.time_ns)
     if cause is not spans[0] and record.outcome in ERROR_OUTCOMES:
@@ -278,7 +283,7 @@ def _evidence_event(item: dict[str, Any]) -> Event | None:
         time_us = None
     if time_us is None:
         return None
-    attributes: list[Attribute] = [("lunettes.evidence", True)]
+    attributes: list[Attribute] = [_EVIDENCE]
     for key, name in (("audit_id", AUDIT_ID), ("source", "lunettes.source"),
                       ("op", "lunettes.op"), ("container", "k8s.container.name"),
                       ("message", "message")):

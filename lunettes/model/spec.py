@@ -10,6 +10,8 @@ _VOLUME_KINDS = (
     "persistentVolumeClaim", "configMap", "secret", "emptyDir", "hostPath", "projected",
     "downwardAPI", "csi", "ephemeral", "nfs",
 )
+TRACE_ANNOTATIONS = ("lunettes.io/traceparent",)
+"""The default keys of the annotation carrying the caller's W3C trace context."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -46,6 +48,8 @@ class PodSpecSummary:
     limits)."""
     has_affinity: bool = False
     has_pod_anti_affinity: bool = False
+    trace_context: str = ""
+    """The W3C ``traceparent`` found under one of the trace-context annotation keys."""
 
     @property
     def images(self) -> tuple[str, ...]:
@@ -61,8 +65,10 @@ class PodSpecSummary:
         return self.restart_policy in ("Never", "OnFailure")
 
     @classmethod
-    def from_pod(cls, pod: dict[str, Any]) -> PodSpecSummary:
-        """Summarise a Pod object (a dict as found in an audit request or response body)."""
+    def from_pod(cls, pod: dict[str, Any],
+                 trace_annotations: tuple[str, ...] = TRACE_ANNOTATIONS) -> PodSpecSummary:
+        """Summarise a Pod object (a dict as found in an audit request or response body);
+        ``trace_annotations`` are the annotation keys that may hold a W3C traceparent."""
         meta = pod.get("metadata") or {}
         spec = pod.get("spec") or {}
         owners = meta.get("ownerReferences") or []
@@ -85,6 +91,7 @@ class PodSpecSummary:
             labels=shared_dict(meta.get("labels") or {}),
             has_affinity=bool(affinity.get("nodeAffinity") or affinity.get("podAffinity")),
             has_pod_anti_affinity=bool(affinity.get("podAntiAffinity")),
+            trace_context=annotation(meta, trace_annotations),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +110,19 @@ class PodSpecSummary:
             "restart_policy": self.restart_policy,
             "labels": self.labels,
         }
+
+
+def annotation(meta: Any, keys: tuple[str, ...]) -> str:
+    """The first of ``keys`` among an object's annotations (a string, at most 512
+    characters: a traceparent has 55), else empty."""
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    if not isinstance(annotations, dict):
+        return ""
+    for key in keys:
+        value = annotations.get(key)
+        if isinstance(value, str) and value and len(value) <= 512:
+            return value
+    return ""
 
 
 _DICTS: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}

@@ -12,7 +12,7 @@ from typing import Any
 from lunettes.model.audit import FOLDED_VERBS, AuditRecord
 from lunettes.model.hyperevent import HyperEvent
 from lunettes.model.ids import derive_uid
-from lunettes.model.spec import PodSpecSummary
+from lunettes.model.spec import TRACE_ANNOTATIONS, PodSpecSummary
 from lunettes.model.timeline import PodTimeline
 from lunettes.model.times import parse_time
 from lunettes.processors.bodies import (
@@ -55,12 +55,14 @@ class Folder:
 
     def __init__(self, delivered: DeliveryCheck, stats: Counter[str], *,
                  linger_us: int = 5_000_000, timeout_us: int = 35 * 60_000_000,
-                 forget_us: int = 35 * 60_000_000) -> None:
+                 forget_us: int = 35 * 60_000_000,
+                 trace_annotations: tuple[str, ...] = TRACE_ANNOTATIONS) -> None:
         self.delivered = delivered
         self.stats = stats
         self.linger_us = linger_us
         self.timeout_us = timeout_us
         self.forget_us = forget_us
+        self.trace_annotations = trace_annotations
         self.live: dict[str, _Live] = {}
         self._names: dict[tuple[str, str], str] = {}
         self._finished: dict[str, int] = {}
@@ -213,7 +215,7 @@ class Folder:
 
     def _fill_spec(self, live: _Live, body: dict[str, Any] | None) -> None:
         if body and isinstance(body.get("spec"), dict):
-            live.timeline.spec = PodSpecSummary.from_pod(body)
+            live.timeline.spec = PodSpecSummary.from_pod(body, self.trace_annotations)
             live.timeline.node = live.timeline.spec.node_name or live.timeline.node
 
     def _subresource(self, record: AuditRecord, op: str) -> None:

@@ -84,6 +84,8 @@ class OTLPSink:
     HTTP endpoint) defaults to true for ``http://`` endpoints. ``timeout_s`` bounds each
     request including its retries; ``batch_size`` is the number of pods per request;
     ``max_retries`` caps retries of retryable failures (exponential backoff with jitter).
+    ``link_as_parent`` makes a Pod's root span the child of the caller's span named by
+    its trace context annotation (in the caller's trace), instead of linking to it.
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class OTLPSink:
         service_name: str = DEFAULT_SERVICE_NAME,
         *,
         append_traces_path: bool = True,
+        link_as_parent: bool = False,
         backoff_base_s: float = 0.1,
         backoff_max_s: float = 5.0,
     ) -> None:
@@ -120,6 +123,7 @@ class OTLPSink:
         self.batch_size = batch_size
         self.max_retries = max_retries
         self.service_name = service_name
+        self.link_as_parent = link_as_parent
         self._encoder = OTLPEncoder(service_name)
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
@@ -228,6 +232,7 @@ class OTLPSink:
         if not service_name:
             section.problem("service_name", "must not be empty")
             service_name = DEFAULT_SERVICE_NAME
+        link_as_parent = section.get("link_as_parent", False, bool)
         section.check_unknown()
 
         return cls(
@@ -240,6 +245,7 @@ class OTLPSink:
             max_retries=max_retries,
             service_name=service_name,
             append_traces_path=append_path,
+            link_as_parent=link_as_parent,
         )
 
     # -- Sink contract -------------------------------------------------------------------
@@ -256,7 +262,7 @@ class OTLPSink:
             chunk: list[bytes] = []
             n_spans = 0
             for record in batch:
-                trace = pod_trace(record)
+                trace = pod_trace(record, self.link_as_parent)
                 if trace is None:
                     self.stats["skipped_records"] += 1
                     log.debug("pod %s/%s (%s) has no time to place a span; skipped",
