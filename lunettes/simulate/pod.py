@@ -370,7 +370,8 @@ class PodSim:
             self._moments(t, moments)
             for name, init, kind, transition in changed_cont:
                 if transition and kind in ("running", "terminated"):
-                    self._moments(t, _container_moments(name, init, kind))
+                    image = (self.istat if init else self.cstat)[name]["image"]
+                    self._moments(t, _container_moments(name, init, kind, image))
         return w
 
     # -- events -----------------------------------------------------------------------
@@ -522,13 +523,17 @@ class PodSim:
             self._seen(t, ident.source)
 
 
-def _container_moments(name: str, init: bool, state: str) -> list[Moment]:
+def _container_moments(name: str, init: bool, state: str, image: str) -> list[Moment]:
     """A container the kubelet reports running or terminated anew: its sandbox was
-    ready; an init container's run began the init stage; an app container had started
-    (and, running, is a candidate for the last start that opens readiness)."""
+    ready (and running, its image was there); an init container's run began the init stage; an app
+    container had started (and, running, is a candidate for the last start that opens
+    readiness)."""
+    out: list[Moment] = [("sandbox", "end")]
+    if state == "running":
+        out.append(("image_pull", "end", image))
     if init:
-        return [("sandbox", "end"), ("init_containers", "start")]
-    out: list[Moment] = [("sandbox", "end"), ("container_start", "end", name)]
+        return [*out, ("init_containers", "start")]
+    out.append(("container_start", "end", name))
     if state == "running":
         out.append(("readiness", "start", "", name))
     return out

@@ -211,7 +211,7 @@ def _pull_failure(error: Callable[[str], str], reason: str = "ErrImagePull",
             p.event("Failed", f"Error: {reason}", "Warning", c=c)
             p.soon()
             p.container_status(c, {"waiting": {"reason": reason, "message": err}})
-            p.status(containers=True)
+            p.status(containers=True, moments=(("image_pull", "start", image),))
             p.after(p.rng.uniform(0.5, 2))
             p.event("BackOff", f'Back-off pulling image "{image}"', c=c, image=image)
             p.soon()
@@ -806,8 +806,7 @@ _LIST: list[Scenario] = [
              _pull_failure(_server_error), prepare=slow_pull_prepare),
     Scenario("image_pull_backoff", "ImagePullBackOff",
              "rate-limited pulls back off, then succeed late",
-             _pull_failure(_rate_limited, recover_after=3), prepare=slow_pull_prepare,
-             status_reason=None),  # no stage of the status spans the pull: nothing is slow
+             _pull_failure(_rate_limited, recover_after=3), prepare=slow_pull_prepare),
     Scenario("crash_loop", "CrashLoopBackOff", "the container keeps exiting 1",
              _crash("Error", 1)),
     Scenario("oom_killed", "OOMKilled", "the container is OOM-killed (137)",
