@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -138,14 +140,16 @@ def need_prometheus() -> None:
 
 
 @contextmanager
-def prometheus(tmp: Path, target: str = "", tsdb: Path | None = None) -> Iterator[str]:
+def prometheus(tmp: Path, target: str = "", tsdb: Path | None = None,
+               *flags: str) -> Iterator[str]:
     """A real Prometheus on 127.0.0.1 scraping ``target`` every second; yields its URL."""
     need_prometheus()
     config = tmp / "prometheus.yml"
     scrape = (f"scrape_configs:\n  - job_name: lunettes\n    static_configs:\n"
               f"      - targets: ['{target}']\n" if target else "")
     config.write_text(f"global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n{scrape}")
-    with run_prometheus(config, tmp, tsdb, "--storage.tsdb.retention.time=100y") as url:
+    with run_prometheus(config, tmp, tsdb, "--storage.tsdb.retention.time=100y",
+                        *flags) as url:
         yield url
 
 
@@ -226,6 +230,45 @@ def test_prometheus_scrapes_lunettes_serve(tmp_path: Path) -> None:
             sli = query(prom, "histogram_quantile(0.5, sum by (le) (rate("
                               "lunettes_pod_start_sli_duration_seconds_bucket[1h])))")
             assert sli == {} or all(v >= 0 for v in sli.values())
+
+
+def test_prometheus_keeps_exemplars_that_name_the_pods_traces(tmp_path: Path) -> None:
+    """Prometheus with exemplar storage scrapes lunettes serve (OpenMetrics) and answers
+    /api/v1/query_exemplars with trace ids that are Pods' UIDs, each on the bucket of that
+    Pod's own platform delivery time."""
+    need_prometheus()
+    sink = InMemorySink()
+    pipeline = Pipeline.from_config(DEFAULT_CONFIG_DIR,
+                                    {**load_config(DEFAULT_CONFIG_DIR), "sinks": {}},
+                                    extra_sinks=[sink])
+    pipeline.run(FileSource([str(SAMPLE)]))
+    platform_s = {uuid.UUID(r.uid).hex: r.results["slo"]["platform_s"] for r in sink.records
+                  if r.results["slo"].get("delivered")}
+    assert len(platform_s) > 100
+    metric = "lunettes_pod_delivery_platform_duration_seconds_bucket"
+
+    def exemplars(prom: str) -> list[dict[str, Any]] | None:
+        body = httpx.get(f"{prom}/api/v1/query_exemplars",
+                         params={"query": metric, "start": 0, "end": time.time() + 60},
+                         timeout=5).json()
+        assert body["status"] == "success", body
+        found = [(series["seriesLabels"], e) for series in body["data"]
+                 for e in series["exemplars"]]
+        return found or None
+
+    with lunettes_serve([str(SAMPLE)], tmp_path) as base:
+        wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, "replay", 60)
+        with prometheus(tmp_path, base.removeprefix("http://"), None,
+                        "--enable-feature=exemplar-storage") as prom:
+            found = wait_for(lambda: exemplars(prom), "exemplars in Prometheus", 60)
+    assert len(found) >= 5
+    for series, exemplar in found:
+        uid_hex = exemplar["labels"]["trace_id"]
+        assert uid_hex in platform_s, uid_hex
+        value = float(exemplar["value"])
+        assert value == pytest.approx(platform_s[uid_hex])
+        le = float(series["le"])
+        assert value <= le  # the exemplar sits on a bucket its value falls in
 
 
 def test_promtool_backfills_replay_openmetrics(tmp_path: Path) -> None:
