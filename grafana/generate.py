@@ -184,8 +184,11 @@ def slo_dashboard() -> Json:
                 f"sum{group} (increase({valid}[{window}]))")
 
     def quantiles(metric: str, selector: str) -> list[Json]:
+        """p50, p90, p99; the p50 query also fetches the exemplars (one dot per Pod, its
+        trace id linked to Jaeger by the datasource's exemplarTraceIdDestinations)."""
         return [prom_target(f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket"
-                            f"{{{selector}}}[$__rate_interval])))", f"p{int(q * 100)}", ref)
+                            f"{{{selector}}}[$__rate_interval])))", f"p{int(q * 100)}", ref,
+                            exemplar=ref == "A")
                 for q, ref in ((0.5, "A"), (0.9, "B"), (0.99, "C"))]
 
     percent = thresholds((None, "red"), (0.95, "orange"), (0.99, "green"))
@@ -282,7 +285,7 @@ def slo_dashboard() -> Json:
         panel("timeseries", "p90 delivery time without user time, by class",
               [prom_target("histogram_quantile(0.9, sum by (le, slo_class) (rate("
                            f"lunettes_pod_delivery_platform_duration_seconds_bucket{{{cls}}}"
-                           "[$__rate_interval])))", "{{slo_class}}")],
+                           "[$__rate_interval])))", "{{slo_class}}", exemplar=True)],
               PROM, unit="s", defaults=seconds_ts),
         panel("timeseries", "Pod startup SLI (as kubelet_pod_start_sli_duration_seconds)",
               quantiles("lunettes_pod_start_sli_duration_seconds", job), PROM, w=24,
@@ -294,7 +297,8 @@ def slo_dashboard() -> Json:
         panel("timeseries", "p90 stage time by stage",
               [prom_target("histogram_quantile(0.9, sum by (le, stage) (rate("
                            f"lunettes_pod_stage_duration_seconds_bucket{{{job},"
-                           'stage!="delivery"}[$__rate_interval])))', "{{stage}}")],
+                           'stage!="delivery"}[$__rate_interval])))', "{{stage}}",
+                           exemplar=True)],
               PROM, unit="s", defaults=seconds_ts,
               description="Stages of stages.yaml (the root 'delivery' span left out)."),
         panel("bargauge", "Mean stage time (time range)",

@@ -382,6 +382,28 @@ def test_provisioning() -> None:
     assert [p["type"] for p in providers] == ["file"]
 
 
+def test_latency_panels_show_exemplars_that_open_the_pods_trace() -> None:
+    """Every panel over a histogram lunettes fills with exemplars asks for them, and the
+    provisioned Prometheus datasource sends their trace_id to the provisioned Jaeger."""
+    histograms = ("lunettes_pod_delivery_duration_seconds_bucket",
+                  "lunettes_pod_delivery_platform_duration_seconds_bucket",
+                  "lunettes_pod_stage_duration_seconds_bucket",
+                  "lunettes_pod_start_sli_duration_seconds_bucket")
+    quantile_panels = [p for d in load_dashboards().values() for p in d["panels"]
+                       if p["type"] == "timeseries" and any(
+                           "histogram_quantile" in t.get("expr", "")
+                           and any(h in t["expr"] for h in histograms)
+                           for t in p["targets"])]
+    assert len(quantile_panels) >= 4
+    for p in quantile_panels:
+        assert any(t.get("exemplar") for t in p["targets"]), p["title"]
+    sources = provisioned()
+    jaeger = next(uid for uid, ds in sources.items() if ds["type"] == "jaeger")
+    prometheus = next(ds for ds in sources.values() if ds["type"] == "prometheus")
+    assert prometheus["jsonData"]["exemplarTraceIdDestinations"] == [
+        {"name": "trace_id", "datasourceUid": jaeger}]
+
+
 # -- end to end: every query against a real Prometheus scraping lunettes serve -----------
 
 @contextmanager
