@@ -7,6 +7,7 @@ bounded deadline, never sleep for a fixed time.
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import shutil
 import socket
@@ -229,7 +230,9 @@ def test_prometheus_scrapes_lunettes_serve(tmp_path: Path) -> None:
             assert ready[""] <= delivered <= ended[""]  # + Jobs that ran and failed
             sli = query(prom, "histogram_quantile(0.5, sum by (le) (rate("
                               "lunettes_pod_start_sli_duration_seconds_bucket[1h])))")
-            assert sli == {} or all(v >= 0 for v in sli.values())
+            # NaN: the buckets did not move within the window (0 / 0), as when the replay
+            # ended before Prometheus' second scrape
+            assert all(v >= 0 or math.isnan(v) for v in sli.values())
 
 
 def test_prometheus_keeps_exemplars_that_name_the_pods_traces(tmp_path: Path) -> None:
