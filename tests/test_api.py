@@ -23,10 +23,10 @@ from api_server import SAMPLE, rename_pod, replay, sample_lines, serve
 
 from lunettes.analyzers.diagnosisdefs import DiagnosisConfig
 from lunettes.analyzers.stagedefs import StageSet
-from lunettes.api.redact import redact
 from lunettes.api.store import SQLiteStore
 from lunettes.model.ids import span_id, trace_id
 from lunettes.model.record import PodRecord
+from lunettes.model.redact import redact
 from lunettes.model.times import format_time
 from lunettes.pipeline import DEFAULT_CONFIG_DIR
 from lunettes.sinks.sqlite import SQLiteSink

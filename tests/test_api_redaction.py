@@ -15,7 +15,7 @@ pytest.importorskip("fastapi", reason="needs the serve extra")
 import httpx
 from api_server import sample_lines, serve
 
-from lunettes.api.redact import REDACTED, redact, redact_text
+from lunettes.model.redact import REDACTED, redact, redact_text
 
 SECRETS = ["env-VALUE-s3cr3t", "annotation-T0KEN-value", "args-PASSW0RD-value",
            "c2VjcmV0LWRhdGEtdmFsdWU=", "hunter2-LEAK", "eyJhbGciOiJIUzI1NiJ9"]

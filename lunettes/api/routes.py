@@ -1,5 +1,5 @@
 """The read-only API under ``/api/v1``: Pods, their stages, diagnosis, SLO and trace, the
-SLO summary and the reason codes. Every answer is redacted (:mod:`lunettes.api.redact`).
+SLO summary and the reason codes. Every answer is redacted (:mod:`lunettes.model.redact`).
 
 Bad parameters answer 400 (or FastAPI's 422 for a value of the wrong type or out of
 range), each with a ``detail`` naming the parameter; a Pod the store does not hold
@@ -18,11 +18,11 @@ from lunettes import __version__
 from lunettes.analyzers.diagnosisdefs import DiagnosisConfig
 from lunettes.api import models
 from lunettes.api.auth import BearerAuth
-from lunettes.api.redact import redact
 from lunettes.api.slo_summary import summarize
 from lunettes.api.store import InvalidQuery, PodQuery, PodStore
 from lunettes.api.trace import jaeger_link, trace_of
 from lunettes.model.ids import trace_id
+from lunettes.model.redact import redact
 from lunettes.model.times import format_time
 
 __all__ = ["ApiSettings", "api_router"]

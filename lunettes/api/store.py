@@ -14,7 +14,7 @@ same way:
 - ``count()`` and ``close()``.
 
 Records are returned as the sinks stored them (``PodRecord.to_dict()``); the API redacts
-them before they leave (:mod:`lunettes.api.redact`).
+them before they leave (:mod:`lunettes.model.redact`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Read the parts of Pod, Binding and Event bodies that HyperEvents carry."""
+"""Read the parts of Pod, Binding and Event bodies that HyperEvents carry.
+
+Condition and container state messages are redacted (:mod:`lunettes.model.redact`) as
+they are read; Event and Pod status messages when the folder adds them to a timeline.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from sys import intern
 from typing import Any
 
 from lunettes.model.hyperevent import ConditionChange, ContainerChange
+from lunettes.model.redact import redact_text
 
 _FIELD_PATH = re.compile(r"spec\.(containers|initContainers|ephemeralContainers)\{([^}]*)\}")
 _IMAGE = re.compile(r'[Ii]mage "([^"]+)"')
@@ -35,7 +40,8 @@ def _condition(kind: Any, status: str, reason: str, message: str) -> ConditionCh
     if change is None:
         if len(_CONDITIONS) >= _SHARED_LIMIT:
             _CONDITIONS.clear()
-        change = _CONDITIONS[key] = ConditionChange(_text(kind), status, reason, message)
+        change = _CONDITIONS[key] = ConditionChange(_text(kind), status, reason,
+                                                    redact_text(message))
     return change
 
 
@@ -152,7 +158,7 @@ def _last_terminated(cs: dict[str, Any], current: ContainerChange) -> ContainerC
         return None
     exit_code = ended.get("exitCode")
     return replace(current, state="terminated", reason=str(ended.get("reason") or ""),
-                   message=str(ended.get("message") or ""),
+                   message=redact_text(str(ended.get("message") or "")),
                    exit_code=exit_code if isinstance(exit_code, int) else None, ready=False,
                    transition=True, previous_run=True)
 
@@ -177,7 +183,7 @@ def _container_change(cs: dict[str, Any], init: bool) -> ContainerChange | None:
             _CONTAINERS.clear()
         change = _CONTAINERS[key] = ContainerChange(
             name=intern(key[0]), init=init, state=kind, reason=intern(key[3]),
-            message=key[4], exit_code=key[5], restart_count=key[6], ready=key[7],
+            message=redact_text(key[4]), exit_code=key[5], restart_count=key[6], ready=key[7],
             image=intern(key[8]))
     return change
 

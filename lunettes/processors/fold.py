@@ -12,6 +12,7 @@ from typing import Any
 from lunettes.model.audit import FOLDED_VERBS, AuditRecord
 from lunettes.model.hyperevent import HyperEvent
 from lunettes.model.ids import derive_uid
+from lunettes.model.redact import redact_text
 from lunettes.model.spec import TRACE_ANNOTATIONS, PodSpecSummary
 from lunettes.model.timeline import PodTimeline
 from lunettes.model.times import parse_time
@@ -145,6 +146,11 @@ class Folder:
             self._event(record)
 
     def _emit(self, live: _Live, record: AuditRecord, op: str, **facts: Any) -> HyperEvent:
+        """Add a HyperEvent to the Pod's timeline; its ``message`` (an Event's, the Pod
+        status's, a rejected create's error) is redacted here, before anything keeps it."""
+        message = facts.get("message")
+        if message:
+            facts["message"] = redact_text(message)
         source, node = component(record.username, record.user_agent, record.groups)
         self._seq += 1
         event = HyperEvent(time_us=record.received_us, seq=self._seq, op=op,
