@@ -121,3 +121,16 @@ def test_span_events_of_both_records_are_kept_once_in_time_order() -> None:
                     [stage("delivery", T0, None, events=[warn_a, warn_b])], last_seen=T2)
     merged = merge(first, second)
     assert merged["stages"][0]["events"] == [warn_a, warn_b]
+
+
+def test_a_seen_creation_beats_a_partial_records_creation_timestamp() -> None:
+    """A partial record's ``created`` is the creationTimestamp a body showed (whole seconds,
+    so earlier than the create's audit time): the creation a record saw wins."""
+    seen = record("in_progress", "2026-01-01T00:00:00.750000Z", None, [],
+                  end_reason="end_of_input")
+    recovered = dict(record("delivered", T0, T3, [], end_reason="delivered"), partial=True)
+    for merged in (merge(seen, recovered), merge(recovered, seen)):
+        assert (merged["created"], merged["outcome"], merged["duration_s"]) == (
+            "2026-01-01T00:00:00.750000Z", "delivered", 8.25)
+    both_partial = dict(recovered, created="2026-01-01T00:00:01.000000Z", last_seen=T2)
+    assert merge(both_partial, recovered)["created"] == T0

@@ -17,11 +17,13 @@ block replayed on its own. Every store (SQLite, Elasticsearch) writes
 2. then a final outcome (``delivered``, ``completed``, ``failed``, ``deleted``,
    ``rejected``) beats ``in_progress`` (a Job seen Ready when the input ended knows more
    than one still starting);
-3. then a record that saw the Pod's creation beats a partial one (``created`` null);
+3. then a record that saw the Pod's creation beats a partial one;
 4. then more stages; on a full tie the incoming record leads (a replay of the same log
    writes the same record again).
 
-**Facts extend each other**, whichever leads: ``created`` is the earliest known,
+**Facts extend each other**, whichever leads: ``created`` is the earliest creation a
+record saw (a partial record's ``created`` is the Pod's creationTimestamp, whole seconds:
+used only when no record saw the creation),
 ``last_seen`` the latest; ``node``, owner and ``finished`` fill in when the leader lacks
 them; stages are the union by ``(name, instance)``, each with the earliest start and the
 leader's end (else the other's: an open stage closed by the other record), and the union of
@@ -62,8 +64,11 @@ def completeness(record: Record) -> tuple[int, int, int, int]:
     else:
         tier = 3 if final else _OLD_TIER.get(str(outcome), 0)
     stages = record.get("stages")
-    return (tier, int(final), int(record.get("created") is not None),
-            len(stages) if stages else 0)
+    return tier, int(final), int(_saw_creation(record)), len(stages) if stages else 0
+
+
+def _saw_creation(record: Record) -> bool:
+    return not record.get("partial") and record.get("created") is not None
 
 
 def merge(stored: Record | None, incoming: Record) -> Record:
@@ -78,15 +83,16 @@ def merge(stored: Record | None, incoming: Record) -> Record:
     for key in ("node", "owner_kind", "owner_name", "finished"):
         if not out.get(key) and other.get(key):
             out[key] = other[key]
-    out["created"] = _time(min, leader.get("created"), other.get("created"))
+    seen = [r for r in (leader, other) if _saw_creation(r)] or [leader, other]
+    out["created"] = _time(min, *(r.get("created") for r in seen))
     out["last_seen"] = _time(max, leader.get("last_seen"), other.get("last_seen"))
     out["duration_s"] = _duration(out["created"], out["finished"])
     out["stages"] = _stages(leader.get("stages") or [], other.get("stages") or [])
     return out
 
 
-def _time(pick: Any, a: str | None, b: str | None) -> str | None:
-    known = [t for t in (a, b) if t is not None]
+def _time(pick: Any, *times: str | None) -> str | None:
+    known = [t for t in times if t is not None]
     return pick(known, key=parse_time) if known else None
 
 
