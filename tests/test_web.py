@@ -9,10 +9,12 @@ selenium (the test extra); skipped without them.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -122,6 +124,14 @@ def test_find_a_failed_pod_and_see_its_waterfall_and_diagnosis(browser: Any, bas
     evidence = browser.find_elements(By.CSS_SELECTOR, "#evidence tbody tr")
     assert len(evidence) == len(diagnosis["evidence"]) > 0
     assert diagnosis["evidence"][0]["message"][:40] in evidence[0].text
+    jaeger_base = pod["links"]["jaeger"].rsplit("/trace/", 1)[0]
+    for row, item in zip(evidence, diagnosis["evidence"], strict=True):
+        if item.get("audit_id"):  # opens kube-apiserver's spans of that request in Jaeger
+            href = row.find_element(By.CSS_SELECTOR, "a.audit-link").get_attribute("href")
+            query = parse_qs(urlsplit(href).query)
+            assert href.startswith(f"{jaeger_base}/search?")
+            assert (query["service"], json.loads(query["tags"][0])) == (
+                ["apiserver"], {"audit-id": item["audit_id"]})
     slo = browser.find_element(By.CSS_SELECTOR, "#slo-card").text
     assert pod["slo"]["result"] in slo
     jaeger = browser.find_element(By.CSS_SELECTOR, "#jaeger-link").get_attribute("href")

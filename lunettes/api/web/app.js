@@ -183,7 +183,7 @@ function diagnosisCard(d) {
       h("tbody", {}, ev.map((e) => h("tr", {},
         h("td", {class: "mono"}, shortTime(e.time)), h("td", {}, e.source || "–"), h("td", {}, e.op || "–"),
         h("td", {}, e.reason || "–"), h("td", {class: "msg"}, e.container ? `[${e.container}] ` : "", e.message || ""),
-        h("td", {class: "mono muted"}, (e.audit_id || "").slice(0, 8)))))));
+        h("td", {class: "mono muted"}, auditCell(e.audit_id || "")))))));
   }
   if ((d.secondary || []).length) {
     card.append(h("h3", {style: "margin-top:12px"}, "Also seen"),
@@ -218,6 +218,7 @@ async function loadPod(uid) {
   try {
     const [pod, trace] = await Promise.all([api(`/pods/${encodeURIComponent(uid)}`), api(`/pods/${encodeURIComponent(uid)}/trace`)]);
     const links = [h("a", {href: pod.links.self, target: "_blank"}, "JSON"), " · ", h("a", {href: pod.links.trace, target: "_blank"}, "spans")];
+    jaegerBase = pod.links.jaeger ? pod.links.jaeger.replace(/\/trace\/[^/]*$/, "") : null;
     if (pod.links.jaeger) links.push(" · ", h("a", {href: pod.links.jaeger, target: "_blank", rel: "noopener", id: "jaeger-link"}, "trace in Jaeger"));
     const head = h("div", {class: "card"},
       h("div", {class: "pod-head"}, h("h1", {id: "pod-title"}, `${pod.namespace}/${pod.name}`), badge(pod.outcome),
@@ -282,6 +283,19 @@ $("#slo-filters").addEventListener("submit", (e) => {
 });
 
 // -- Reason codes ---------------------------------------------------------------------
+// kube-apiserver's own spans of a request carry its audit ID (attribute audit-id): with a
+// Jaeger URL configured (the Pod's Jaeger link), an evidence row's audit ID opens them in
+// Jaeger's search (service "apiserver", kube-apiserver's service name).
+let jaegerBase = null;
+function auditCell(id) {
+  if (!id) return "";
+  if (!jaegerBase) return h("span", {title: id}, id.slice(0, 8));
+  const tags = encodeURIComponent(JSON.stringify({"audit-id": id}));
+  return h("a", {href: `${jaegerBase}/search?service=apiserver&tags=${tags}`, target: "_blank",
+                 rel: "noopener", title: `kube-apiserver spans of request ${id}`,
+                 class: "audit-link"}, id.slice(0, 8));
+}
+
 let reasonsCache = null;
 async function reasons() {
   if (!reasonsCache) reasonsCache = await api("/reasons");
