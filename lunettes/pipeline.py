@@ -26,6 +26,8 @@ from lunettes.processors.fold import Folder
 from lunettes.processors.reorder import ReorderWindow
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import Sink
+from lunettes.sources.base import Source, build_sources, merged
+from lunettes.sources.errors import BadRecords
 
 DEFAULT_CONFIG_DIR = bundled_config_dir()
 _S = 1_000_000
@@ -113,10 +115,13 @@ class Pipeline:
 
     Build it with :meth:`from_config` (validates everything, reports all problems at once)
     or directly for embedding. ``on_record`` is called with each final pod record.
+    ``sources`` (from the ``sources:`` section) are what :meth:`run` reads when it is given
+    no records; their bad input is counted in ``bad``.
     """
 
     def __init__(self, dag: AnalyzerDAG, sinks: list[Sink], settings: Settings | None = None,
-                 batch_size: int = 500) -> None:
+                 batch_size: int = 500, sources: list[Source] | None = None,
+                 bad: BadRecords | None = None) -> None:
         stages = dag.output(StagesAnalyzer)
         lifecycle = dag.output(LifecycleAnalyzer)
         if stages is None or lifecycle is None:
@@ -126,6 +131,8 @@ class Pipeline:
         self.stage_set = stages.stage_set  # type: ignore[attr-defined]
         self.dag = dag
         self.sinks = sinks
+        self.sources = sources or []
+        self.bad = bad if bad is not None else BadRecords()
         self.settings = settings or Settings()
         self.batch_size = batch_size
         self.stats: Counter[str] = Counter()
@@ -143,13 +150,17 @@ class Pipeline:
     def from_config(cls, config_dir: Path = DEFAULT_CONFIG_DIR,
                     data: Mapping[str, Any] | None = None,
                     env: Mapping[str, str] | None = None,
-                    extra_sinks: Iterable[Sink] = ()) -> Pipeline:
-        """Build from ``config_dir``/pipeline.yaml (or ``data``, already parsed)."""
+                    extra_sinks: Iterable[Sink] = (),
+                    resume: Mapping[str, Any] | None = None) -> Pipeline:
+        """Build from ``config_dir``/pipeline.yaml (or ``data``, already parsed); sources
+        resume from the positions in ``resume`` (a checkpoint's)."""
         problems: list[str] = []
         origin = f"{config_dir / 'pipeline.yaml'}:"
         top = Section(load_config(config_dir) if data is None else data, origin, problems)
-        context = BuildContext(config_dir=config_dir, env=dict(env or {}))
+        context = BuildContext(config_dir=config_dir, env=dict(env or {}),
+                               resume=dict(resume or {}))
         settings = Settings.from_config(top)
+        sources = build_sources(top.sub("sources"), context)
         try:
             dag = AnalyzerDAG.build(top.sub("analyzers"), context)
         except ConfigError:
@@ -159,8 +170,10 @@ class Pipeline:
         if problems or dag is None:
             for sink in sinks:
                 sink.shutdown()
+            for source in sources:
+                source.close()
             raise ConfigError(problems)
-        return cls(dag, [*sinks, *extra_sinks], settings)
+        return cls(dag, [*sinks, *extra_sinks], settings, sources=sources, bad=context.bad)
 
     def record_of(self, timeline: PodTimeline) -> PodRecord:
         """Run the analyzer DAG over one final timeline and assemble its pod record."""
@@ -184,15 +197,19 @@ class Pipeline:
                 record.results[name] = output.to_dict() if hasattr(output, "to_dict") else output
         return record
 
-    def run(self, records: Iterable[AuditRecord],
+    def run(self, records: Iterable[AuditRecord] | None = None,
             on_record: Callable[[PodRecord], None] | None = None) -> Counter[str]:
         """Process every record, export every pod record, flush the sinks; return stats.
+
+        Without ``records``, the pipeline's sources are read, merged by audit time.
 
         While it runs, the cyclic garbage collector's first generation holds at least
         :data:`GC_GEN0_THRESHOLD` objects before a collection (restored afterwards): the
         pipeline makes few cycles, and the default (700) spent a tenth of a replay scanning
         decoded bodies that reference counting frees anyway.
         """
+        if records is None:
+            records = merged(self.sources)
         with _collector_threshold(GC_GEN0_THRESHOLD):
             return self._run(records, on_record)
 
@@ -269,6 +286,8 @@ class Pipeline:
             batch.clear()
 
     def shutdown(self) -> None:
-        """Shut every sink down (safe twice)."""
+        """Close every source and shut every sink down (safe twice)."""
+        for source in self.sources:
+            source.close()
         for sink in self.sinks:
             sink.shutdown()

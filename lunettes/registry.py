@@ -1,4 +1,5 @@
-"""Component registry: built-in and plug-in analyzers and sinks, found by entry point."""
+"""Component registry: built-in and plug-in sources, analyzers and sinks, found by entry
+point."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from lunettes.sources.errors import BadRecords
+
 ANALYZERS = "lunettes.analyzers"
 SINKS = "lunettes.sinks"
+SOURCES = "lunettes.sources"
 
 
 @dataclass(frozen=True)
@@ -16,11 +20,15 @@ class BuildContext:
     """What factories may use besides their own YAML section: injected, never global.
 
     ``config_dir`` resolves relative file names in the config; ``env`` stands for the
-    process environment (tests pass their own).
+    process environment (tests pass their own). Sources count bad input in ``bad`` (one
+    count for the whole pipeline) and resume from ``resume[their key]`` when a checkpoint
+    holds their position (see :class:`lunettes.sources.base.Source`).
     """
 
     config_dir: Path
     env: dict[str, str] = field(default_factory=dict)
+    bad: BadRecords = field(default_factory=BadRecords)
+    resume: dict[str, Any] = field(default_factory=dict)
 
 
 def names(group: str) -> list[str]:

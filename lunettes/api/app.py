@@ -4,7 +4,9 @@
   scraper asks for it (Accept header), as Prometheus does.
 - ``GET /healthz``: 200 while the process works; 500 once the input reader has failed.
 - ``GET /readyz``: 200 once the input given at start has been read (files: to their end;
-  ``--follow``: to their current end; stdin: as soon as reading starts), else 503.
+  ``--follow``: to their current end; stdin: as soon as reading starts), else 503; 503
+  again while a source is stalled or failed (a damaged or missing file never fails
+  ``/healthz``: restarting would not mend it).
 - ``/api/v1/...``: the read-only API over a store (:mod:`lunettes.api.routes`).
 - ``GET /openapi.json`` and ``GET /docs``: the OpenAPI spec and Swagger UI, whose assets
   come from the ``swagger-ui-bundle-v2`` package (no CDN: it works offline).
@@ -48,17 +50,35 @@ redacted of secret-looking values.
 
 @dataclass
 class ServeState:
-    """What the server tells about its input reader; the reader thread updates it."""
+    """What the server tells about its input reader; the reader thread updates it.
+
+    ``sources`` (objects with ``name``, ``state`` and ``error``, see
+    :class:`lunettes.sources.base.Source`) are shown by name; the reader is ready once
+    every source has read what it was given at start (``following`` or ``done``), and not
+    ready while one is ``stalled`` or ``failed``.
+    """
 
     phase: str = "starting"
     """``starting``, ``reading``, ``following``, ``done`` or ``failed``."""
     error: str = ""
     ready: threading.Event = field(default_factory=threading.Event)
     details: dict[str, Any] = field(default_factory=dict)
+    sources: list[Any] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Ready, and no source stalled or failed."""
+        states = [source.state for source in self.sources]
+        if states and all(s in ("following", "done") for s in states):
+            self.ready.set()
+        return (self.ready.is_set() and self.phase != "failed"
+                and not any(s in ("stalled", "failed") for s in states))
 
     def view(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"phase": self.phase, "ready": self.ready.is_set(),
-                               **self.details}
+        out: dict[str, Any] = {"phase": self.phase, "ready": self.ok, **self.details}
+        if self.sources:
+            out["sources"] = {source.name: {"state": source.state, **(
+                {"error": source.error} if source.error else {})} for source in self.sources}
         if self.error:
             out["error"] = self.error
         return out
@@ -100,8 +120,7 @@ def create_app(registry: CollectorRegistry, state: ServeState | None = None,
     @app.get("/readyz", **operations, summary="200 once the input given at start is read",
              responses={503: {"description": "not ready yet"}})
     def readyz() -> JSONResponse:
-        ok = status.ready.is_set() and status.phase != "failed"
-        return JSONResponse(status.view(), status_code=200 if ok else 503)
+        return JSONResponse(status.view(), status_code=200 if status.ok else 503)
 
     app.include_router(api_router(settings), tags=["pods"])
 

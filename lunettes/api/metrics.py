@@ -7,6 +7,9 @@
 - ``lunettes_audit_newest_timestamp_seconds``: the newest audit timestamp read.
 - ``lunettes_audit_lag_seconds``: the processing clock minus that timestamp: how far behind
   a live log lunettes is (meaningless, and large, when replaying old logs).
+- ``lunettes_source_state{source,state}``: 1 for each source's current state (``reading``,
+  ``following``, ``stalled``, ``failed``, ``done``...), 0 for the others: alert on
+  ``lunettes_source_state{state=~"stalled|failed"} == 1``.
 
 The collector reads the pipeline's counters without locks (a snapshot copy each scrape)
 while the pipeline runs in another thread. The clock is injected.
@@ -21,6 +24,7 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from lunettes.sources.base import STATES, Source
 from lunettes.sources.errors import BadRecords
 
 __all__ = ["PipelineCollector", "PipelineView"]
@@ -38,6 +42,9 @@ class PipelineView(Protocol):
     @property
     def pods_in_flight(self) -> int: ...
 
+    @property
+    def sources(self) -> list[Source]: ...
+
 
 class PipelineCollector(Collector):
     """Reads ``pipeline`` (stats, watermark, pods in flight) and the source's ``bad``."""
@@ -54,8 +61,16 @@ class PipelineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         stats = dict(self.pipeline.stats)  # one C-level copy: safe against a running writer
         bad = dict(self.bad.counts) if self.bad is not None else {}
-        return iter(self._families(stats, bad, self.pipeline.pods_in_flight,
-                                   self.pipeline.newest_us))
+        families = self._families(stats, bad, self.pipeline.pods_in_flight,
+                                  self.pipeline.newest_us)
+        state = GaugeMetricFamily("lunettes_source_state",
+                                  "1 for the current state of each source.",
+                                  labels=["source", "state"])
+        for source in self.pipeline.sources:
+            now = source.state
+            for name in STATES:
+                state.add_metric([source.name, name], 1.0 if name == now else 0.0)
+        return iter([*families, state])
 
     def _families(self, stats: dict[str, int], bad: dict[str, int], in_flight: int,
                   newest_us: int | None) -> list[Metric]:

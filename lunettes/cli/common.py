@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from lunettes.cli.exitcodes import DEFAULT_MAX_BAD_RATIO, BadLimits
 from lunettes.config.errors import ConfigError
 from lunettes.pipeline import DEFAULT_CONFIG_DIR
+from lunettes.sources.base import source_overrides
+from lunettes.sources.files import STDIN
 
 
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -62,3 +66,13 @@ def report_config_error(error: ConfigError) -> int:
     for problem in error.problems:
         print(f"  {problem}", file=sys.stderr)
     return 2
+
+
+def input_overrides(args: argparse.Namespace, data: Mapping[str, Any],
+                    webhook: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """pipeline.yaml's data with the command line's inputs in its ``sources`` section (the
+    one place they become configuration): PATHs (made absolute), --follow, and serve's
+    webhook settings."""
+    paths = [p if p == STDIN else os.path.abspath(p) for p in getattr(args, "paths", [])]
+    return source_overrides(data, paths, follow=getattr(args, "follow", False),
+                            webhook=webhook)

@@ -6,13 +6,20 @@ import argparse
 import os
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lunettes.cli import exitcodes
-from lunettes.cli.common import add_bad_limit_args, add_config_arg, bad_limits, report_config_error
+from lunettes.cli.common import (
+    add_bad_limit_args,
+    add_config_arg,
+    bad_limits,
+    input_overrides,
+    report_config_error,
+)
 from lunettes.cli.table import pod_table
 from lunettes.cli.workers import Job, Report, TimeOrdered, WorkerFailed, run_workers, split_sinks
 from lunettes.config.errors import ConfigError
@@ -28,9 +35,9 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("replay", help="turn audit logs into pod delivery records",
                             description=__doc__, epilog=exitcodes.EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="+", metavar="PATH",
+    parser.add_argument("paths", nargs="*", metavar="PATH",
                         help="audit log files (.gz too), directories of rotated logs, or - "
-                             "for stdin")
+                             "for stdin (default: the sources of pipeline.yaml)")
     add_config_arg(parser)
     parser.add_argument("--format", choices=("table", "jsonl", "none"), default="table",
                         help="what to print on stdout (default: table)")
@@ -79,8 +86,9 @@ def _cpus() -> int:
 
 
 def pipeline_data(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    """pipeline.yaml with the command line's overrides applied."""
-    data = dict(load_config(args.config))
+    """pipeline.yaml with the command line's overrides applied: its sinks here, its inputs
+    by :func:`~lunettes.cli.common.input_overrides`."""
+    data = input_overrides(args, load_config(args.config))
     sinks = dict(data.get("sinks") or {})
     if args.no_store:
         sinks = {k: v for k, v in sinks.items() if k.split("/")[0] != "sqlite"}
@@ -104,7 +112,20 @@ def pipeline_data(args: argparse.Namespace, env: dict[str, str]) -> dict[str, An
 
 def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
-    stdin = STDIN in args.paths
+    try:
+        data = pipeline_data(args, env)
+    except ConfigError as exc:
+        return report_config_error(exc)
+    configured = file_paths(data, args.config)
+    if configured is None:
+        return report_config_error(ConfigError([
+            f"{args.config / 'pipeline.yaml'}: sources: replay reads files only (file "
+            f"sources); give PATHs or use lunettes serve for the others"]))
+    if not configured:
+        return report_config_error(ConfigError([
+            f"{args.config / 'pipeline.yaml'}: sources: no input; give PATHs on the command "
+            f"line or a file source"]))
+    stdin = STDIN in configured
     workers = args.workers or (1 if stdin else _cpus())
     if workers > 1 and stdin:
         print(f"lunettes replay: --workers {args.workers}: every worker reads the whole "
@@ -121,35 +142,53 @@ def run(args: argparse.Namespace) -> int:
         metrics = OpenMetricsFileSink(args.openmetrics, max(1, args.openmetrics_interval))
         extra.append(metrics if workers == 1 else TimeOrdered(metrics))
     if workers > 1:
-        return _run_workers(args, env, extra, workers)
+        return _run_workers(args, data, configured, env, extra, workers)
     try:
-        pipeline = Pipeline.from_config(args.config, pipeline_data(args, env), env, extra)
+        pipeline = Pipeline.from_config(args.config, data, env, extra)
     except ConfigError as exc:
         return report_config_error(exc)
     err = Console(stderr=True)
     records: list[PodRecord] = []
     keep = records.append if args.format == "table" else None
-    source = FileSource(args.paths)
-    progress = _progress(err, args.paths)
+    sources = [s for s in pipeline.sources if isinstance(s, FileSource)]
+    paths = [p for s in sources for p in s.paths]
+    progress = _progress(err, paths)
     try:
         if progress is None:
-            stats = pipeline.run(source, keep)
+            stats = pipeline.run(None, keep)
         else:
             with progress:
-                task = progress.add_task("reading", total=_total_bytes(source.paths))
-                source.on_bytes = lambda n: progress.advance(task, n)
-                stats = pipeline.run(source, keep)
+                task = progress.add_task("reading", total=_total_bytes(paths))
+                for source in sources:
+                    source.on_bytes = lambda n: progress.advance(task, n)
+                stats = pipeline.run(None, keep)
     finally:
         pipeline.shutdown()
     _print_table(records, args.wide)
-    _summary(err, stats, source, source.skipped_files)
-    return _exit(err, stats, source.bad, args)
+    _summary(err, stats, pipeline, [f for s in sources for f in s.skipped_files])
+    return _exit(err, stats, pipeline.bad, args)
 
 
-def _run_workers(args: argparse.Namespace, env: dict[str, str], extra: list[Sink],
-                 count: int) -> int:
+def file_paths(data: dict[str, Any], config_dir: Path) -> list[str] | None:
+    """The paths of the ``file`` sources of ``data`` (relative ones in ``config_dir``, as
+    the source reads them); None when it has sources of other types."""
+    sources = data.get("sources") or {}
+    if not isinstance(sources, dict):
+        return []
+    if any(str(k).split("/")[0] != "file" for k in sources):
+        return None
+    paths: list[str] = []
+    for section in sources.values():
+        given = (section or {}).get("paths") if isinstance(section, dict) else None
+        paths.extend([given] if isinstance(given, str) else
+                     [p for p in given or [] if isinstance(p, str)])
+    return [p if p == STDIN else str(config_dir / p) for p in paths]
+
+
+def _run_workers(args: argparse.Namespace, data: dict[str, Any], configured: list[str],
+                 env: dict[str, str], extra: list[Sink], count: int) -> int:
     """The replay over ``count`` processes (see :mod:`lunettes.cli.workers`)."""
-    shared, own = split_sinks(pipeline_data(args, env))
+    shared, own = split_sinks(data)
     try:  # validates the whole config but the workers' sinks before any worker starts
         parent = Pipeline.from_config(args.config, own, env, extra)
     except ConfigError as exc:
@@ -165,7 +204,7 @@ def _run_workers(args: argparse.Namespace, env: dict[str, str], extra: list[Sink
             records.extend(batch)
 
     skipped: list[str] = []
-    paths = expand(args.paths, skipped)
+    paths = expand(configured, skipped)
     progress = _progress(err, paths)
     job = Job(args.config, shared, env, paths, count,
               send_records=table or bool(parent.sinks), progress=progress is not None)
@@ -228,7 +267,7 @@ def _total_bytes(paths: list[str]) -> int | None:
     return sum(os.path.getsize(p) for p in paths if os.path.exists(p))
 
 
-def _summary(console: Console, stats: Counter[str], source: FileSource | Report,
+def _summary(console: Console, stats: Counter[str], source: Pipeline | Report,
              skipped_files: list[str]) -> None:
     outcomes = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(stats.items())
                          if k.startswith("outcome:"))

@@ -10,18 +10,14 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Iterable
 from typing import Any
 
 from lunettes.cli.common import add_config_arg, report_config_error
 from lunettes.cli.replay import pipeline_data
 from lunettes.config.errors import ConfigError, Section
-from lunettes.model.audit import AuditRecord
 from lunettes.pipeline import Pipeline
 from lunettes.registry import BuildContext
-from lunettes.sources.errors import BadRecords
-from lunettes.sources.files import STDIN, FileSource
-from lunettes.sources.follow import FollowSource
+from lunettes.sources.files import STDIN
 
 
 def register(sub: Any) -> None:
@@ -29,8 +25,9 @@ def register(sub: Any) -> None:
                                           "metrics, reading audit logs in the background",
                             description=__doc__)
     parser.add_argument("paths", nargs="*", metavar="PATH",
-                        help="audit log files (.gz too), directories, or - for stdin; none: "
-                             "serve what the store already holds")
+                        help="audit log files (.gz too), directories, or - for stdin "
+                             "(default: the sources of pipeline.yaml; none: serve what the "
+                             "store already holds)")
     add_config_arg(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1)")
@@ -98,11 +95,10 @@ def run(args: argparse.Namespace) -> int:
             BuildContext(args.config, env), registry=registry)
         api = _api_settings(args, data, env, problems)
         pipeline: Pipeline | None = None
-        if args.paths:
-            try:
-                pipeline = Pipeline.from_config(args.config, data, env, [metrics])
-            except ConfigError as exc:
-                problems.extend(exc.problems)
+        try:
+            pipeline = Pipeline.from_config(args.config, data, env, [metrics])
+        except ConfigError as exc:
+            problems.extend(exc.problems)
         if problems:
             raise ConfigError(problems)
     except ConfigError as exc:
@@ -110,27 +106,17 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
-    state = ServeState()
-    stop = threading.Event()
-    bad = BadRecords()
-    source: Iterable[AuditRecord] = ()
+    assert pipeline is not None
+    state = ServeState(sources=pipeline.sources)
     reader: threading.Thread | None = None
-    if pipeline is not None:
+    if pipeline.sources:
         pipeline.batch_size = max(1, args.batch_size)
-        try:
-            if args.follow:
-                source = FollowSource(args.paths, stop, bad=bad, on_caught_up=state.ready.set)
-            else:
-                source = FileSource(args.paths, bad)
-                for line in source.skipped_files:
-                    print(f"serve: not read: {line}", file=sys.stderr)
-        except ValueError as exc:
-            print(f"serve: {exc}", file=sys.stderr)
-            pipeline.shutdown()
-            return 2
-        registry.register(PipelineCollector(pipeline, bad))
+        registry.register(PipelineCollector(pipeline, pipeline.bad))
+        for source in pipeline.sources:
+            for line in getattr(source, "skipped_files", ()):
+                print(f"serve: not read: {line}", file=sys.stderr)
         reader = threading.Thread(target=_read, name="lunettes-reader",
-                                  args=(pipeline, source, state, args), daemon=True)
+                                  args=(pipeline, state), daemon=True)
     else:
         state.phase = "done"
         state.ready.set()
@@ -140,8 +126,7 @@ def run(args: argparse.Namespace) -> int:
         sock = _listen(args.host, args.port)
     except OSError as exc:
         print(f"serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        if pipeline is not None:
-            pipeline.shutdown()
+        pipeline.shutdown()
         return 2
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -157,11 +142,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         server.run(sockets=[sock])
     finally:
-        stop.set()
+        for source in pipeline.sources:
+            source.close()
         if reader is not None and args.paths != [STDIN]:
             reader.join(timeout=10)
-        if pipeline is not None:
-            pipeline.shutdown()
+        pipeline.shutdown()
         if api.store is not None:
             api.store.close()
         sock.close()
@@ -241,14 +226,15 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _read(pipeline: Pipeline, source: Iterable[AuditRecord], state: Any,
-          args: argparse.Namespace) -> None:
-    """The reader thread: run the pipeline over the input, then keep serving what it made."""
-    state.phase = "following" if args.follow else "reading"
-    if args.paths == [STDIN]:
+def _read(pipeline: Pipeline, state: Any) -> None:
+    """The reader thread: run the pipeline over its sources, then keep serving what it
+    made. Readiness follows the sources (see :class:`~lunettes.api.app.ServeState`)."""
+    live = any(source.live for source in pipeline.sources)
+    state.phase = "following" if live else "reading"
+    if any(getattr(source, "paths", None) == [STDIN] for source in pipeline.sources):
         state.ready.set()
     try:
-        pipeline.run(source)
+        pipeline.run()
     except Exception as exc:  # the server stays up to report it on /healthz
         state.phase, state.error = "failed", f"{type(exc).__name__}: {exc}"
         print(f"serve: reading the input failed: {state.error}", file=sys.stderr, flush=True)

@@ -49,7 +49,9 @@ BYTES_STEP = 1 << 20
 
 
 def split_sinks(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(workers', parent's) pipeline.yaml data: the same but for the sinks each runs."""
+    """(workers', parent's) pipeline.yaml data: the same but for the sinks each runs, and
+    without sources (each worker reads the job's paths with its partition)."""
+    data = {**data, "sources": {}}
     sinks = data.get("sinks") or {}
     if not isinstance(sinks, Mapping):  # invalid: the parent's validation reports it
         return dict(data), dict(data)

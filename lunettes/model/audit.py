@@ -49,6 +49,9 @@ class AuditRecord:
     """Where the record was read, as ``file:line``."""
     groups: tuple[str, ...] = ()
     """The user's groups (``system:nodes`` names a kubelet whatever its user name)."""
+    position: tuple[str, int] | None = None
+    """Where a resumable source can read it again: ``(lane, n)`` (see
+    :class:`lunettes.sources.base.Source`)."""
 
     @property
     def succeeded(self) -> bool:

@@ -13,7 +13,9 @@ from typing import IO, Any
 import orjson
 import yaml
 
+from lunettes.config.errors import Section
 from lunettes.model.audit import AuditRecord, skipped, tick
+from lunettes.registry import BuildContext
 from lunettes.sources.decode import AUDIT_API_VERSIONS, decode_document, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.exports import strip_time_prefix
@@ -79,6 +81,11 @@ def _not_a_log(path: Path) -> str | None:
             or strip_time_prefix(start) is not None):
         return None
     return f"not an audit log (starts with {head[:16]!r})"
+
+
+def resolve(paths: Iterable[str], context: BuildContext) -> list[str]:
+    """Configured paths, relative ones taken from the config directory (``-`` kept)."""
+    return [p if p == STDIN else str(context.config_dir / p) for p in paths]
 
 
 def _first_time(path: str) -> str:
@@ -153,11 +160,19 @@ class FileSource:
     undecoded, as :func:`~lunettes.model.audit.skipped` records, unless ``every_record``.
     With ``partition`` (one worker of several, see :mod:`lunettes.sources.partition`) it
     yields only the records that worker owns, and clock ticks for the others' final records.
+    A :class:`~lunettes.sources.base.Source` (type ``file``: ``paths``), not resumable;
+    :meth:`close` stops it at the next file.
     """
+
+    live = False
 
     def __init__(self, paths: Iterable[str], bad: BadRecords | None = None,
                  on_bytes: Callable[[int], None] | None = None,
-                 partition: Partition | None = None, every_record: bool = False) -> None:
+                 partition: Partition | None = None, every_record: bool = False,
+                 name: str = "file") -> None:
+        self.name = name
+        self.state, self.error = "starting", ""
+        self._closed = False
         self.skipped_files: list[str] = []
         """Files of the directories given that are not read, as ``path: why``."""
         self.paths = expand(paths, self.skipped_files)
@@ -167,8 +182,27 @@ class FileSource:
         self.partition = partition
         self.lines = 0
 
+    @classmethod
+    def from_config(cls, key: str, section: Section, context: BuildContext) -> FileSource:
+        """``paths``: files, .gz files, directories of rotated logs, or ``-`` (stdin);
+        relative names are relative to the config directory."""
+        if "paths" not in section.data:
+            section.problem("paths", "missing (required)")
+        paths = section.strings("paths")
+        section.check_unknown()
+        return cls(resolve(paths or [], context), context.bad, name=key)
+
+    def checkpoint(self, lane: str, n: int) -> dict[str, Any] | None:
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+
     def __iter__(self) -> Iterator[AuditRecord]:
+        self.state = "reading"
         for path in self.paths:
+            if self._closed:
+                break
             name = "<stdin>" if path == STDIN else path
             try:
                 with _open(path, self.on_bytes) as stream:
@@ -178,6 +212,7 @@ class FileSource:
                         yield from self._json(stream, name)
             except OSError as exc:
                 self.bad.add("unreadable_file", name, str(exc))
+        self.state = "done"
 
     def _emit(self, doc: Any, origin: str, whole: bool = False) -> Iterator[AuditRecord]:
         """The records of a document; ``whole``: the partition routed it here entire."""
