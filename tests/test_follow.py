@@ -156,3 +156,24 @@ def test_follow_refuses_what_it_cannot_tail(tmp_path: Path) -> None:
         FollowSource([str(SAMPLE)])
     with pytest.raises(ValueError, match="plain files only"):
         FollowSource([str(tmp_path)])
+
+
+def test_a_stalled_source_makes_readyz_503_while_healthz_stays_200() -> None:
+    pytest.importorskip("fastapi", reason="needs the serve extra")
+    from fastapi.testclient import TestClient
+    from prometheus_client import CollectorRegistry
+
+    from lunettes.api.app import ServeState, create_app
+
+    source = FollowSource(["/nonexistent/audit.log"], name="follow/a")
+    state = ServeState(phase="following", sources=[source])
+    client = TestClient(create_app(CollectorRegistry(), state))
+    assert client.get("/readyz").status_code == 503  # not read yet
+    source.state = "following"
+    assert client.get("/readyz").status_code == 200
+    source.state, source.error = "stalled", "audit.log: No such file or directory"
+    answer = client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["sources"] == {"follow/a": {"state": "stalled",
+                                                     "error": source.error}}
+    assert client.get("/healthz").status_code == 200

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -118,6 +119,8 @@ def test_pipeline_collector_reads_stats_bad_records_and_the_audit_clock() -> Non
             self.stats = {"records": 7, "duplicate": 2}
             self.newest_us: int | None = None
             self.pods_in_flight = 3
+            self.sources = [SimpleNamespace(name="follow/a", state="following"),
+                            SimpleNamespace(name="webhook", state="stalled")]
 
     bad = BadRecords()
     bad.add("invalid_json", "a.log:3")
@@ -133,6 +136,9 @@ def test_pipeline_collector_reads_stats_bad_records_and_the_audit_clock() -> Non
     pipeline.newest_us = T0
     assert value(registry, "lunettes_audit_newest_timestamp_seconds") == T0 / S
     assert value(registry, "lunettes_audit_lag_seconds") == 42.5
+    assert value(registry, "lunettes_source_state", source="follow/a", state="following") == 1
+    assert value(registry, "lunettes_source_state", source="follow/a", state="stalled") == 0
+    assert value(registry, "lunettes_source_state", source="webhook", state="stalled") == 1
 
 
 def test_openmetrics_file_is_cumulative_per_interval_and_backfills(tmp_path: Path) -> None:
