@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from lunettes import registry
+from lunettes.analyzers.base import LIFECYCLE, PIPELINE_ROLES, STAGES
 from lunettes.analyzers.dag import AnalyzerDAG
-from lunettes.analyzers.lifecycle import Lifecycle, LifecycleAnalyzer
-from lunettes.analyzers.stages import StagesAnalyzer
+from lunettes.analyzers.lifecycle import Lifecycle
+from lunettes.analyzers.stagedefs import StageSet
 from lunettes.cli.exitcodes import sink_losses
 from lunettes.config.bundled import bundled_config_dir
 from lunettes.config.errors import ConfigError, Section, read_yaml
@@ -122,13 +123,15 @@ class Pipeline:
     def __init__(self, dag: AnalyzerDAG, sinks: list[Sink], settings: Settings | None = None,
                  batch_size: int = 500, sources: list[Source] | None = None,
                  bad: BadRecords | None = None) -> None:
-        stages = dag.output(StagesAnalyzer)
-        lifecycle = dag.output(LifecycleAnalyzer)
-        if stages is None or lifecycle is None:
-            raise ConfigError(["pipeline: analyzers must include a stages and a lifecycle "
-                               "analyzer"])
+        players = {role: dag.providers(role) for role in PIPELINE_ROLES}
+        problems = [f"pipeline: analyzers: exactly one analyzer must play the {role} role "
+                    f"(found: {', '.join(a.name for a in found) or 'none'})"
+                    for role, found in players.items() if len(found) != 1]
+        if problems:
+            raise ConfigError(problems)
+        stages, lifecycle = players[STAGES][0], players[LIFECYCLE][0]
         self.stages_name, self.lifecycle_name = stages.name, lifecycle.name
-        self.stage_set = stages.stage_set  # type: ignore[attr-defined]
+        self.stage_set: StageSet = stages.stage_set  # type: ignore[attr-defined]
         self.dag = dag
         self.sinks = sinks
         self.sources = sources or []

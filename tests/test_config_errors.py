@@ -106,3 +106,79 @@ def test_unknown_analyzer_type_lists_supported(tmp_path: Path) -> None:
         Pipeline.from_config(config)
     assert any("analyzers.magic.type: unknown type 'oracle'; supported: " in p and
                "lifecycle" in p for p in info.value.problems)
+
+
+def _defaults_with(tmp_path: Path, edit: dict[str, str]) -> Path:
+    """A copy of the default configuration with files replaced by ``edit``'s texts."""
+    for name in ("pipeline.yaml", "stages.yaml", "diagnosis.yaml", "slo.yaml"):
+        shutil.copy(DEFAULT_CONFIG_DIR / name, tmp_path / name)
+    for name, text in edit.items():
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def _replace(name: str, old: str, new: str) -> str:
+    text = (DEFAULT_CONFIG_DIR / name).read_text()
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+def test_stage_names_in_other_files_are_checked_once_against_stages_yaml(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lunettes.cli.main import main
+
+    config = _defaults_with(tmp_path, {
+        "slo.yaml": "pod_start_sli: {started: container_strat}\n"
+                    "default: {name: standard, deadline_s: 60}\n",
+        "diagnosis.yaml": _replace("diagnosis.yaml", "\n  image_pull:", "\n  image_pul:"),
+    })
+    assert main(["validate-config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert (f"{config / 'slo.yaml'}: pod_start_sli.started: unknown stage 'container_strat' "
+            "(did you mean container_start?); stages defines: delivery, ") in err
+    assert "slow.image_pul: unknown stage 'image_pul' (did you mean image_pull?)" in err
+    assert err.count("\n  ") == 2, err  # two problems, each printed once
+
+
+def test_a_stages_yaml_error_is_printed_once(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from lunettes.cli.main import main
+
+    config = _defaults_with(tmp_path, {"stages.yaml": _replace(
+        "stages.yaml", "owner: platform\n    per: image", "owner: platfrom\n    per: image")})
+    assert main(["validate-config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("unknown owner 'platfrom'") == 1, err
+
+
+def test_roles_a_required_input_does_not_play_are_errors(tmp_path: Path) -> None:
+    config = _defaults_with(tmp_path, {"pipeline.yaml": yaml.safe_dump({"analyzers": {
+        "stages": {}, "lifecycle": {"needs": ["stages"]},
+        "diagnosis": {"needs": ["stages"]},
+        "slo": {"needs": ["stages", "lifecycle", "diagnosis"]},
+        "slo/again": {"type": "slo", "needs": ["stages", "lifecycle", "lifecycle/copy"]},
+        "lifecycle/copy": {"type": "lifecycle", "needs": ["stages"]}}})})
+    with pytest.raises(ConfigError) as info:
+        Pipeline.from_config(config)
+    assert info.value.problems == [
+        f"{config / 'pipeline.yaml'}: analyzers.diagnosis.needs: no input plays the "
+        "lifecycle role this analyzer requires; add lifecycle or lifecycle/copy",
+        f"{config / 'pipeline.yaml'}: analyzers.slo/again.needs: several inputs play the "
+        "lifecycle role: lifecycle, lifecycle/copy; keep one",
+    ]
+
+
+def test_validate_config_warns_of_a_platform_stage_that_can_stay_open(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lunettes.cli.main import main
+
+    stages = (DEFAULT_CONFIG_DIR / "stages.yaml").read_text() + (
+        "\n  - name: node_warmup\n    owner: platform\n    start: {op: bind}\n"
+        "    end: {reason: Started}\n")
+    config = _defaults_with(tmp_path, {"stages.yaml": stages})
+    assert main(["validate-config", str(config)]) == 0  # valid, with a warning
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 1
+    assert "stage node_warmup: a platform stage that can stay open" in err
+    assert main(["validate-config", str(DEFAULT_CONFIG_DIR)]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -10,6 +10,7 @@ import yaml
 from realdata import real
 from test_replay_truth import ALL, replay, simulate
 
+from lunettes.analyzers.base import Inputs
 from lunettes.analyzers.diagnosis import DiagnosisAnalyzer
 from lunettes.analyzers.diagnosisdefs import DiagnosisConfig
 from lunettes.analyzers.lifecycle import Lifecycle
@@ -94,14 +95,14 @@ def test_recovered_pod_is_not_blamed(config: DiagnosisConfig) -> None:
         _event(4, "bind"))
     stages = [Stage("delivery", "platform", 0, 9 * S), Stage("scheduling", "platform", 0, 4 * S)]
     life = Lifecycle("delivered", 0, 9 * S, 9 * S, "n1")
-    diagnosis = DiagnosisAnalyzer(config).analyze(timeline, {"stages": stages,
-                                                             "lifecycle": life})
+    diagnosis = DiagnosisAnalyzer(config).analyze(timeline, Inputs.by_role({"stages": stages,
+                                                             "lifecycle": life}))
     assert diagnosis.reason is None
     assert [f.code.name for f in diagnosis.secondary] == ["InsufficientResources"]
     assert diagnosis.secondary[0].message == "not enough cpu on 3 node(s)"
     slow = [Stage("delivery", "platform", 0, 60 * S), Stage("scheduling", "platform", 0, 50 * S)]
-    late = DiagnosisAnalyzer(config).analyze(timeline, {
-        "stages": slow, "lifecycle": Lifecycle("delivered", 0, 60 * S, 60 * S, "n1")})
+    late = DiagnosisAnalyzer(config).analyze(timeline, Inputs.by_role({
+        "stages": slow, "lifecycle": Lifecycle("delivered", 0, 60 * S, 60 * S, "n1")}))
     assert late.reason == "SchedulingSlow" and late.message == "not enough cpu on 3 node(s)"
 
 
@@ -112,12 +113,12 @@ def test_no_progress_names_the_last_stage(config: DiagnosisConfig) -> None:
     timeline = _timeline(_event(0, "create"), _event(1, "bind"),
                          _event(2, "status", source="kubelet"))
     analyzer = DiagnosisAnalyzer(config)
-    timed_out = analyzer.analyze(timeline, {"stages": stages, "lifecycle": Lifecycle(
-        "timeout", 0, None, 2 * S, "n1")})
+    timed_out = analyzer.analyze(timeline, Inputs.by_role({"stages": stages, "lifecycle": Lifecycle(
+        "timeout", 0, None, 2 * S, "n1")}))
     assert (timed_out.reason, timed_out.message) == ("NoProgress",
                                                      "no progress after stage sandbox")
-    young = analyzer.analyze(timeline, {"stages": stages, "lifecycle": Lifecycle(
-        "in_progress", 0, None, 2 * S, "n1")})
+    young = analyzer.analyze(timeline, Inputs.by_role({"stages": stages, "lifecycle": Lifecycle(
+        "in_progress", 0, None, 2 * S, "n1")}))
     assert young.reason is None and young.so_far
 
 
@@ -127,9 +128,9 @@ def test_oom_behind_a_crash_loop_names_the_cause(config: DiagnosisConfig) -> Non
                           restart_count=1, previous_run=True)
     timeline = _timeline(_event(0, "create"), _event(5, "status", containers=(oom, crash)))
     stages = [Stage("delivery", "platform", 0, None), Stage("readiness", "user", 3 * S, None)]
-    diagnosis = DiagnosisAnalyzer(config).analyze(timeline, {"stages": stages, "lifecycle":
-                                                             Lifecycle("timeout", 0, None,
-                                                                       5 * S, "")})
+    life = Lifecycle("timeout", 0, None, 5 * S, "")
+    diagnosis = DiagnosisAnalyzer(config).analyze(
+        timeline, Inputs.by_role({"stages": stages, "lifecycle": life}))
     assert diagnosis.reason == "OOMKilled"
     assert diagnosis.message == "container app was OOM-killed"
     assert [f.code.name for f in diagnosis.secondary] == ["CrashLoopBackOff"]
@@ -160,7 +161,7 @@ def test_config_errors_name_rule_and_fix() -> None:
         in text
     assert f"rules[{n - 1}] (Unknown).rank: no message group named 'n'" in text
     assert f"rules[{n - 1}] (Unknown).message: {{what}} is not a message group" in text
-    assert "slow.sandbx: unknown stage (did you mean sandbox?)" in text
+    assert "slow.sandbx: unknown stage 'sandbx' (did you mean sandbox?)" in text
 
 
 def test_all_scenarios_mix_is_what_the_simulator_offers() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from lunettes.analyzers.base import Inputs
 from lunettes.analyzers.slo import SLOAnalyzer, SLOResult, user_fault_intervals
 from lunettes.analyzers.sloclasses import SLOConfig, effective_requests
 from lunettes.config.errors import ConfigError
@@ -234,12 +235,12 @@ def test_diagnosis_user_fault_intervals_are_subtracted(pipeline: Pipeline) -> No
     """The image pull 1..80 is a platform stage, but the diagnosis says the user named a
     missing image: that time is the user's and the verdict flips."""
     pod = Pod().start(pull=(1, 80), started=80.3).ready(81, 81.1)
-    inputs = {"stages": (stages := pipeline.dag.run(pod.timeline))["stages"],
-              "lifecycle": stages["lifecycle"]}
+    outputs = pipeline.dag.run(pod.timeline)
+    inputs = Inputs.by_role({"stages": outputs["stages"], "lifecycle": outputs["lifecycle"]})
     analyzer = SLOAnalyzer(SLOConfig.load(DEFAULT_CONFIG_DIR / "slo.yaml"))
     assert analyzer.analyze(pod.timeline, inputs).result == "violated"
-    diagnosed = analyzer.analyze(pod.timeline, {
-        **inputs, "diagnosis": Diagnosis(1, 78).analyze(pod.timeline, {})})
+    diagnosed = analyzer.analyze(pod.timeline, Inputs.by_role({
+        **inputs, "fault_intervals": Diagnosis(1, 78).analyze(pod.timeline, {})}))
     assert diagnosed.result == "met"
     assert diagnosed.to_dict()["user_s"] == pytest.approx(77 + 0.8)
     # open fault intervals end with the span; pairs, mappings and attributes all read

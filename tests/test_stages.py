@@ -6,6 +6,7 @@ from itertools import count
 
 import pytest
 
+from lunettes.analyzers.base import Inputs
 from lunettes.analyzers.lifecycle import LifecycleAnalyzer
 from lunettes.analyzers.stagedefs import StageSet
 from lunettes.analyzers.stages import StagesAnalyzer
@@ -135,7 +136,7 @@ def test_open_stages_and_outcome(analyzer: StagesAnalyzer) -> None:
     assert spans(stages)["delivery"] == (0, None)
     pull = next(s for s in stages if s.name == "image_pull")
     assert [e.name for e in pull.events] == ["Failed"]
-    life = LifecycleAnalyzer().analyze(t.timeline, {"stages": stages})
+    life = LifecycleAnalyzer().analyze(t.timeline, Inputs.by_role({"stages": stages}))
     assert (life.outcome, life.finished_us) == ("deleted", T0 + 40 * S)
 
 
@@ -147,7 +148,7 @@ def test_run_to_completion_ends_at_terminal_phase(analyzer: StagesAnalyzer, phas
          .status(9, {"Ready": "False"}, phase=phase))
     stages = analyzer.analyze(t.timeline, {})
     assert spans(stages)["delivery"] == (0, 9)  # Ready does not end a Job's delivery
-    life = LifecycleAnalyzer().analyze(t.timeline, {"stages": stages})
+    life = LifecycleAnalyzer().analyze(t.timeline, Inputs.by_role({"stages": stages}))
     assert life.outcome == outcome
 
 

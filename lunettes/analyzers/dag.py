@@ -9,7 +9,7 @@ from typing import Any
 import networkx as nx
 
 from lunettes import registry
-from lunettes.analyzers.base import Analyzer
+from lunettes.analyzers.base import Analyzer, Inputs, defined_by, references_of, roles_of
 from lunettes.config.errors import ConfigError, Section, suggest
 from lunettes.model.timeline import PodTimeline
 from lunettes.registry import BuildContext
@@ -82,14 +82,21 @@ def _mid(name: str) -> str:
 
 
 class AnalyzerDAG:
-    """Analyzers in topological order; :meth:`run` gives every analyzer's output."""
+    """Analyzers in topological order, with their inputs by name and by role; :meth:`run`
+    gives every analyzer's output."""
 
     def __init__(self, analyzers: list[tuple[Analyzer, tuple[str, ...]]]) -> None:
         self.analyzers = analyzers
+        by_name = {a.name: a for a, _ in analyzers}
+        self._roles = [
+            {role: tuple(n for n in needs if role in roles_of(by_name[n]))
+             for role in {r for n in needs for r in roles_of(by_name[n])}}
+            for _, needs in analyzers]
 
     @classmethod
     def build(cls, section: Section, context: BuildContext) -> AnalyzerDAG:
-        """Validate the graph, then build each analyzer with its factory."""
+        """Validate the graph, build each analyzer with its factory, then check the roles
+        each one requires and the names its config takes from its inputs."""
         nodes = read_nodes(section)
         section.problems.extend(check_graph(nodes, section.path))
         if section.problems:
@@ -113,15 +120,47 @@ class AnalyzerDAG:
                 section.problems.extend(exc.problems)
         if section.problems:
             raise ConfigError(section.problems)
-        return cls(built)
+        dag = cls(built)
+        section.problems.extend(dag.check(section.path))
+        if section.problems:
+            raise ConfigError(section.problems)
+        return dag
 
-    def output(self, type_: type) -> Analyzer | None:
-        """The first analyzer that is an instance of ``type_``."""
-        return next((a for a, _ in self.analyzers if isinstance(a, type_)), None)
+    def check(self, path: str) -> list[str]:
+        """Problems with the roles: a required role no input (or several) plays, and names
+        a config takes from an input (stage names) that the input does not define."""
+        problems = []
+        for (analyzer, _), by_role in zip(self.analyzers, self._roles, strict=True):
+            where = f"{path}.{analyzer.name}.needs"
+            for role in getattr(analyzer, "requires", ()):
+                players = by_role.get(role, ())
+                if not players:
+                    offer = self.providers(role)
+                    problems.append(
+                        f"{where}: no input plays the {role} role this analyzer requires; "
+                        + (f"add {' or '.join(a.name for a in offer)}" if offer
+                           else "no analyzer provides it"))
+                elif len(players) > 1:
+                    problems.append(f"{where}: several inputs play the {role} role: "
+                                    f"{', '.join(players)}; keep one")
+            inputs = {a.name: a for a, _ in self.analyzers}
+            for role, name, at in references_of(analyzer):
+                for player in by_role.get(role, ()):
+                    defined = defined_by(inputs[player])
+                    if defined is not None and name not in defined:
+                        noun = role.removesuffix("s")
+                        problems.append(f"{at}: unknown {noun} {name!r}"
+                                        f"{suggest(name, defined)}; {player} defines: "
+                                        f"{', '.join(defined)}")
+        return problems
+
+    def providers(self, role: str) -> list[Analyzer]:
+        """The analyzers whose output plays ``role``, in DAG order."""
+        return [a for a, _ in self.analyzers if role in roles_of(a)]
 
     def run(self, timeline: PodTimeline) -> Mapping[str, Any]:
         outputs: dict[str, Any] = {}
-        for analyzer, needs in self.analyzers:
+        for (analyzer, needs), by_role in zip(self.analyzers, self._roles, strict=True):
             outputs[analyzer.name] = analyzer.analyze(
-                timeline, {need: outputs[need] for need in needs})
+                timeline, Inputs({need: outputs[need] for need in needs}, by_role))
         return outputs

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from lunettes.analyzers.base import DIAGNOSIS, FAULT_INTERVALS, LIFECYCLE, STAGES, Inputs, Reference
 from lunettes.analyzers.diagnosisdefs import CodeDef, DiagnosisConfig, RuleDef
 from lunettes.analyzers.lifecycle import Lifecycle
 from lunettes.analyzers.markers import Alternative, EventKey, Instance, event_key
-from lunettes.analyzers.stagedefs import StageSet
 from lunettes.config.errors import Section
 from lunettes.model.hyperevent import HyperEvent
 from lunettes.model.record import Stage
@@ -104,12 +103,17 @@ class DiagnosisAnalyzer:
       that recovered in time is not blamed; its findings stay secondary.
     """
 
-    def __init__(self, config: DiagnosisConfig, name: str = "diagnosis",
-                 stages_input: str = "stages", lifecycle_input: str = "lifecycle") -> None:
+    provides = (DIAGNOSIS, FAULT_INTERVALS)
+    requires = (STAGES, LIFECYCLE)
+    accepts = ()
+    headline = "reason"
+    fields: ClassVar[dict[str, str]] = {
+        "reason": "keyword", "stage": "keyword", "owner": "keyword", "message": "text",
+        "hint": "text", "so_far": "boolean", "last_stage": "keyword"}
+
+    def __init__(self, config: DiagnosisConfig, name: str = "diagnosis") -> None:
         self.name = name
         self.config = config
-        self.stages_input = stages_input
-        self.lifecycle_input = lifecycle_input
         # For each event key, the rules that can match such an event, with their
         # alternatives that can: an event tries a handful of rules, not all (filled lazily).
         self._candidates: dict[EventKey, list[tuple[int, RuleDef, tuple[Alternative, ...]]]] = {}
@@ -118,16 +122,16 @@ class DiagnosisAnalyzer:
     def from_config(cls, name: str, section: Section,
                     context: BuildContext) -> DiagnosisAnalyzer:
         path = context.config_dir / section.get("config", "diagnosis.yaml", str)
-        stages_path = context.config_dir / section.get("stages_config", "stages.yaml", str)
-        stages_input = section.get("stages_input", "stages", str)
-        lifecycle_input = section.get("lifecycle_input", "lifecycle", str)
         section.check_unknown()
-        names = tuple(s.name for s in StageSet.load(stages_path).stages)
-        return cls(DiagnosisConfig.load(path, names), name, stages_input, lifecycle_input)
+        return cls(DiagnosisConfig.load(path), name)
 
-    def analyze(self, timeline: PodTimeline, inputs: Mapping[str, Any]) -> Diagnosis:
-        stages: list[Stage] = inputs.get(self.stages_input) or []
-        life: Lifecycle = inputs[self.lifecycle_input]
+    def references(self) -> list[Reference]:
+        """The stages diagnosis.yaml names, checked against the stages input's."""
+        return [(STAGES, stage, where) for where, stage in self.config.stage_references]
+
+    def analyze(self, timeline: PodTimeline, inputs: Inputs) -> Diagnosis:
+        stages: list[Stage] = inputs.role(STAGES) or []
+        life: Lifecycle = inputs.role(LIFECYCLE)
         findings = self.findings(timeline)
         if life.outcome in _DELIVERED:
             primary, code, stage = self._slowness(stages, findings)

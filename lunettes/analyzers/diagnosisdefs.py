@@ -53,23 +53,31 @@ class DiagnosisConfig:
     stuck: dict[str, str] = field(default_factory=dict)
     """Stage -> code for a Pod stuck in that stage with no finding (instead of NoProgress):
     the stage itself tells the cause (containers running but never ready)."""
+    stage_references: tuple[tuple[str, str], ...] = ()
+    """``(where, stage)`` of every stage name the file uses, left to check against
+    stages.yaml when it was parsed without stage names (by the analyzer DAG)."""
 
     @classmethod
-    def load(cls, path: Path, stage_names: tuple[str, ...]) -> DiagnosisConfig:
+    def load(cls, path: Path, stage_names: tuple[str, ...] | None = None) -> DiagnosisConfig:
         data = read_yaml(path)
         return cls.parse(data, f"{path}:", stage_names)
 
     @classmethod
-    def parse(cls, data: object, origin: str, stage_names: tuple[str, ...]) -> DiagnosisConfig:
-        """Validate everything, reporting every problem at once."""
+    def parse(cls, data: object, origin: str,
+              stage_names: tuple[str, ...] | None = None) -> DiagnosisConfig:
+        """Validate everything, reporting every problem at once; the stage names are
+        checked against ``stage_names`` when given, else kept in ``stage_references``."""
         problems: list[str] = []
         top = Section(data, origin, problems)
-        stages = (*stage_names, *PSEUDO_STAGES)
-        codes = _codes(top.sub("codes"), stages)
+        refs: list[tuple[str, str]] = []
+        codes = _codes(top.sub("codes"), refs)
         rules = _rules(top.get("rules", [], list), top.join("rules"), problems, codes)
-        slow = _slow(top.sub("slow"), codes, stage_names)
+        slow = _slow(top.sub("slow"), codes, refs)
         deadline = top.get("deadline_s", 600.0, float)
-        stuck = _stuck(top.sub("stuck"), codes, stage_names)
+        stuck = _stuck(top.sub("stuck"), codes, refs)
+        if stage_names is not None:
+            problems.extend(unknown_stages(refs, stage_names))
+            refs = []
         top.check_unknown()
         for code in codes.values():
             if code.recovered and code.recovered not in codes:
@@ -80,10 +88,16 @@ class DiagnosisConfig:
                 problems.append(f"{origin} codes: the code {required} must be defined")
         if problems:
             raise ConfigError(problems)
-        return cls(codes, rules, slow, int(deadline * 1_000_000), stuck)
+        return cls(codes, rules, slow, int(deadline * 1_000_000), stuck, tuple(refs))
 
 
-def _codes(section: Section, stages: tuple[str, ...]) -> dict[str, CodeDef]:
+def unknown_stages(refs: list[tuple[str, str]], stage_names: tuple[str, ...]) -> list[str]:
+    """A problem for each referenced stage ``stage_names`` does not hold."""
+    return [f"{where}: unknown stage {stage!r}{suggest(stage, stage_names)}; known: "
+            f"{', '.join(stage_names)}" for where, stage in refs if stage not in stage_names]
+
+
+def _codes(section: Section, refs: list[tuple[str, str]]) -> dict[str, CodeDef]:
     codes = {}
     for name in section.data:
         sub = section.sub(str(name))
@@ -91,9 +105,8 @@ def _codes(section: Section, stages: tuple[str, ...]) -> dict[str, CodeDef]:
         if owner not in OWNERS:
             sub.problem("owner", f"unknown owner {owner!r}; supported: {', '.join(OWNERS)}")
         stage = sub.require("stage", str) or ""
-        if stage and stage not in stages:
-            sub.problem("stage", f"unknown stage {stage!r}{suggest(stage, stages)}; "
-                                 f"known: {', '.join(stages)}")
+        if stage and stage not in PSEUDO_STAGES:
+            refs.append((sub.join("stage"), stage))
         codes[str(name)] = CodeDef(str(name), owner, stage, sub.get("hint", "", str),
                                    sub.get("recovered", "", str))
         sub.check_unknown()
@@ -127,12 +140,11 @@ def _rules(items: list, path: str, problems: list[str],
 
 
 def _slow(section: Section, codes: dict[str, CodeDef],
-          stage_names: tuple[str, ...]) -> tuple[SlowDef, ...]:
+          refs: list[tuple[str, str]]) -> tuple[SlowDef, ...]:
     out = []
     for stage in section.data:
         sub = section.sub(str(stage))
-        if stage not in stage_names:
-            section.problem(str(stage), f"unknown stage{suggest(str(stage), stage_names)}")
+        refs.append((section.join(str(stage)), str(stage)))
         after = sub.require("after_s", (int, float)) or 0
         code = sub.get("code", "", str)
         if code and code not in codes:
@@ -143,11 +155,10 @@ def _slow(section: Section, codes: dict[str, CodeDef],
 
 
 def _stuck(section: Section, codes: dict[str, CodeDef],
-           stage_names: tuple[str, ...]) -> dict[str, str]:
+           refs: list[tuple[str, str]]) -> dict[str, str]:
     out = {}
     for stage, code in section.data.items():
-        if stage not in stage_names:
-            section.problem(str(stage), f"unknown stage{suggest(str(stage), stage_names)}")
+        refs.append((section.join(str(stage)), str(stage)))
         if not isinstance(code, str) or code not in codes:
             section.problem(str(stage), f"unknown code {code!r}"
                                         f"{suggest(str(code), codes)}")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from lunettes.analyzers.base import LIFECYCLE, STAGES, Inputs
 from lunettes.config.errors import Section
 from lunettes.model.record import Stage
 from lunettes.model.timeline import PodTimeline
@@ -37,20 +36,22 @@ class LifecycleAnalyzer:
     (partial timelines) the creationTimestamp a later body showed.
     """
 
-    def __init__(self, name: str = "lifecycle", stages_input: str = "stages") -> None:
+    provides = (LIFECYCLE,)
+    requires = (STAGES,)
+    accepts = ()
+
+    def __init__(self, name: str = "lifecycle") -> None:
         self.name = name
-        self.stages_input = stages_input
 
     @classmethod
     def from_config(cls, name: str, section: Section,
                     context: BuildContext) -> LifecycleAnalyzer:
-        stages_input = section.get("stages_input", "stages", str)
         section.check_unknown()
-        return cls(name, stages_input)
+        return cls(name)
 
-    def analyze(self, timeline: PodTimeline, inputs: Mapping[str, Any]) -> Lifecycle:
+    def analyze(self, timeline: PodTimeline, inputs: Inputs) -> Lifecycle:
         events = timeline.ordered()
-        stages: list[Stage] = inputs.get(self.stages_input) or []
+        stages: list[Stage] = inputs.role(STAGES) or []
         last_seen = events[-1].time_us if events else None
         node = timeline.node or next((e.node for e in events if e.node), "")
         created = timeline.created_us

@@ -28,8 +28,8 @@ Only audit times are used, never the wall clock: an undelivered Pod is measured 
 audit time the pipeline followed it until (``PodTimeline.observed_until_us``) or its last
 record, so replaying a log gives the same answers as watching it live.
 
-User-fault intervals (optional): every input in ``needs`` other than the stages and
-lifecycle inputs is asked for ``user_fault_intervals`` (an attribute, or a key of a
+User-fault intervals (optional): every input in ``needs`` that plays the fault_intervals
+role (the diagnosis) is asked for ``user_fault_intervals`` (an attribute, or a key of a
 mapping): a sequence of ``(start_us, end_us)`` pairs (or mappings with those keys) in audit
 microseconds, ``end_us`` None for still open. Those times count as user time even where a
 platform stage covers them (a diagnosis that an image pull failed because the image name
@@ -44,9 +44,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from lunettes.analyzers import intervals as iv
+from lunettes.analyzers.base import FAULT_INTERVALS, LIFECYCLE, SLO, STAGES, Inputs, Reference
 from lunettes.analyzers.lifecycle import Lifecycle
 from lunettes.analyzers.sloclasses import SLIStages, SLOClass, SLOConfig
 from lunettes.config.errors import Section
@@ -98,30 +99,38 @@ def _seconds(us: int | None) -> float | None:
 
 
 class SLOAnalyzer:
-    """Reads the stages and lifecycle inputs (and optional user-fault inputs); see the
-    module docstring for the rules. Config: ``config`` (the SLO file, default slo.yaml),
-    ``stages_input`` and ``lifecycle_input`` (default ``stages`` and ``lifecycle``)."""
+    """Reads the inputs playing the stages and lifecycle roles, and every input playing
+    fault_intervals; see the module docstring for the rules. Config: ``config`` (the SLO
+    file, default slo.yaml)."""
 
-    def __init__(self, config: SLOConfig, name: str = "slo", stages_input: str = "stages",
-                 lifecycle_input: str = "lifecycle") -> None:
+    provides = (SLO,)
+    requires = (STAGES, LIFECYCLE)
+    accepts = (FAULT_INTERVALS,)
+    headline = "result"
+    fields: ClassVar[dict[str, str]] = {
+        "result": "keyword", "why": "text", "class": "keyword", "deadline_s": "float",
+        "total_s": "float", "user_s": "float", "platform_s": "float", "delivered": "boolean",
+        "pod_start_sli_s": "float"}
+
+    def __init__(self, config: SLOConfig, name: str = "slo") -> None:
         self.name = name
         self.config = config
-        self.stages_input = stages_input
-        self.lifecycle_input = lifecycle_input
 
     @classmethod
     def from_config(cls, name: str, section: Section, context: BuildContext) -> SLOAnalyzer:
         path = context.config_dir / section.get("config", "slo.yaml", str)
-        stages_input = section.get("stages_input", "stages", str)
-        lifecycle_input = section.get("lifecycle_input", "lifecycle", str)
         section.check_unknown()
-        return cls(SLOConfig.load(path), name, stages_input, lifecycle_input)
+        return cls(SLOConfig.load(path), name)
 
-    def analyze(self, timeline: PodTimeline, inputs: Mapping[str, Any]) -> SLOResult:
-        stages: list[Stage] = inputs.get(self.stages_input) or []
-        life: Lifecycle | None = inputs.get(self.lifecycle_input)
-        faults = [i for name, output in inputs.items()
-                  if name not in (self.stages_input, self.lifecycle_input)
+    def references(self) -> list[Reference]:
+        """The stages slo.yaml's ``pod_start_sli`` names, checked against the stages
+        input's."""
+        return [(STAGES, stage, where) for where, stage in self.config.stage_references]
+
+    def analyze(self, timeline: PodTimeline, inputs: Inputs) -> SLOResult:
+        stages: list[Stage] = inputs.role(STAGES) or []
+        life: Lifecycle | None = inputs.role(LIFECYCLE)
+        faults = [i for output in inputs.every(FAULT_INTERVALS)
                   for i in user_fault_intervals(output)]
         slo_class = self.config.select(timeline.namespace, timeline.spec)
         return evaluate(timeline, stages, life, slo_class, faults, self.config.sli)

@@ -120,6 +120,16 @@ class SLOConfig:
     default: SLOClass = field(default_factory=lambda: SLOClass("default", 60.0))
     sli: SLIStages = field(default_factory=SLIStages)
 
+    origin: str = ""
+    """The file it was read from, for messages."""
+
+    @property
+    def stage_references(self) -> list[tuple[str, str]]:
+        """``(where, stage)`` of the stages ``pod_start_sli`` names."""
+        where = f"{self.origin}: pod_start_sli"
+        return [(f"{where}.started", self.sli.started), (f"{where}.fallback", self.sli.fallback),
+                *((f"{where}.exclude[{i}]", s) for i, s in enumerate(self.sli.exclude))]
+
     def select(self, namespace: str, spec: PodSpecSummary | None) -> SLOClass:
         """The first class that matches, else the default."""
         return next((c for c in self.classes if c.matches(namespace, spec)), self.default)
@@ -164,7 +174,7 @@ class SLOConfig:
             default = _class(default_section, name, matchable=False)
         if problems:
             raise ConfigError(problems)
-        return cls(tuple(classes), default, sli)
+        return cls(tuple(classes), default, sli, origin)
 
 
 def _sli(section: Section) -> SLIStages:

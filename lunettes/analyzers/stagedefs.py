@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lunettes.analyzers.markers import Instance, Marker
+from lunettes.analyzers.markers import Alternative, Instance, Marker
 from lunettes.config.errors import ConfigError, Section, read_yaml
 from lunettes.model.hyperevent import HyperEvent
 from lunettes.model.spec import PodSpecSummary
@@ -39,6 +39,8 @@ class StageSet:
     """All stages, the root first; ``delivered`` tells the folder when a Pod is done."""
 
     stages: tuple[StageDef, ...]
+    origin: str = ""
+    """The file it was read from, for messages."""
 
     @property
     def root(self) -> StageDef:
@@ -92,4 +94,23 @@ class StageSet:
             problems.append(f"{origin}: the root stage {roots[0].name!r} cannot be per-instance")
         if problems:
             raise ConfigError(problems)
-        return cls(tuple(roots + [s for s in stages if not s.root]))
+        return cls(tuple(roots + [s for s in stages if not s.root]), origin)
+
+    def warnings(self) -> list[str]:
+        """Stages that are valid but can stay open on a delivered Pod, where the SLO would
+        count their open time as the platform's: a platform stage that can start on a
+        record the API server always logs (create, binding, status) but ends only on
+        Events, which audit policies often drop (GKE's default)."""
+        return [f"{self.origin}: stage {s.name}: a platform stage that can stay open: it "
+                "can start without an Event but ends only on Events, which audit policies "
+                "may drop; its open time then counts as the platform's in the SLO. Add an "
+                "end alternative on the Pod's status (condition, container_state or phase)"
+                for s in self.stages[1:] if s.owner == "platform"
+                and all(_needs_event(a) for a in s.end.alternatives)
+                and not all(_needs_event(a) for a in s.start.alternatives)]
+
+
+def _needs_event(alternative: Alternative) -> bool:
+    """True when only an Event (not a Pod's own record) can match ``alternative``."""
+    return (alternative.reasons is not None or alternative.event_types is not None
+            or alternative.ops == frozenset({"event"}))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
+from lunettes.analyzers.base import STAGES, Inputs
 from lunettes.analyzers.markers import EventKey, Instance, event_key
 from lunettes.analyzers.stagedefs import StageDef, StageSet
 from lunettes.config.errors import Section
@@ -27,6 +27,10 @@ class StagesAnalyzer:
     of the innermost stage they fall in.
     """
 
+    provides = (STAGES,)
+    requires = ()
+    accepts = ()
+
     def __init__(self, stage_set: StageSet, name: str = "stages") -> None:
         self.name = name
         self.stage_set = stage_set
@@ -38,7 +42,11 @@ class StagesAnalyzer:
         section.check_unknown()
         return cls(StageSet.load(path), name)
 
-    def analyze(self, timeline: PodTimeline, inputs: Mapping[str, Any]) -> list[Stage]:
+    def defines(self) -> tuple[str, ...]:
+        """The stage names other analyzers' configs may refer to."""
+        return tuple(s.name for s in self.stage_set.stages)
+
+    def analyze(self, timeline: PodTimeline, inputs: Inputs) -> list[Stage]:
         events = timeline.ordered()
         if not events:
             return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
         pipeline.shutdown()
     except ConfigError as exc:
         return report_config_error(exc)
+    for warning in pipeline.stage_set.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     stages = pipeline.stage_set.stages
     print(f"{args.config}: ok ({len(pipeline.dag.analyzers)} analyzers, {len(stages)} stages:"
           f" {', '.join(s.name for s in stages)})")
