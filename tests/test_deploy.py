@@ -107,7 +107,7 @@ def test_audit_policy_is_an_audit_k8s_io_v1_policy() -> None:
     assert policy_level(policy, "create", "", "configmaps") == "Metadata"
 
 
-def test_audit_webhook_kubeconfig_is_honest() -> None:
+def test_audit_webhook_kubeconfig_points_at_the_receiver(tmp_path: Path) -> None:
     config = load(DEPLOY / "audit-webhook.kubeconfig")
     assert (config["apiVersion"], config["kind"]) == ("v1", "Config")
     contexts = {c["name"]: c["context"] for c in config["contexts"]}
@@ -117,12 +117,20 @@ def test_audit_webhook_kubeconfig_is_honest() -> None:
     server = next(c["cluster"]["server"] for c in config["clusters"]
                   if c["name"] == current["cluster"])
     assert server.startswith("https://")
-    # lunettes serve has no receiver for audit EventLists yet: the file must say so, and
-    # this test fails once one exists so that the note gets updated with the real path.
-    receivers = [path for path, methods in served_paths().items()
-                 if "post" in methods and "audit" in path]
-    assert not receivers, f"a webhook receiver exists ({receivers}): update the kubeconfig"
-    assert "NOT USABLE YET" in (DEPLOY / "audit-webhook.kubeconfig").read_text()
+    # the path is the one `lunettes serve --webhook` receives EventLists at
+    from urllib.parse import urlsplit
+
+    pytest.importorskip("fastapi", reason="needs the serve extra")
+    from fastapi import FastAPI
+
+    from lunettes.api.webhook import add_webhook
+    from lunettes.sources.webhook import WebhookSource
+
+    app = FastAPI()
+    add_webhook(app, WebhookSource(tmp_path))
+    assert "post" in app.openapi()["paths"][urlsplit(server).path]
+    text = (DEPLOY / "audit-webhook.kubeconfig").read_text()
+    assert "--audit-webhook-mode=batch" in text and "NOT USABLE" not in text
 
 
 # -- the compose stack ---------------------------------------------------------------------

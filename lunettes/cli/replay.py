@@ -85,10 +85,11 @@ def _cpus() -> int:
     return os.cpu_count() or 1
 
 
-def pipeline_data(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+def pipeline_data(args: argparse.Namespace, env: dict[str, str],
+                  webhook: dict[str, Any] | None = None) -> dict[str, Any]:
     """pipeline.yaml with the command line's overrides applied: its sinks here, its inputs
-    by :func:`~lunettes.cli.common.input_overrides`."""
-    data = input_overrides(args, load_config(args.config))
+    (and serve's ``webhook`` settings) by :func:`~lunettes.cli.common.input_overrides`."""
+    data = input_overrides(args, load_config(args.config), webhook)
     sinks = dict(data.get("sinks") or {})
     if args.no_store:
         sinks = {k: v for k, v in sinks.items() if k.split("/")[0] != "sqlite"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import ssl
 import sys
 import threading
 from typing import Any
@@ -18,6 +19,7 @@ from lunettes.config.errors import ConfigError, Section
 from lunettes.pipeline import Pipeline
 from lunettes.registry import BuildContext
 from lunettes.sources.files import STDIN
+from lunettes.sources.webhook import WebhookSource
 
 
 def register(sub: Any) -> None:
@@ -44,6 +46,22 @@ def register(sub: Any) -> None:
     parser.add_argument("--otlp-endpoint", metavar="URL", help="also export traces over OTLP")
     parser.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"),
                         help="OTLP protocol (default: grpc)")
+    hook = parser.add_argument_group("audit webhook (kube-apiserver --audit-webhook-*)")
+    hook.add_argument("--webhook", action="store_true",
+                      help="receive EventList batches at POST /audit/webhook (the webhook "
+                           "source of pipeline.yaml, added when absent)")
+    hook.add_argument("--webhook-spool", metavar="DIR",
+                      help="where acknowledged batches are kept until read (default: "
+                           "lunettes-spool)")
+    hook.add_argument("--webhook-token-file", metavar="FILE",
+                      help="require Authorization: Bearer <the token in FILE> on the "
+                           "receiver")
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
+    tls.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
+    tls.add_argument("--tls-client-ca", metavar="FILE",
+                     help="require client certificates signed by this CA (mutual TLS) "
+                          "on every connection")
     api = parser.add_argument_group("API")
     api.add_argument("--api-store", choices=("sqlite", "elasticsearch"), default="sqlite",
                      help="what the API reads: the SQLite store (default) or the indices "
@@ -73,16 +91,21 @@ def run(args: argparse.Namespace) -> int:
 
         from lunettes.api.app import ServeState, create_app
         from lunettes.api.metrics import PipelineCollector
+        from lunettes.api.webhook import add_webhook
         from lunettes.sinks.prometheus import PrometheusSink
     except ImportError as exc:
         print(f"serve: needs an optional dependency ({exc.name}); install it with: "
               f"pip install 'lunettes[serve]'", file=sys.stderr)
         return 2
     env = dict(os.environ)
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_client_ca and not args.tls_cert):
+        print("serve: --tls-cert and --tls-key go together; --tls-client-ca needs them",
+              file=sys.stderr)
+        return 2
     # The one place a registry is wired to a server: everything else gets it injected.
     registry = CollectorRegistry()
     try:
-        data = pipeline_data(args, env)
+        data = pipeline_data(args, env, _webhook_overrides(args))
         sinks = dict(data.get("sinks") or {})
         wanted = [k for k in sinks if str(k).split("/")[0] == "prometheus"]
         key = wanted[0] if wanted else "prometheus"
@@ -136,9 +159,17 @@ def run(args: argparse.Namespace) -> int:
           flush=True)
     if reader is not None:
         reader.start()
-    server = uvicorn.Server(uvicorn.Config(create_app(registry, state, api),
-                                           log_level="warning", access_log=False,
-                                           lifespan="off"))
+    app = create_app(registry, state, api)
+    for source in pipeline.sources:
+        if isinstance(source, WebhookSource):
+            add_webhook(app, source)
+    tls: dict[str, Any] = {}
+    if args.tls_cert:
+        tls = {"ssl_certfile": args.tls_cert, "ssl_keyfile": args.tls_key}
+        if args.tls_client_ca:
+            tls |= {"ssl_ca_certs": args.tls_client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                           lifespan="off", **tls))
     try:
         server.run(sockets=[sock])
     finally:
@@ -151,6 +182,18 @@ def run(args: argparse.Namespace) -> int:
             api.store.close()
         sock.close()
     return 0
+
+
+def _webhook_overrides(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The webhook source settings the command line gives (None: no webhook flag)."""
+    if not (args.webhook or args.webhook_spool or args.webhook_token_file):
+        return None
+    out: dict[str, Any] = {}
+    if args.webhook_spool or args.webhook:
+        out["spool_dir"] = os.path.abspath(args.webhook_spool or "lunettes-spool")
+    if args.webhook_token_file:
+        out["token_file"] = os.path.abspath(args.webhook_token_file)
+    return out
 
 
 def _api_settings(args: argparse.Namespace, data: dict[str, Any], env: dict[str, str],

@@ -1,0 +1,228 @@
+"""WebhookSource: audit events POSTed by kube-apiserver's webhook backend (batch mode).
+
+The API server (``--audit-webhook-config-file``, ``--audit-webhook-mode=batch``) POSTs
+``audit.k8s.io/v1`` ``EventList`` documents. :meth:`WebhookSource.receive` checks one
+request (size, gzip, bearer token, document) and, before answering 200, appends its events
+to a local write-ahead spool (one event per line, fsync'ed): an acknowledged batch is on
+disk, and the pipeline reads the spool as a followed file (:class:`FollowSource`, woken at
+each append), so a restart resumes from the spool offset of its checkpoint. The HTTP route
+is :mod:`lunettes.api.webhook`; this module needs no web framework.
+
+Answers: 200 accepted; 400 not an EventList (counted in ``bad`` as
+``webhook_invalid_document``); 401 bad or missing token; 413 body (or its gzip content)
+over ``max_body_bytes``; 429 with ``Retry-After`` while more than ``queue_events`` events
+wait to be read (the API server retries with backoff). Events inside a valid EventList
+that cannot be used are counted in ``bad`` and the rest accepted.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from lunettes.config.errors import Section
+from lunettes.model.audit import AuditRecord
+from lunettes.registry import BuildContext
+from lunettes.sources.decode import AUDIT_API_VERSIONS, decode_event
+from lunettes.sources.errors import BadRecord, BadRecords
+from lunettes.sources.follow import FollowSource
+
+__all__ = ["Answer", "WebhookSource"]
+
+SPOOL = "webhook.jsonl"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer: status, JSON body, extra headers."""
+
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class WebhookSource:
+    """Receives EventList batches (:meth:`receive`, called by the HTTP route) and yields
+    their records, in the order acknowledged, from the spool in ``spool_dir``."""
+
+    live = True
+
+    def __init__(self, spool_dir: str | Path, *, name: str = "webhook", path: str =
+                 "/audit/webhook", token: str = "", max_body_bytes: int = 32 << 20,
+                 queue_events: int = 50_000, retry_after_s: int = 1, fsync: bool = True,
+                 spool_max_bytes: int = 256 << 20, spool_keep: int = 2,
+                 bad: BadRecords | None = None, resume: dict[str, Any] | None = None
+                 ) -> None:
+        self.name = name
+        self.path = path
+        self.token = token
+        self.max_body_bytes = max_body_bytes
+        self.queue_events = queue_events
+        self.retry_after_s = retry_after_s
+        self.fsync = fsync
+        self.spool_max_bytes = spool_max_bytes
+        self.spool_keep = spool_keep
+        self.bad = bad if bad is not None else BadRecords()
+        self.error = ""
+        self.spool = Path(spool_dir) / SPOOL
+        self.spool.parent.mkdir(parents=True, exist_ok=True)
+        self.spool.touch()
+        self._lock = threading.Lock()
+        self._pending = 0
+        self.stats = {"batches": 0, "events": 0, "refused": 0}
+        self._wake = threading.Event()
+        self._follow = FollowSource([str(self.spool)], name=name, bad=self.bad,
+                                    resume=resume, wake=self._wake, poll_s=1.0)
+
+    @classmethod
+    def from_config(cls, key: str, section: Section, context: BuildContext) -> WebhookSource:
+        """``spool_dir`` (required: where acknowledged batches are kept), ``path``
+        (/audit/webhook), ``token_file`` (the bearer token the API server sends; without
+        it, only the server's TLS client-certificate check guards the receiver),
+        ``max_body_bytes`` (32 MiB), ``queue_events`` (50000), ``retry_after_s`` (1),
+        ``fsync`` (true), ``spool_max_bytes`` (256 MiB, then the spool rotates) and
+        ``spool_keep`` (2 rotated spools kept)."""
+        spool = section.require("spool_dir", str)
+        path = section.get("path", "/audit/webhook", str)
+        token_file = section.get("token_file", None, str)
+        numbers = {k: section.get(k, d, int) for k, d in (
+            ("max_body_bytes", 32 << 20), ("queue_events", 50_000), ("retry_after_s", 1),
+            ("spool_max_bytes", 256 << 20), ("spool_keep", 2))}
+        fsync = section.get("fsync", True, bool)
+        section.check_unknown()
+        for key_name, number in numbers.items():
+            if number < (0 if key_name == "spool_keep" else 1):
+                section.problem(key_name, "must be positive")
+        token = ""
+        if token_file:
+            try:
+                token = (context.config_dir / token_file).read_text().strip()
+            except OSError as exc:
+                section.problem("token_file", f"cannot read it: {exc.strerror or exc}")
+        if not path.startswith("/"):
+            section.problem("path", "must start with /")
+        if spool is None:
+            spool = "."
+        return cls(context.config_dir / spool, name=key, path=path, token=token,
+                   fsync=fsync, bad=context.bad, resume=context.resume, **numbers)
+
+    # -- the Source contract --------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        return self._follow.state
+
+    def __iter__(self) -> Iterator[AuditRecord]:
+        for record in self._follow:
+            with self._lock:  # (records re-read after a restart were never counted)
+                self._pending = max(0, self._pending - 1)
+            yield record
+
+    def checkpoint(self, lane: str, n: int) -> dict[str, Any] | None:
+        return self._follow.checkpoint(lane, n)
+
+    def close(self) -> None:
+        self._follow.close()
+
+    # -- receiving --------------------------------------------------------------------------
+    def authorized(self, authorization: str) -> bool:
+        """Whether an Authorization header carries the token (always, without a token)."""
+        if not self.token:
+            return True
+        scheme, _, given = authorization.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), self.token.encode())
+
+    def receive(self, body: bytes, encoding: str = "", authorization: str = "") -> Answer:
+        """Check one POSTed batch and spool it; the answer for the API server."""
+        if not self.authorized(authorization):
+            return self.unauthorized()
+        if len(body) > self.max_body_bytes:
+            return self.too_large()
+        if encoding.strip().lower() == "gzip":
+            inflate = zlib.decompressobj(wbits=31)
+            try:
+                body = inflate.decompress(body, self.max_body_bytes + 1)
+            except zlib.error as exc:
+                return self._invalid(f"gzip: {exc}")
+            if len(body) > self.max_body_bytes or inflate.unconsumed_tail:
+                return self.too_large()
+        elif encoding.strip().lower() not in ("", "identity"):
+            return Answer(415, {"message": f"Content-Encoding {encoding!r} is not supported"})
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return self._invalid(f"not JSON: {exc}")
+        if not (isinstance(doc, dict) and doc.get("kind") == "EventList"
+                and doc.get("apiVersion") in AUDIT_API_VERSIONS
+                and isinstance(doc.get("items"), list)):
+            return self._invalid("not an audit.k8s.io EventList")
+        lines = []
+        for index, item in enumerate(doc["items"]):
+            try:
+                if not isinstance(item, dict):
+                    raise BadRecord("not_an_event", type(item).__name__)
+                decode_event({"apiVersion": doc["apiVersion"], **item}, "")
+            except BadRecord as exc:
+                self.bad.add(exc.reason, f"{self.name}: batch item {index}", str(exc))
+                continue
+            lines.append(orjson.dumps({"kind": "Event", "apiVersion": doc["apiVersion"],
+                                       **item}) + b"\n")
+        with self._lock:
+            if self._pending and self._pending + len(lines) > self.queue_events:
+                self.stats["refused"] += 1
+                return Answer(429, {"message": f"{self._pending} events wait to be read"},
+                              {"Retry-After": str(self.retry_after_s)})
+            self._append(b"".join(lines))
+            self._pending += len(lines)
+            self.stats["batches"] += 1
+            self.stats["events"] += len(lines)
+        self._wake.set()
+        return Answer(200, {})
+
+    def _append(self, data: bytes) -> None:
+        """Append to the spool (fsync'ed when configured); rotate it once large."""
+        with open(self.spool, "ab") as out:
+            out.write(data)
+            out.flush()
+            if self.fsync:
+                os.fsync(out.fileno())
+            size = out.tell()
+        if size >= self.spool_max_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        folder = self.spool.parent
+        for n in range(self.spool_keep, 0, -1):
+            older = folder / f"{SPOOL}.{n}"
+            if older.exists():
+                if n == self.spool_keep:
+                    older.unlink()
+                else:
+                    older.rename(folder / f"{SPOOL}.{n + 1}")
+        if self.spool_keep:
+            self.spool.rename(folder / f"{SPOOL}.1")
+        else:
+            self.spool.unlink()
+        self.spool.touch()
+
+    @staticmethod
+    def unauthorized() -> Answer:
+        return Answer(401, {"message": "missing or wrong bearer token"},
+                      {"WWW-Authenticate": "Bearer"})
+
+    def too_large(self) -> Answer:
+        self.stats["refused"] += 1
+        return Answer(413, {"message": f"the batch is over {self.max_body_bytes} bytes; "
+                                       f"lower --audit-webhook-batch-max-size"})
+
+    def _invalid(self, why: str) -> Answer:
+        self.bad.add("webhook_invalid_document", self.name, why)
+        return Answer(400, {"message": why})
