@@ -13,11 +13,19 @@
 - ``GET /``: the web page (``lunettes/api/web``: plain HTML, CSS and JS, no CDN).
 
 Both health answers are JSON with the reader's phase and counts.
+
+Every answer carries :data:`SECURITY_HEADERS`: a Content-Security-Policy that allows only
+the server's own scripts, styles and API (no inline script; ``/docs`` adds the hash of
+Swagger UI's one inline script), and may not be framed; ``nosniff``; no Referer.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -37,6 +45,25 @@ from lunettes.api.store import InvalidQuery, StoreUnavailable
 __all__ = ["ApiSettings", "ServeState", "create_app"]
 
 WEB_DIR = Path(str(resources.files("lunettes.api") / "web"))
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+def _with_script_hashes(csp: str, html: str) -> str:
+    """``csp`` whose script-src also allows the inline scripts of ``html``, by hash."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
+        for s in _INLINE_SCRIPT.findall(html))
+    return csp.replace("script-src 'self'", f"script-src 'self' {hashes}")
 
 DESCRIPTION = """\
 Pod delivery traces, SLOs and diagnoses from kube-apiserver audit logs, read-only.
@@ -124,6 +151,15 @@ def create_app(registry: CollectorRegistry, state: ServeState | None = None,
 
     app.include_router(api_router(settings), tags=["pods"])
 
+    @app.middleware("http")
+    async def security_headers(request: Request,
+                               call_next: Callable[[Request], Awaitable[Response]]
+                               ) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
     @app.exception_handler(StoreUnavailable)
     def unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
@@ -144,10 +180,13 @@ def create_app(registry: CollectorRegistry, state: ServeState | None = None,
                 "interactive docs need the <code>swagger-ui-bundle-v2</code> package "
                 "(<code>pip install 'lunettes[serve]'</code>); the spec is at "
                 "<a href='/openapi.json'>/openapi.json</a>.</p>")
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="lunettes API",
+        page = get_swagger_ui_html(openapi_url="/openapi.json", title="lunettes API",
                                    swagger_js_url="/docs/assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs/assets/swagger-ui.css",
                                    swagger_favicon_url="/docs/assets/favicon-32x32.png")
+        csp = _with_script_hashes(CSP, bytes(page.body).decode())
+        page.headers["Content-Security-Policy"] = csp
+        return page
 
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
 

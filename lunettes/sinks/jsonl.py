@@ -10,12 +10,14 @@ import orjson
 
 from lunettes.config.errors import Section
 from lunettes.model.record import PodRecord
+from lunettes.private_files import open_private
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import SinkClosedError
 
 
 class JSONLSink:
-    """Writes one JSON object per pod record; ``-`` means standard output."""
+    """Writes one JSON object per pod record; ``-`` means standard output. A file is
+    appended to, created 0600."""
 
     def __init__(self, path: str = "-", stream: IO[bytes] | None = None) -> None:
         self.path = path
@@ -25,7 +27,7 @@ class JSONLSink:
         elif path == "-":
             self._stream, self._owned = sys.stdout.buffer, False
         else:
-            self._stream, self._owned = open(path, "ab"), True  # noqa: SIM115
+            self._stream, self._owned = open_private(path, "ab"), True
 
     @classmethod
     def from_config(cls, name: str, section: Section, context: BuildContext) -> JSONLSink:

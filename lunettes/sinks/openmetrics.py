@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from lunettes.model.record import PodRecord
+from lunettes.private_files import open_private
 from lunettes.sinks.base import SinkClosedError
 from lunettes.sinks.prometheus import PrometheusSink
 
@@ -134,7 +135,7 @@ class OpenMetricsFileSink:
         if self._boundary_us is not None:
             self._snapshot(self._boundary_us)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", encoding="utf-8") as out:
+        with open_private(self.path, "w", encoding="utf-8") as out:
             self.write(out)
 
     def write(self, out: IO[str]) -> None:

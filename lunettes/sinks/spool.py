@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from lunettes.private_files import make_private_dir, open_private
+
 log = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
@@ -90,7 +92,7 @@ class DiskSpool:
         if not count:
             return 0, 0
         files = self._loaded()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.directory)
         path = self.directory / f"{self._next_seq:012d}{SUFFIX}"
         self._next_seq += 1
         self._write(path, data)
@@ -138,7 +140,7 @@ class DiskSpool:
 
     def _write(self, path: Path, data: bytes) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as out:
+        with open_private(tmp, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())

@@ -27,6 +27,7 @@ from lunettes.config.errors import Section
 from lunettes.model.merge import merge
 from lunettes.model.record import PodRecord
 from lunettes.model.times import parse_time
+from lunettes.private_files import create_private
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import SinkClosedError
 
@@ -244,6 +245,7 @@ class SQLiteSink:
             raise SinkClosedError(f"sqlite store {self.path} is shut down")
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(self.path)  # SQLite gives -wal and -shm the store's mode
             # Several processes may write one store (replay --workers N): each waits up to
             # BUSY_TIMEOUT_S for the others' transactions, and takes the write lock when its
             # transaction begins (IMMEDIATE), not halfway through it.
