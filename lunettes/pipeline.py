@@ -6,7 +6,7 @@ import gc
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,8 @@ class Pipeline:
         stages, lifecycle = players[STAGES][0], players[LIFECYCLE][0]
         self.stages_name, self.lifecycle_name = stages.name, lifecycle.name
         self.stage_set: StageSet = stages.stage_set  # type: ignore[attr-defined]
+        self.results = dag.results(PIPELINE_ROLES)
+        """What the other analyzers add to each record (for sinks, the API, the table)."""
         self.dag = dag
         self.sinks = sinks
         self.sources = sources or []
@@ -168,6 +170,8 @@ class Pipeline:
             dag = AnalyzerDAG.build(top.sub("analyzers"), context)
         except ConfigError:
             dag = None
+        if dag is not None:  # sinks read the results by role
+            context = replace(context, results=dag.results(PIPELINE_ROLES))
         sinks = build_sinks(top.sub("sinks"), context)
         top.check_unknown()
         if problems or dag is None:

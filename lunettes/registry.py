@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from lunettes.model.results import Results, ResultSchema
 from lunettes.sources.errors import BadRecords
 
 ANALYZERS = "lunettes.analyzers"
@@ -29,6 +30,18 @@ class BuildContext:
     env: dict[str, str] = field(default_factory=dict)
     bad: BadRecords = field(default_factory=BadRecords)
     resume: dict[str, Any] = field(default_factory=dict)
+    results: Results = field(default_factory=lambda: default_results())
+    """The analyzers' result entries of the pipeline the sink serves (the shipped
+    configuration's when a sink is built on its own)."""
+
+
+def default_results() -> Results:
+    """The result entries of the shipped pipeline.yaml's analyzers: diagnosis and slo."""
+    from lunettes.analyzers.diagnosis import DiagnosisAnalyzer
+    from lunettes.analyzers.slo import SLOAnalyzer
+
+    return Results.of([ResultSchema.of("diagnosis", DiagnosisAnalyzer),
+                       ResultSchema.of("slo", SLOAnalyzer)])
 
 
 def names(group: str) -> list[str]:

@@ -15,6 +15,7 @@ from lunettes.cli.main import main
 from lunettes.cli.replay import _total_bytes
 from lunettes.cli.table import pod_table
 from lunettes.model.record import PodRecord, Stage
+from lunettes.registry import default_results
 from lunettes.sources.files import FileSource
 
 T0 = 1_700_000_000_000_000
@@ -48,7 +49,7 @@ RECORDS = [
 
 def _render(width: int, wide: bool = False) -> list[str]:
     console = Console(width=width, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
-    console.print(pod_table(RECORDS, console.width, wide))
+    console.print(pod_table(RECORDS, console.width, default_results(), wide))
     return console.export_text().splitlines()
 
 

@@ -11,6 +11,7 @@ import networkx as nx
 from lunettes import registry
 from lunettes.analyzers.base import Analyzer, Inputs, defined_by, references_of, roles_of
 from lunettes.config.errors import ConfigError, Section, suggest
+from lunettes.model.results import Results, ResultSchema
 from lunettes.model.timeline import PodTimeline
 from lunettes.registry import BuildContext
 
@@ -153,6 +154,12 @@ class AnalyzerDAG:
                                         f"{suggest(name, defined)}; {player} defines: "
                                         f"{', '.join(defined)}")
         return problems
+
+    def results(self, exclude: tuple[str, ...]) -> Results:
+        """The result entries of the analyzers whose output plays none of ``exclude`` (the
+        roles the pod record holds in fields of its own)."""
+        return Results.of(ResultSchema.of(a.name, a) for a, _ in self.analyzers
+                          if not set(roles_of(a)) & set(exclude))
 
     def providers(self, role: str) -> list[Analyzer]:
         """The analyzers whose output plays ``role``, in DAG order."""

@@ -24,6 +24,7 @@ from lunettes.cli.table import pod_table
 from lunettes.cli.workers import Job, Report, TimeOrdered, WorkerFailed, run_workers, split_sinks
 from lunettes.config.errors import ConfigError
 from lunettes.model.record import PodRecord
+from lunettes.model.results import Results
 from lunettes.pipeline import Pipeline, load_config
 from lunettes.sinks.base import Sink
 from lunettes.sinks.jsonl import JSONLSink
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                 stats = pipeline.run(None, keep)
     finally:
         pipeline.shutdown()
-    _print_table(records, args.wide)
+    _print_table(records, pipeline.results, args.wide)
     _summary(err, stats, pipeline, [f for s in sources for f in s.skipped_files])
     return _exit(err, stats, pipeline.bad, args)
 
@@ -228,7 +229,7 @@ def _run_workers(args: argparse.Namespace, data: dict[str, Any], configured: lis
         return 1
     finally:
         parent.shutdown()
-    _print_table(records, args.wide)
+    _print_table(records, parent.results, args.wide)
     _summary(err, report.stats, report, skipped)
     return _exit(err, report.stats, report.bad, args)
 
@@ -246,12 +247,12 @@ def _exit(console: Console, stats: Counter[str], bad: BadRecords,
     return code
 
 
-def _print_table(records: list[PodRecord], wide: bool) -> None:
+def _print_table(records: list[PodRecord], results: Results, wide: bool) -> None:
     if records:
         out = Console()
         if not out.is_terminal:
             out = Console(width=240)
-        out.print(pod_table(records, out.width, wide))
+        out.print(pod_table(records, out.width, results, wide))
 
 
 def _progress(console: Console, paths: list[str]) -> Progress | None:

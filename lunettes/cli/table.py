@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from rich.table import Table
 
 from lunettes.model.record import PodRecord, Stage
+from lunettes.model.results import Results
 from lunettes.model.times import format_optional
 
 SLOWEST = 3
@@ -21,12 +22,17 @@ ResultColumn = tuple[str, Callable[[PodRecord], str]]
 """A column of analyzer results: its header and the cell of a record."""
 
 
-def _result(name: str, key: str) -> ResultColumn:
-    return name, lambda r: str((r.results.get(name) or {}).get(key) or "-")
+def result_columns(results: Results) -> list[ResultColumn]:
+    """One column per analyzer result with a ``headline``: that key of the result."""
 
+    def column(name: str, key: str) -> ResultColumn:
+        def cell(record: PodRecord) -> str:
+            value = record.results.get(name)
+            value = value.get(key) if isinstance(value, dict) else None
+            return "-" if value is None or value == "" else str(value)
+        return name, cell
 
-RESULT_COLUMNS: tuple[ResultColumn, ...] = (_result("slo", "result"),
-                                             _result("diagnosis", "reason"))
+    return [column(s.name, s.headline) for s in results.schemas if s.headline]
 
 
 def stage_cell(stage: Stage) -> str:
@@ -51,13 +57,14 @@ def slowest(stages: Sequence[Stage], count: int = SLOWEST) -> list[Stage]:
         :count]
 
 
-def pod_table(records: Sequence[PodRecord], width: int, wide: bool = False,
-              results: Sequence[ResultColumn] = RESULT_COLUMNS) -> Table:
+def pod_table(records: Sequence[PodRecord], width: int, results: Results,
+              wide: bool = False) -> Table:
     """The table of ``records``, oldest first, ``width`` columns wide at most.
 
     The outcome, total and result columns keep their full text; the name is cut (with an
     ellipsis) before the stages column gets narrower than a third of the line.
     """
+    columns = result_columns(results)
     rows = []
     for r in sorted(records, key=lambda r: (r.created_us or r.last_seen_us or 0, r.uid)):
         stages = r.stages[1:] if wide else slowest(r.stages[1:])
@@ -65,14 +72,14 @@ def pod_table(records: Sequence[PodRecord], width: int, wide: bool = False,
         if wide:
             cells += [r.node or "-", format_optional(r.created_us) or "-"]
         cells += [r.outcome, "-" if r.duration_s is None else f"{r.duration_s:.2f}"]
-        cells += [cell(r) for _, cell in results]
+        cells += [cell(r) for _, cell in columns]
         cells.append(" ".join(stage_cell(s) for s in stages))
         rows.append(cells)
     headers = ["namespace/name", *(["node", "created"] if wide else []), "outcome",
-               "total s", *(header for header, _ in results),
+               "total s", *(header for header, _ in columns),
                "stages (s)" if wide else "slowest stages (s)"]
     widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
-    name_width, stage_width = _fit(widths, width - 2 * (len(headers) - 1), len(results))
+    name_width, stage_width = _fit(widths, width - 2 * (len(headers) - 1), len(columns))
     table = Table(title=f"{len(records)} pods", box=None, padding=(0, 1), pad_edge=False,
                   header_style="bold underline")
     table.add_column(headers[0], no_wrap=True, width=name_width)

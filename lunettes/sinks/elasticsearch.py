@@ -42,6 +42,7 @@ from elasticsearch import ApiError, Elasticsearch
 
 from lunettes.config.errors import Section
 from lunettes.model.record import PodRecord
+from lunettes.model.results import Results
 from lunettes.registry import BuildContext
 from lunettes.sinks import es_templates as tpl
 from lunettes.sinks.base import SinkClosedError
@@ -105,6 +106,7 @@ class ElasticsearchSink:
         backoff_max_s: float = 10.0,
         clock: Callable[[], float] = time.time,
         client_options: Mapping[str, Any] | None = None,
+        results: Results | None = None,
     ) -> None:
         problem = tpl.prefix_problem(index_prefix)
         if problem:
@@ -132,6 +134,9 @@ class ElasticsearchSink:
         self.backoff_max_s = backoff_max_s
         self.clock = clock
         self.client_options = dict(client_options or {})
+        self.results = results
+        """The pipeline's analyzer results (mapped and read by role); None: the shipped
+        configuration's."""
         self.stats: dict[str, int] = {
             "indexed": 0, "failed": 0, "retried": 0, "spooled": 0, "drained": 0,
             "dropped": 0, "requests": 0,
@@ -213,7 +218,7 @@ class ElasticsearchSink:
             hosts, api_key=api_key, basic_auth=basic_auth, ca_certs=ca_certs,
             verify_certs=verify_certs, index_prefix=prefix, retention_days=retention_days,
             bulk_size=bulk_size, max_retries=max_retries, timeout_s=timeout_s,
-            spool_dir=spool_dir, spool_max_mb=spool_max_mb,
+            spool_dir=spool_dir, spool_max_mb=spool_max_mb, results=context.results,
         )
 
     # -- Sink contract -------------------------------------------------------------------
@@ -225,7 +230,7 @@ class ElasticsearchSink:
             raise SinkClosedError("elasticsearch sink is shut down")
         now_us = int(self.clock() * 1e6)
         actions = [a for record in batch
-                   for a in tpl.bulk_actions(record, self.index_prefix, now_us)]
+                   for a in tpl.bulk_actions(record, self.index_prefix, now_us, self.results)]
         with self._lock:
             if self._closed:
                 raise SinkClosedError("elasticsearch sink is shut down")
@@ -391,7 +396,8 @@ class ElasticsearchSink:
             for family in tpl.FAMILIES:
                 self.stats["requests"] += 1
                 client.indices.put_index_template(name=tpl.template_name(prefix, family),
-                                                  body=tpl.index_template(prefix, family))
+                                                  body=tpl.index_template(prefix, family,
+                                                                          self.results))
             self._installed = True
             log.info("installed ILM policy %s and index templates %s-{%s}",
                      tpl.policy_name(prefix), prefix, ",".join(tpl.FAMILIES))

@@ -20,7 +20,10 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from lunettes.analyzers.base import DIAGNOSIS, SLO
 from lunettes.model.record import PodRecord
+from lunettes.model.results import Results, ResultSchema
+from lunettes.registry import default_results
 
 TEMPLATE_VERSION = 1
 """Bumped whenever the mappings change (shown in the templates' ``version`` and ``_meta``)."""
@@ -79,12 +82,15 @@ def month_end_ms(index: str) -> int | None:
     return int(datetime(year, month, 1, tzinfo=UTC).timestamp() * 1000)
 
 
-def diagnosis_document(record: PodRecord, pod: dict[str, Any]) -> dict[str, Any] | None:
-    """The diagnoses-index document of a record, or None when it has no diagnosis reason."""
-    diagnosis = record.results.get("diagnosis")
-    if not isinstance(diagnosis, dict) or not diagnosis.get("reason"):
+def diagnosis_document(record: PodRecord, pod: dict[str, Any],
+                       results: Results | None = None) -> dict[str, Any] | None:
+    """The diagnoses-index document of a record (the result playing the diagnosis role),
+    or None when it has no diagnosis reason."""
+    results = results or default_results()
+    diagnosis = results.get(record, DIAGNOSIS)
+    if not diagnosis.get("reason"):
         return None
-    slo = record.results.get("slo")
+    slo = results.get(record, SLO)
     doc: dict[str, Any] = {
         "uid": pod["uid"],
         "namespace": pod["namespace"],
@@ -95,20 +101,21 @@ def diagnosis_document(record: PodRecord, pod: dict[str, Any]) -> dict[str, Any]
         "outcome": pod["outcome"],
         "owner_kind": pod["owner_kind"],
         "owner_name": pod["owner_name"],
-        "slo_result": slo.get("result") if isinstance(slo, dict) else None,
-        "slo_class": slo.get("class") if isinstance(slo, dict) else None,
+        "slo_result": slo.get("result"),
+        "slo_class": slo.get("class"),
     }
     # The diagnosis's own fields (reason, stage, owner, message, hint, evidence, ...) at the
     # top; identity fields win if a diagnosis ever carries one of the same name.
     return {**diagnosis, **doc}
 
 
-def bulk_actions(record: PodRecord, prefix: str, now_us: int) -> list[dict[str, Any]]:
+def bulk_actions(record: PodRecord, prefix: str, now_us: int,
+                 results: Results | None = None) -> list[dict[str, Any]]:
     """The documents of one record as ``{_index, _id, _source}`` actions (1 or 2)."""
     month = month_of(record, now_us)
     pod = record.to_dict()
     actions = [{"_index": index_name(prefix, PODS, month), "_id": record.uid, "_source": pod}]
-    diagnosis = diagnosis_document(record, pod)
+    diagnosis = diagnosis_document(record, pod, results)
     if diagnosis is not None:
         actions.append({"_index": index_name(prefix, DIAGNOSES, month), "_id": record.uid,
                         "_source": diagnosis})
@@ -149,19 +156,25 @@ _SECONDARY = {
     },
 }
 
-_DIAGNOSIS_FIELDS: dict[str, Any] = {
-    "reason": _KEYWORD, "stage": _KEYWORD, "owner": _KEYWORD, "message": _TEXT,
-    "hint": _TEXT, "so_far": _BOOL, "last_stage": _KEYWORD,
-    "evidence": _EVIDENCE, "secondary": _SECONDARY,
+_TYPES: dict[str, dict[str, Any]] = {
+    "keyword": _KEYWORD, "text": _TEXT, "float": _FLOAT, "integer": {"type": "integer"},
+    "boolean": _BOOL, "date": _DATE,
 }
+"""The mapping of each field type an analyzer may declare (``FIELD_TYPES``)."""
 
-_SLO = {
-    "properties": {
-        "result": _KEYWORD, "why": _TEXT, "class": _KEYWORD, "deadline_s": _FLOAT,
-        "total_s": _FLOAT, "user_s": _FLOAT, "platform_s": _FLOAT, "delivered": _BOOL,
-        "pod_start_sli_s": _FLOAT,
-    },
+_NESTED_BY_ROLE: dict[str, dict[str, Any]] = {
+    DIAGNOSIS: {"evidence": _EVIDENCE, "secondary": _SECONDARY},
 }
+"""Lists of objects a role's result holds beyond its declared scalar fields."""
+
+
+def result_fields(schema: ResultSchema) -> dict[str, Any]:
+    """The mapped fields of one analyzer's result: its declared ones, plus the nested
+    lists its roles hold."""
+    fields = {key: _TYPES[kind] for key, kind in schema.fields.items()}
+    for role in schema.roles:
+        fields.update(_NESTED_BY_ROLE.get(role, {}))
+    return fields
 
 _IDENTITY: dict[str, Any] = {
     "uid": _KEYWORD, "namespace": _KEYWORD, "name": _KEYWORD, "node": _KEYWORD,
@@ -169,43 +182,46 @@ _IDENTITY: dict[str, Any] = {
     "owner_kind": _KEYWORD, "owner_name": _KEYWORD,
 }
 
-# ``dynamic: false`` at the top: only the fields below are indexed, exactly as lunettes
-# writes them. Anything else in a document (another analyzer's result, a field added to
-# the pod record later) is kept in ``_source``, never guessed into a mapping, so a new
-# field can never make a monthly index reject documents or grow its mapping unbounded.
-POD_MAPPINGS: dict[str, Any] = {
-    "dynamic": False,
-    "properties": {
+def mappings(results: Results) -> dict[str, dict[str, Any]]:
+    """The mappings of both index families for a pipeline's analyzer ``results``.
+
+    Each analyzer's result is mapped from the fields it declares, so a new analyzer's
+    output is indexed with no change here. ``dynamic: false`` at the top: only those
+    fields are indexed, exactly as lunettes writes them; anything else in a document (a
+    key a result does not declare, a field added to the pod record later) is kept in
+    ``_source``, never guessed into a mapping, so it can never make a monthly index reject
+    documents or grow its mapping unbounded.
+    """
+    diagnosis = next((s for s in results.schemas if DIAGNOSIS in s.roles), None)
+    pods = {
         **_IDENTITY,
         "duration_s": _FLOAT, "partial": _BOOL, "uid_derived": _BOOL, "last_seen": _DATE,
         "end_reason": _KEYWORD,
         "stages": _STAGE,
-        "slo": _SLO,
-        "diagnosis": {"properties": _DIAGNOSIS_FIELDS},
-    },
-}
-
-DIAGNOSIS_MAPPINGS: dict[str, Any] = {
-    "dynamic": False,
-    "properties": {
-        **_IDENTITY,
-        "slo_result": _KEYWORD, "slo_class": _KEYWORD,
-        **_DIAGNOSIS_FIELDS,
-    },
-}
-
-MAPPINGS = {PODS: POD_MAPPINGS, DIAGNOSES: DIAGNOSIS_MAPPINGS}
+        **{s.name: {"properties": result_fields(s)} for s in results.schemas},
+    }
+    diagnoses = {**_IDENTITY, "slo_result": _KEYWORD, "slo_class": _KEYWORD,
+                 **(result_fields(diagnosis) if diagnosis else {})}
+    return {PODS: {"dynamic": False, "properties": pods},
+            DIAGNOSES: {"dynamic": False, "properties": diagnoses}}
 
 
-def index_template(prefix: str, family: str) -> dict[str, Any]:
-    """The body of ``PUT _index_template/<prefix>-<family>``."""
+MAPPINGS = mappings(default_results())
+"""The mappings of the shipped configuration."""
+POD_MAPPINGS, DIAGNOSIS_MAPPINGS = MAPPINGS[PODS], MAPPINGS[DIAGNOSES]
+
+
+def index_template(prefix: str, family: str,
+                   results: Results | None = None) -> dict[str, Any]:
+    """The body of ``PUT _index_template/<prefix>-<family>`` (for ``results``, else the
+    shipped configuration's)."""
     return {
         "index_patterns": [f"{prefix}-{family}-*"],
         "priority": 200,
         "version": TEMPLATE_VERSION,
         "template": {
             "settings": {"index": {"lifecycle": {"name": policy_name(prefix)}}},
-            "mappings": MAPPINGS[family],
+            "mappings": MAPPINGS[family] if results is None else mappings(results)[family],
         },
         "_meta": {"managed_by": "lunettes", "schema_version": TEMPLATE_VERSION},
     }

@@ -32,6 +32,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, write_to_textfile
 
+from lunettes.analyzers.base import DIAGNOSIS, SLO
 from lunettes.config.errors import Section
 from lunettes.model.ids import trace_id
 from lunettes.model.record import PodRecord
@@ -71,7 +72,8 @@ class LabelGuard:
 class PrometheusSink:
     """Observes pod records into ``registry`` (a private one when none is injected).
 
-    ``slo_key``/``diagnosis_key`` name the record results read (the analyzers' names).
+    ``slo_key``/``diagnosis_key`` name the record results read (the analyzers playing the
+    slo and diagnosis roles).
     ``textfile``: on shutdown, write the registry there in the text format (for
     node_exporter's textfile collector after a batch replay).
     """
@@ -122,8 +124,8 @@ class PrometheusSink:
         for key, value in limits.items():
             if value < 1:
                 section.problem(key, "must be at least 1")
-        slo_key = section.get("slo_key", "slo", str)
-        diagnosis_key = section.get("diagnosis_key", "diagnosis", str)
+        # the results playing the slo and diagnosis roles in the pipeline
+        slo_key, diagnosis_key = context.results.key(SLO), context.results.key(DIAGNOSIS)
         textfile = section.get("textfile", "", str)
         section.check_unknown()
         return cls(registry, slo_key=slo_key, diagnosis_key=diagnosis_key, textfile=textfile,
