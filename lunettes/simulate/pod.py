@@ -187,7 +187,7 @@ class PodSim:
             truth.rejected = True
             if w.level != "None":
                 self._seen(t, plan.creator.source)
-                self._moments(t, [("delivery", "start"), ("scheduling", "start")])
+                self._moments(t, [("delivery", "start")])  # refused: never scheduled
             return False
         self.uid = c.uuid()
         truth.uid = self.uid
