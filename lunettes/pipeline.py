@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from lunettes import registry
-from lunettes.analyzers.base import LIFECYCLE, PIPELINE_ROLES, STAGES
+from lunettes.analyzers.base import LIFECYCLE, PIPELINE_ROLES, SLO, STAGES
 from lunettes.analyzers.dag import AnalyzerDAG
 from lunettes.analyzers.lifecycle import Lifecycle
+from lunettes.analyzers.slo import SLOResult, attribute_user_time
 from lunettes.analyzers.stagedefs import StageSet
 from lunettes.cli.exitcodes import sink_losses
 from lunettes.config.bundled import bundled_config_dir
@@ -131,6 +132,7 @@ class Pipeline:
             raise ConfigError(problems)
         stages, lifecycle = players[STAGES][0], players[LIFECYCLE][0]
         self.stages_name, self.lifecycle_name = stages.name, lifecycle.name
+        self.slo_names = [a.name for a in dag.providers(SLO)]
         self.stage_set: StageSet = stages.stage_set  # type: ignore[attr-defined]
         self.results = dag.results(PIPELINE_ROLES)
         """What the other analyzers add to each record (for sinks, the API, the table)."""
@@ -202,6 +204,11 @@ class Pipeline:
         for name, output in outputs.items():
             if name not in (self.lifecycle_name, self.stages_name):
                 record.results[name] = output.to_dict() if hasattr(output, "to_dict") else output
+        slo = next((outputs[name] for name in self.slo_names), None)
+        if isinstance(slo, SLOResult) and slo.total_us is not None:
+            # the stages take the SLO's account of who owns their time (one story)
+            end = life.finished_us if life.finished_us is not None else life.last_seen_us
+            attribute_user_time(record.stages, slo.user_intervals, end)
         return record
 
     def run(self, records: Iterable[AuditRecord] | None = None,

@@ -350,3 +350,44 @@ def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
         Pipeline.from_config(tmp_path)
     assert any("analyzers.slo.confg: unknown key (did you mean config?)" in p
                for p in error.value.problems)
+
+
+def test_stages_spans_and_slo_tell_one_story_about_who_owns_the_time(tmp_path: Path) -> None:
+    """A Pod unschedulable for a user fault (seen in the status alone: no Events) and a
+    healthy one: each stage's user time is the SLO's user time inside it, the stage's
+    effective owner owns most of it, and the span's owner attribute says the same."""
+    from test_replay_truth import replay, simulate
+
+    from lunettes.analyzers import intervals as iv
+    from lunettes.model.spans import pod_trace
+    from lunettes.model.times import parse_time
+
+    log, truth = simulate(tmp_path, policy="gke", seed=3, pods=6,
+                          scenarios={"unschedulable_taint": 1.0, "healthy": 1.0})
+    records, _ = replay(log)
+    scenario = {row["uid"]: row["scenario"] for row in truth}
+    assert set(scenario.values()) == {"unschedulable_taint", "healthy"}
+    for record in records:
+        slo = record.results["slo"]
+        user = [(parse_time(a), parse_time(b)) for a, b in slo["user_intervals"]]
+        trace = pod_trace(record)
+        assert trace is not None
+        for stage, span in zip(record.stages, trace.spans, strict=True):
+            end = stage.end_us if stage.end_us is not None else (
+                record.finished_us or record.last_seen_us)
+            assert stage.user_intervals == iv.clip(user, stage.start_us, end)
+            assert span.owner == stage.effective_owner
+            assert ("lunettes.stage.owner", stage.effective_owner) in span.attributes
+        by_name = {s.name: s for s in record.stages}
+        if scenario[record.uid] == "unschedulable_taint":
+            assert record.results["diagnosis"]["reason"] == "UntoleratedTaint"
+            assert slo["result"] == "in_progress"  # not a platform violation
+            assert by_name["scheduling"].owner == "platform"
+            assert by_name["scheduling"].effective_owner == "user"
+            assert by_name["delivery"].effective_owner == "user"
+        else:
+            assert all(s.effective_owner == s.owner for s in record.stages
+                       if s.name != "delivery"), record.stages
+            root = by_name["delivery"]  # a Job's own run is user time: it may be most
+            assert root.effective_owner == ("user" if 2 * slo["user_s"] > slo["total_s"]
+                                            else "platform")

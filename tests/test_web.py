@@ -112,6 +112,14 @@ def test_find_a_failed_pod_and_see_its_waterfall_and_diagnosis(browser: Any, bas
     platform = browser.find_elements(By.CSS_SELECTOR, "#waterfall .bar.owner-platform")
     assert user and platform
     assert _background(browser, user[0]) != _background(browser, platform[0])
+    # one story: each row is drawn for the owner of most of its time by the SLO's account,
+    # and the SLO's user time inside a platform row is drawn as user time, part by part
+    assert [r.get_attribute("data-owner") for r in stage_rows] == [
+        s["effective_owner"] for s in pod["stages"]]
+    for row, span in zip(stage_rows, trace["spans"], strict=True):
+        parts = row.find_elements(By.CSS_SELECTOR, ".bar.part.owner-user")
+        if span["owner"] == "platform":
+            assert len(parts) == len(span["user_intervals_unix_nano"]), span["stage"]
     open_rows = browser.find_elements(By.CSS_SELECTOR, "#waterfall .wf-row[data-open=true]")
     assert {r.get_attribute("data-stage") for r in open_rows} == {
         s["stage"] for s in trace["spans"] if s["open"]}

@@ -56,7 +56,8 @@ from lunettes.model.timeline import PodTimeline
 from lunettes.model.times import format_time
 from lunettes.registry import BuildContext
 
-__all__ = ["RESULTS", "SLOAnalyzer", "SLOResult", "evaluate", "pod_start_sli_us"]
+__all__ = ["RESULTS", "SLOAnalyzer", "SLOResult", "attribute_user_time", "evaluate",
+           "pod_start_sli_us"]
 
 RESULTS = ("met", "violated", "killed", "in_progress", "not_applicable")
 _DELIVERED = ("delivered", "completed", "failed")
@@ -215,6 +216,21 @@ def evaluate(timeline: PodTimeline, stages: Sequence[Stage], life: Lifecycle | N
                        else ("in_progress", f"not delivered yet ({waited})"))
     return SLOResult(result, why, name, deadline_us, total_us, user_us, platform_us,
                      delivered, pod_start_sli_us(timeline, stages, sli_stages), user)
+
+
+def attribute_user_time(stages: Sequence[Stage], user: Sequence[iv.Interval],
+                        open_end_us: int | None) -> None:
+    """Give each stage the SLO's user time inside it (``user_intervals``) and the owner of
+    most of its time (``effective_owner``), so that the waterfall, the spans and the SLO
+    tell one story. Open stages run to ``open_end_us`` (the record's end, as their spans)."""
+    for stage in stages:
+        end = stage.end_us if stage.end_us is not None else (
+            open_end_us if open_end_us is not None else stage.start_us)
+        end = max(end, stage.start_us)
+        stage.user_intervals = iv.clip(user, stage.start_us, end)
+        length = end - stage.start_us
+        stage.effective_owner = stage.owner if length <= 0 else (
+            "user" if 2 * iv.total(stage.user_intervals) > length else "platform")
 
 
 def pod_start_sli_us(timeline: PodTimeline, stages: Sequence[Stage],

@@ -23,10 +23,16 @@ class StageModel(_Open):
     name: str
     instance: str = ""
     instance_kind: str = ""
-    owner: str = Field(description="platform or user: who owns the stage's time")
+    owner: str = Field(description="platform or user: who owns the stage (stages.yaml)")
     start: str | None
     end: str | None = Field(description="None while the stage is open")
     duration_s: float | None
+    effective_owner: str = Field("", description="who owns most of the stage's time by "
+                                 "the SLO's account (a platform stage spent on a user "
+                                 "fault is the user's)")
+    user_s: float = Field(0.0, description="seconds of the stage the SLO counts as user time")
+    user_intervals: list[list[str]] = Field(default_factory=list, description="those "
+                                            "parts of the stage, as [start, end] pairs")
 
 
 class EvidenceModel(_Open):
@@ -154,13 +160,15 @@ class SpanModel(BaseModel):
     name: str
     stage: str
     instance: str
-    owner: str
+    owner: str = Field(description="who owns most of the span's time by the SLO's account")
     start: str
     end: str
     start_unix_nano: int
     end_unix_nano: int
     duration_s: float
     open: bool
+    user_intervals_unix_nano: list[list[int]] = Field(
+        [], description="the parts of the span the SLO counts as user time")
     status: dict[str, str]
     attributes: dict[str, str | bool | int | float]
     events: list[SpanEventModel] = Field(

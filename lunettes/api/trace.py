@@ -49,6 +49,11 @@ def record_of(stored: dict[str, Any]) -> PodRecord:
             end_us=_us(item.get("end")), instance=_text(item.get("instance")),
             instance_kind=_text(item.get("instance_kind")),
             parent=stages[0].name if stages else "",
+            effective_owner=_text(item.get("effective_owner")),
+            user_intervals=[(s, e) for pair in item.get("user_intervals") or []
+                            if isinstance(pair, list) and len(pair) == 2
+                            and (s := _us(pair[0])) is not None
+                            and (e := _us(pair[1])) is not None],
             events=[SpanEvent(time, _text(e.get("name")), _text(e.get("message")),
                               {str(k): str(v) for k, v in (e.get("attributes") or {}).items()})
                     for e in item.get("events") or []
@@ -93,6 +98,7 @@ def _span_view(trace: Trace, tid: str, span: Span) -> dict[str, Any]:
         "end_unix_nano": span.end_ns,
         "duration_s": (end_us - start_us) / 1e6,
         "open": span.open,
+        "user_intervals_unix_nano": [[s, e] for s, e in span.user_intervals],
         "status": {"code": span.status, "message": span.status_message},
         "attributes": dict(trace.attributes_of(span)),
         "events": [{"name": e.name, "time": format_time(e.time_ns // 1000),

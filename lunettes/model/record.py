@@ -41,6 +41,12 @@ class Stage:
     parent: str = ""
     """Name of the parent stage; empty for the root stage."""
     events: list[SpanEvent] = field(default_factory=list)
+    user_intervals: list[tuple[int, int]] = field(default_factory=list)
+    """The parts of the stage the SLO counts as user time (user-owned stages not covered by
+    platform ones, and the causes the diagnosis puts on the user), clipped to the stage."""
+    effective_owner: str = ""
+    """Who owns most of the stage's time by the SLO's account (``owner`` when unset): a
+    platform stage spent waiting on a user fault (an unschedulable spec) is the user's."""
 
     @property
     def duration_s(self) -> float | None:
@@ -57,6 +63,9 @@ class Stage:
             "start": format_optional(self.start_us),
             "end": format_optional(self.end_us),
             "duration_s": self.duration_s,
+            "effective_owner": self.effective_owner or self.owner,
+            "user_s": sum(e - s for s, e in self.user_intervals) / 1e6,
+            "user_intervals": [[format_time(s), format_time(e)] for s, e in self.user_intervals],
         }
         if self.events:
             out["events"] = [e.to_dict() for e in self.events]

@@ -96,6 +96,8 @@ class Span:
     status_message: str = ""
     events: list[Event] = field(default_factory=list)
     links: list[Link] = field(default_factory=list)
+    user_intervals: list[tuple[int, int]] = field(default_factory=list)
+    """The parts of the span the SLO counts as user time (unix nanoseconds)."""
     remote_parent: bool = False
     """The parent span is another process's (the caller's trace context)."""
 
@@ -161,8 +163,12 @@ def pod_trace(record: PodRecord, link_as_parent: bool = False) -> Trace | None:
         if end_us < start_us:
             end_us = start_us
         instance = stage.instance
+        owner = stage.effective_owner or stage.owner
         attributes: list[Attribute] = [("lunettes.stage.name", stage.name),
-                                       ("lunettes.stage.owner", stage.owner)]
+                                       ("lunettes.stage.owner", owner)]
+        if stage.user_intervals:
+            attributes.append(("lunettes.stage.user_time_s", round(
+                sum(e - s for s, e in stage.user_intervals) / 1e6, 6)))
         if instance:
             key = INSTANCE_ATTRIBUTES.get(stage.instance_kind, "lunettes.stage.instance")
             attributes.append((key, instance))
@@ -174,12 +180,13 @@ def pod_trace(record: PodRecord, link_as_parent: bool = False) -> Trace | None:
             name=f"{stage.name} {instance}" if instance else stage.name,
             stage=stage.name,
             instance=instance,
-            owner=stage.owner,
+            owner=owner,
             start_ns=start_us * 1000,
             end_ns=end_us * 1000,
             open=open_stage,
             attributes=attributes,
             events=[_event(e) for e in stage.events],
+            user_intervals=[(s * 1000, e * 1000) for s, e in stage.user_intervals],
         )
         if stage is root:
             _describe_root(span, record)

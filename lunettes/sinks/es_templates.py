@@ -136,7 +136,8 @@ _STAGE = {
     "type": "nested",
     "properties": {
         "name": _KEYWORD, "instance": _KEYWORD, "instance_kind": _KEYWORD, "owner": _KEYWORD,
-        "start": _DATE, "end": _DATE, "duration_s": _FLOAT,
+        "start": _DATE, "end": _DATE, "duration_s": _FLOAT, "effective_owner": _KEYWORD,
+        "user_s": _FLOAT, "user_intervals": _DATE,
     },
 }
 

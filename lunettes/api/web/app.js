@@ -153,11 +153,31 @@ function waterfall(pod, spans) {
     });
     wf.append(h("div", {class: `wf-row ${s.parent_span_id ? "child" : "root"}`, "data-stage": s.stage, "data-owner": s.owner, "data-open": String(s.open)},
       h("div", {class: "wf-label", title: s.name}, s.stage, s.instance ? h("span", {class: "inst"}, ` ${s.instance}`) : null),
-      h("div", {class: "wf-track"}, bar),
+      h("div", {class: "wf-track"}, bar, ...ownerParts(s, pct)),
       h("div", {class: "wf-dur"}, s.open ? `open ${secs(s.duration_s)} s+` : `${secs(s.duration_s)} s`)));
   }
   wrap.append(wf);
   return wrap;
+}
+
+// The parts of a bar owned by the other side, exactly as the SLO counts them: the user
+// time inside a platform-owned bar, the platform time inside a user-owned one.
+function ownerParts(s, pct) {
+  const start = s.start_unix_nano, end = s.end_unix_nano;
+  const user = (s.user_intervals_unix_nano || []).map(([a, b]) => [Math.max(a, start), Math.min(b, end)]).filter(([a, b]) => b > a);
+  let parts = user;
+  if (s.owner === "user") {  // the gaps between the user intervals
+    parts = [];
+    let at = start;
+    for (const [a, b] of user) { if (a > at) parts.push([at, a]); at = Math.max(at, b); }
+    if (end > at) parts.push([at, end]);
+  }
+  const other = s.owner === "user" ? "platform" : "user";
+  return parts.map(([a, b]) => h("div", {
+    class: `bar part owner-${other}`,
+    style: `left:${pct(a / 1e3)}%;width:${Math.max(pct(b / 1e3) - pct(a / 1e3), 0.2)}%`,
+    title: `${other} time in ${s.name}: ${secs((b - a) / 1e9, 3)} s`,
+  }));
 }
 
 function diagnosisCard(d) {
