@@ -352,3 +352,26 @@ def test_replay_table_shows_the_slo(tmp_path: Path, capsys: Any) -> None:
     assert main(["replay", str(SAMPLE), "--no-store"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if "/" in line]
     assert any(" met " in row for row in rows) and any(" violated " in row for row in rows)
+
+
+def test_serve_keeps_every_prometheus_sink_beyond_the_one_it_serves(tmp_path: Path) -> None:
+    """The first prometheus sink feeds /metrics; a second instance (a textfile written at
+    shutdown, for node_exporter) still receives every record."""
+    import yaml
+    from api_server import serve
+
+    config = tmp_path / "config"
+    assert main(["init-config", str(config)]) == 0
+    data = yaml.safe_load((config / "pipeline.yaml").read_text())
+    textfile = tmp_path / "nightly.prom"
+    data["sinks"] = {"sqlite": {"path": str(tmp_path / "lunettes.db")},
+                     "prometheus": {"max_classes": 10},
+                     "prometheus/nightly": {"textfile": str(textfile)}}
+    (config / "pipeline.yaml").write_text(yaml.safe_dump(data))
+    pods = re.compile(r'^lunettes_pods_total\{outcome="(\w+)"\} (\S+)$', re.M)
+    with serve([str(SAMPLE), "--config", str(config)], tmp_path) as base:
+        served = dict(pods.findall(httpx.get(f"{base}/metrics", timeout=30).text))
+    wait_for(textfile.exists, "the textfile written at shutdown", 30)
+    written = dict(pods.findall(textfile.read_text()))
+    assert sum(float(v) for v in served.values()) == 300  # the sample's Pods
+    assert written == served

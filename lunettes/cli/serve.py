@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -107,10 +108,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         data = pipeline_data(args, env, _webhook_overrides(args))
         sinks = dict(data.get("sinks") or {})
+        # The first prometheus sink feeds /metrics; other prometheus/* instances (a
+        # textfile for node_exporter...) stay ordinary sinks of the pipeline.
         wanted = [k for k in sinks if str(k).split("/")[0] == "prometheus"]
         key = wanted[0] if wanted else "prometheus"
         section = sinks.get(key) if wanted else None
-        data["sinks"] = {k: v for k, v in sinks.items() if k not in wanted}
+        data["sinks"] = {k: v for k, v in sinks.items() if k != key}
         problems: list[str] = []
         origin = f"{args.config / 'pipeline.yaml'}: sinks"
         metrics = PrometheusSink.from_config(
@@ -171,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
                                            lifespan="off", **tls))
     try:
+        # uvicorn stops gracefully on SIGTERM, then raises the signal again: end through
+        # the finally below (sinks flushed and shut down), not by the default handler.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         server.run(sockets=[sock])
     finally:
         for source in pipeline.sources:
@@ -182,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
             api.store.close()
         sock.close()
     return 0
+
+
+def _exit_cleanly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _webhook_overrides(args: argparse.Namespace) -> dict[str, Any] | None:
