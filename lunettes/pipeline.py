@@ -23,6 +23,7 @@ from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
 from lunettes.model.record import PodRecord
 from lunettes.model.spec import TRACE_ANNOTATIONS
 from lunettes.model.timeline import PodTimeline
+from lunettes.processors.checkpoint import Checkpoint, Checkpointer
 from lunettes.processors.dedupe import Deduplicator
 from lunettes.processors.fold import Folder
 from lunettes.processors.reorder import ReorderWindow
@@ -139,6 +140,12 @@ class Pipeline:
         self.dag = dag
         self.sinks = sinks
         self.sources = sources or []
+        self.checkpoints: Checkpointer | None = None
+        """Writes checkpoints while the pipeline runs (see
+        :mod:`lunettes.processors.checkpoint`)."""
+        self.restored: Checkpoint | None = None
+        """The checkpoint the run resumes from."""
+        self._stopping = False
         self.bad = bad if bad is not None else BadRecords()
         self.settings = settings or Settings()
         self.batch_size = batch_size
@@ -157,17 +164,30 @@ class Pipeline:
     def from_config(cls, config_dir: Path = DEFAULT_CONFIG_DIR,
                     data: Mapping[str, Any] | None = None,
                     env: Mapping[str, str] | None = None,
-                    extra_sinks: Iterable[Sink] = (),
-                    resume: Mapping[str, Any] | None = None) -> Pipeline:
-        """Build from ``config_dir``/pipeline.yaml (or ``data``, already parsed); sources
-        resume from the positions in ``resume`` (a checkpoint's)."""
+                    extra_sinks: Iterable[Sink] = ()) -> Pipeline:
+        """Build from ``config_dir``/pipeline.yaml (or ``data``, already parsed). With a
+        ``checkpoint`` section (``path``, ``interval_s``), sources resume from the
+        checkpoint found there, and the run writes new ones."""
         problems: list[str] = []
         origin = f"{config_dir / 'pipeline.yaml'}:"
         top = Section(load_config(config_dir) if data is None else data, origin, problems)
+        section = top.sub("checkpoint")
+        path = section.get("path", None, str)
+        interval_s = section.get("interval_s", 5.0, float)
+        section.check_unknown()
+        restored = None
+        if path is not None:
+            try:
+                restored = Checkpoint.load(config_dir / path)
+            except ValueError as exc:
+                section.problem("path", f"{exc}; move it away to start afresh")
         context = BuildContext(config_dir=config_dir, env=dict(env or {}),
-                               resume=dict(resume or {}))
+                               resume=dict(restored.positions) if restored else {})
         settings = Settings.from_config(top)
         sources = build_sources(top.sub("sources"), context)
+        if path is not None and not all(source.live for source in sources):
+            section.problem("path", "checkpoints need resumable sources (follow, webhook); "
+                                    "file sources are read whole")
         try:
             dag = AnalyzerDAG.build(top.sub("analyzers"), context)
         except ConfigError:
@@ -182,7 +202,12 @@ class Pipeline:
             for source in sources:
                 source.close()
             raise ConfigError(problems)
-        return cls(dag, [*sinks, *extra_sinks], settings, sources=sources, bad=context.bad)
+        pipeline = cls(dag, [*sinks, *extra_sinks], settings, sources=sources,
+                       bad=context.bad)
+        if path is not None:
+            pipeline.checkpoints = Checkpointer(config_dir / path, max(0.0, interval_s))
+            pipeline.restored = restored
+        return pipeline
 
     def record_of(self, timeline: PodTimeline) -> PodRecord:
         """Run the analyzer DAG over one final timeline and assemble its pod record."""
@@ -239,6 +264,10 @@ class Pipeline:
                         forget_us=settings.forget_us,
                         trace_annotations=settings.trace_annotations)
         self._folder = folder
+        if self.restored is not None:
+            folder.restore(self.restored.finished)
+        checkpoints = self.checkpoints
+        last: dict[str, int] = {}  # lane -> position of the last record read
         batch: list[PodRecord] = []
         now_us = 0
 
@@ -257,6 +286,15 @@ class Pipeline:
         slim = folder.slim
         for record in records:
             stage = record.stage
+            if checkpoints is not None:
+                position = record.position
+                if position is not None:
+                    last[position[0]] = position[1]
+                if checkpoints.due():
+                    self._export(batch)
+                    self._checkpoint(checkpoints, last, window, folder)
+            if stage is TICK_STAGE and not record.received_us:
+                continue  # a live source's heartbeat: only a chance to checkpoint
             clock_only = stage is TICK_STAGE or stage is SKIPPED_STAGE
             if stage is not TICK_STAGE:  # a tick is another worker's record: not counted
                 stats["records"] += 1
@@ -282,6 +320,11 @@ class Pipeline:
                 done = advance(item.received_us)
                 if done:
                     finish(done)
+        if self._stopping:  # stopped, not at the end of the input: in-flight Pods stay
+            self._export(batch)  # for the next run to finish from the checkpoint
+            for sink in self.sinks:
+                sink.force_flush()
+            return stats
         for released_item in window.flush():
             add(released_item)
             now_us = max(now_us, released_item.received_us)
@@ -292,6 +335,37 @@ class Pipeline:
             sink.force_flush()
         stats["sink_lost"] += sink_losses(self.sinks)
         return stats
+
+    def stop(self) -> None:
+        """End a live run (from another thread): its sources are closed, in-flight Pods
+        are left to the checkpoint instead of being written partial."""
+        self._stopping = True
+        for source in self.sources:
+            source.close()
+
+    def _checkpoint(self, checkpoints: Checkpointer, last: dict[str, int],
+                    window: ReorderWindow, folder: Folder) -> None:
+        """Flush the sinks, then write where a restart resumes (see
+        :mod:`lunettes.processors.checkpoint`)."""
+        lowest = dict(last)
+        for item in window.held():
+            if item.position is not None:
+                lane, n = item.position
+                if n < lowest.get(lane, n + 1):
+                    lowest[lane] = n
+        for lane, n in folder.positions().items():
+            if n < lowest.get(lane, n + 1):
+                lowest[lane] = n
+        positions: dict[str, Any] = {}
+        for lane, n in lowest.items():
+            for source in self.sources:
+                state = source.checkpoint(lane, n)
+                if state is not None:
+                    positions[lane] = state
+                    break
+        for sink in self.sinks:
+            sink.force_flush()
+        checkpoints.write(Checkpoint(positions, folder.finished()))
 
     def _export(self, batch: list[PodRecord]) -> None:
         if batch:

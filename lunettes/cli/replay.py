@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         data = pipeline_data(args, env)
     except ConfigError as exc:
         return report_config_error(exc)
+    data.pop("checkpoint", None)  # files are read whole: a checkpoint is for live inputs
     configured = file_paths(data, args.config)
     if configured is None:
         return report_config_error(ConfigError([

@@ -57,6 +57,9 @@ def register(sub: Any) -> None:
     hook.add_argument("--webhook-token-file", metavar="FILE",
                       help="require Authorization: Bearer <the token in FILE> on the "
                            "receiver")
+    parser.add_argument("--checkpoint", metavar="FILE",
+                        help="resume from this checkpoint and keep it current (follow and "
+                             "webhook sources; overrides checkpoint.path)")
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
     tls.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
@@ -107,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
     try:
         data = pipeline_data(args, env, _webhook_overrides(args))
+        if args.checkpoint:
+            data["checkpoint"] = {**(data.get("checkpoint") or {}),
+                                  "path": os.path.abspath(args.checkpoint)}
         sinks = dict(data.get("sinks") or {})
         # The first prometheus sink feeds /metrics; other prometheus/* instances (a
         # textfile for node_exporter...) stay ordinary sinks of the pipeline.
@@ -179,8 +185,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, _exit_cleanly)
         server.run(sockets=[sock])
     finally:
-        for source in pipeline.sources:
-            source.close()
+        pipeline.stop()
         if reader is not None and args.paths != [STDIN]:
             reader.join(timeout=10)
         pipeline.shutdown()

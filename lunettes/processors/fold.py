@@ -42,6 +42,8 @@ class _Live:
     done_us: int | None = None
     event_names: tuple[str, ...] = ()
     """Names of the Events about the Pod (a tuple: exact size, most Pods have a few)."""
+    first: dict[str, int] | None = None
+    """The lowest source position of the Pod's records, by lane (checkpoints only)."""
 
 
 class Folder:
@@ -159,6 +161,13 @@ class Folder:
         timeline = live.timeline
         timeline.events.append(event)
         live.last_us = max(live.last_us, record.received_us)
+        position = record.position
+        if position is not None:
+            lane, n = position
+            if live.first is None:
+                live.first = {lane: n}
+            elif n < live.first.get(lane, n + 1):
+                live.first[lane] = n
         if record.request is not None or record.response is not None:
             timeline.bodies = True
             if (timeline.created_us is None and timeline.recovered_created_us is None
@@ -351,6 +360,32 @@ class Folder:
             self._events.pop((timeline.namespace, name), None)
         self.stats["pods_final"] += 1
         return timeline
+
+    def finished(self) -> list[tuple[int, str, str, str]]:
+        """The Pods that left memory within the forget horizon: (when, uid, namespace,
+        name), oldest first (for a checkpoint); the name only while it still resolves to
+        that Pod."""
+        names = self._names
+        return [(when, uid, key[0], key[1] if names.get(key) == uid else "")
+                for when, uid, key in self._finished_order if uid in self._finished]
+
+    def restore(self, finished: list[tuple[int, str, str, str]]) -> None:
+        """Remember Pods a previous run finished (a checkpoint's), as it did."""
+        for when, uid, namespace, name in finished:
+            self._finished[uid] = when
+            key = (namespace, name)
+            self._finished_order.append((when, uid, key))
+            if name:
+                self._names[key] = uid
+
+    def positions(self) -> dict[str, int]:
+        """The lowest position, by lane, of the records of the Pods in flight."""
+        lowest: dict[str, int] = {}
+        for live in self.live.values():
+            for lane, n in (live.first or {}).items():
+                if n < lowest.get(lane, n + 1):
+                    lowest[lane] = n
+        return lowest
 
     def _forget(self, now_us: int) -> None:
         order = self._finished_order

@@ -53,5 +53,9 @@ class ReorderWindow:
             self._released_us = released.received_us
             yield released
 
+    def held(self) -> list[AuditRecord]:
+        """The records held now (any order)."""
+        return [item[2] for item in self._heap]
+
     def __len__(self) -> int:
         return len(self._heap)

@@ -37,7 +37,7 @@ from typing import IO, Any
 import orjson
 
 from lunettes.config.errors import Section
-from lunettes.model.audit import AuditRecord, skipped
+from lunettes.model.audit import AuditRecord, skipped, tick
 from lunettes.registry import BuildContext
 from lunettes.sources.decode import decode_document
 from lunettes.sources.errors import BadRecord, BadRecords
@@ -84,7 +84,8 @@ class FollowSource:
     every file has been read to its end. Bad lines are counted in ``bad``, and records that
     cannot be about a Pod are left undecoded, as :class:`FileSource` does. ``resume``
     maps lanes (``name:path``) to checkpoints (:meth:`checkpoint`); ``wake``, when set by a
-    writer, ends a poll early."""
+    writer, ends a poll early. With ``heartbeat``, each idle poll yields a
+    ``tick(0)``: the pipeline's chance to write a checkpoint while nothing arrives."""
 
     live = True
 
@@ -92,7 +93,7 @@ class FollowSource:
                  poll_s: float = 0.2, bad: BadRecords | None = None,
                  on_caught_up: Callable[[], None] | None = None, name: str = "follow",
                  resume: dict[str, Any] | None = None, stall_s: float = 30.0,
-                 wake: threading.Event | None = None,
+                 wake: threading.Event | None = None, heartbeat: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.paths = list(paths)
         for path in self.paths:
@@ -108,6 +109,7 @@ class FollowSource:
         self.bad = bad if bad is not None else BadRecords()
         self.on_caught_up = on_caught_up
         self.resume = resume or {}
+        self.heartbeat = heartbeat
         self.state, self.error = "starting", ""
         self.lanes = [_Lane(path, f"{name}:{path}") for path in self.paths]
 
@@ -124,7 +126,7 @@ class FollowSource:
         section.check_unknown()
         try:
             return cls(resolve(paths, context), poll_s=max(0.001, poll_s), bad=context.bad,
-                       name=key, resume=context.resume, stall_s=stall_s)
+                       name=key, resume=context.resume, stall_s=stall_s, heartbeat=True)
         except ValueError as exc:
             section.problem("paths", str(exc))
             return cls([], name=key)
@@ -163,6 +165,8 @@ class FollowSource:
                     if not caught_up and self.on_caught_up is not None:
                         self.on_caught_up()
                     caught_up = True
+                    if self.heartbeat:
+                        yield tick(0)
                     self.wake.wait(self.poll_s)
                     if self.wake is not self.stop:
                         self.wake.clear()

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from lunettes.config.errors import Section
-from lunettes.model.audit import AuditRecord
+from lunettes.model.audit import TICK_STAGE, AuditRecord
 from lunettes.registry import BuildContext
 from lunettes.sources.decode import AUDIT_API_VERSIONS, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
@@ -80,7 +80,8 @@ class WebhookSource:
         self.stats = {"batches": 0, "events": 0, "refused": 0}
         self._wake = threading.Event()
         self._follow = FollowSource([str(self.spool)], name=name, bad=self.bad,
-                                    resume=resume, wake=self._wake, poll_s=1.0)
+                                    resume=resume, wake=self._wake, poll_s=1.0,
+                                    heartbeat=True)
 
     @classmethod
     def from_config(cls, key: str, section: Section, context: BuildContext) -> WebhookSource:
@@ -121,8 +122,9 @@ class WebhookSource:
 
     def __iter__(self) -> Iterator[AuditRecord]:
         for record in self._follow:
-            with self._lock:  # (records re-read after a restart were never counted)
-                self._pending = max(0, self._pending - 1)
+            if record.stage is not TICK_STAGE:  # (a heartbeat is no event)
+                with self._lock:  # (records re-read after a restart were never counted)
+                    self._pending = max(0, self._pending - 1)
             yield record
 
     def checkpoint(self, lane: str, n: int) -> dict[str, Any] | None:
