@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from lunettes import __version__
 
 # Each module defines register(subparsers) adding its subcommand with set_defaults(run=...).
-COMMANDS = ("replay", "validate_config", "init_config", "graph", "reasons", "simulate", "serve")
+COMMANDS = ("replay", "validate_config", "init_config", "graph", "reasons", "simulate", "serve",
+            "analyze")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,7 @@
+"""API server load from the audit stream: request series per client, anomalous windows,
+the combination of attributes that explains them, slow and rejected requests.
+
+The records that are not about Pods are read from their bytes only (:mod:`.scan`); the
+analysis keeps bounded per-interval counts (:mod:`.series`), finds anomalous windows
+against a seasonal baseline (:mod:`.anomaly`) and names what changed (:mod:`.drilldown`).
+"""

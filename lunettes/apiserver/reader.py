@@ -1,0 +1,78 @@
+"""Read :class:`~lunettes.apiserver.scan.RequestFacts` from audit logs: the bytes of each
+line when they tell (:func:`~lunettes.apiserver.scan.scan`), a decode otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from lunettes.apiserver.scan import UNREADABLE, RequestFacts, facts_from_event, scan
+from lunettes.sources.cloudlogging import from_log_entry, is_log_entry
+from lunettes.sources.decode import AUDIT_API_VERSIONS
+from lunettes.sources.errors import BadRecord, BadRecords
+from lunettes.sources.exports import batch, strip_time_prefix, unwrap, wrapped
+from lunettes.sources.files import STDIN, expand
+from lunettes.sources.files import _open as open_log  # the sources' opener: gzip, BOM, stdin
+
+
+def read_facts(paths: Iterable[str], bad: BadRecords) -> Iterator[RequestFacts]:
+    """The finished requests of audit logs (JSON lines of Events, EventLists, Cloud Logging
+    entries, AKS resource logs, CloudWatch events and exports; files, .gz, directories,
+    ``-``), in file order. Bad lines are counted in ``bad``."""
+    for path in expand(paths):
+        name = "<stdin>" if path == STDIN else path
+        try:
+            with open_log(path) as stream:
+                for number, raw in enumerate(stream, 1):
+                    facts = scan(raw)
+                    if facts is UNREADABLE:
+                        yield from _decoded(raw, f"{name}:{number}", bad)
+                    elif facts is not None:
+                        yield facts  # type: ignore[misc]
+        except OSError as exc:
+            bad.add("unreadable_file", name, str(exc))
+
+
+def _decoded(raw: bytes, origin: str, bad: BadRecords) -> Iterator[RequestFacts]:
+    if not raw.strip():
+        return
+    try:
+        doc = orjson.loads(strip_time_prefix(raw) or raw)
+    except orjson.JSONDecodeError as exc:
+        bad.add("invalid_json", origin, str(exc))
+        return
+    for event in _events(doc, origin, bad):
+        facts = facts_from_event(event)
+        if facts is not None:
+            yield facts
+        elif event.get("stage") in ("ResponseComplete", "Panic"):
+            bad.add("bad_timestamp", origin, "no requestReceivedTimestamp")
+
+
+def _events(doc: Any, origin: str, bad: BadRecords) -> Iterator[dict[str, Any]]:
+    if isinstance(doc, list):
+        for item in doc:
+            yield from _events(item, origin, bad)
+    elif not isinstance(doc, dict):
+        bad.add("not_an_object", origin, type(doc).__name__)
+    elif doc.get("kind") == "EventList" and isinstance(doc.get("items"), list):
+        for item in doc["items"]:
+            yield from _events({"kind": "Event", **item} if isinstance(item, dict) else item,
+                               origin, bad)
+    elif doc.get("kind") == "Event" and doc.get("apiVersion", "audit.k8s.io/v1") in \
+            AUDIT_API_VERSIONS:
+        yield doc
+    elif (items := batch(doc)) is not None:
+        yield from _events(items, origin, bad)
+    else:
+        try:
+            if is_log_entry(doc):
+                yield from_log_entry(doc)
+            elif (inner := wrapped(doc)) is not None:
+                yield from _events(unwrap(inner), origin, bad)
+            else:
+                bad.add("unknown_kind", origin, f"kind={doc.get('kind')!r}")
+        except BadRecord as exc:
+            bad.add(exc.reason, origin, str(exc))

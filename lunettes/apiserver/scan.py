@@ -1,0 +1,170 @@
+"""The few fields of an audit Event the load analysis needs, read from the bytes of a line.
+
+kube-apiserver writes every audit.k8s.io/v1 line in one field order: ``kind, apiVersion,
+level, auditID, stage, requestURI, verb, user, impersonatedUser, sourceIPs, userAgent,
+objectRef, responseStatus, requestObject, responseObject, requestReceivedTimestamp,
+stageTimestamp, annotations``. A JSON string holds no unescaped quote, so a key pattern such
+as ``,"requestObject":`` cannot be faked by a value; the metadata fields come before the
+first body, and the two timestamps and the annotations after the bodies. So the line is cut
+at its first body and at its last ``requestReceivedTimestamp``, and only the two ends are
+decoded. :func:`scan` answers :data:`UNREADABLE` whenever the bytes do not tell for sure
+(another shape or version, an escape in a value, a line that is not one whole object); such
+lines are decoded and read by :func:`facts_from_event`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final, NamedTuple
+
+from orjson import JSONDecodeError, loads
+
+from lunettes.model.times import parse_time
+
+FINAL_STAGES: Final = frozenset({"ResponseComplete", "Panic"})
+APF_QUEUE_WAIT: Final = "apiserver.latency.k8s.io/apf-queue-wait"
+"""The only API Priority and Fairness audit annotation kube-apiserver writes (1.31+); the
+flow schema and priority level go to response headers and the httplog, not the audit log."""
+
+
+class RequestFacts(NamedTuple):
+    """One finished API request. Strings are empty when absent; times in microseconds."""
+
+    time_us: int
+    verb: str
+    uri: str
+    user: str
+    user_agent: str
+    resource: str
+    subresource: str
+    namespace: str
+    name: str
+    code: int
+    latency_us: int | None
+    apf_wait_us: int | None
+
+
+class _Unreadable:
+    """The bytes do not tell: decode the line."""
+
+
+UNREADABLE: Final = _Unreadable()
+NOT_FINAL: Final = None
+""":func:`scan` of a record whose stage is not final (RequestReceived, ResponseStarted)."""
+
+_HEAD = b'{"kind":"Event","apiVersion":"audit.k8s.io/v1",'
+_STAGE_KEY = b',"stage":"'
+_BODIES = (b',"requestObject":', b',"responseObject":')
+_RECEIVED = b',"requestReceivedTimestamp":"'
+_WHOLE = (b"}\n", b"}", b"}\r\n")
+_FINAL = (b"ResponseComplete", b"Panic")
+_LONG_RUNNING_SUB = frozenset({"exec", "attach", "portforward", "proxy"})
+_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_US = {"ns": 0.001, "us": 1.0, "µs": 1.0, "μs": 1.0, "ms": 1e3, "s": 1e6, "m": 6e7,
+            "h": 3.6e9}
+
+
+def scan(raw: bytes) -> RequestFacts | _Unreadable | None:
+    """The facts of one audit line; None (:data:`NOT_FINAL`) for a stage that is not final;
+    :data:`UNREADABLE` when the bytes do not tell.
+
+    Only the metadata before the bodies and the timestamps and annotations after them are
+    decoded (two small ``orjson`` calls); the bodies, most of a RequestResponse line, are
+    never read.
+    """
+    if not raw.startswith(_HEAD) or not raw.endswith(_WHOLE):
+        return UNREADABLE
+    at = raw.find(_STAGE_KEY, len(_HEAD), 200)
+    if at < 0:
+        return UNREADABLE
+    at += len(_STAGE_KEY)
+    if raw[at:raw.find(b'"', at)] not in _FINAL:
+        return NOT_FINAL
+    tail = raw.rfind(_RECEIVED)  # the last of its name: after the bodies
+    if tail < 0:
+        return UNREADABLE
+    end = tail
+    for key in _BODIES:
+        found = raw.find(key, at, tail)
+        if found >= 0:
+            end = found
+            break
+    try:
+        event = loads(raw[:end] + b"}")
+        event.update(loads(b"{" + raw[tail + 1:]))
+    except JSONDecodeError:
+        return UNREADABLE
+    return facts_from_event(event)
+
+
+def _facts(received: int, stage_at: int | None, verb: str, uri: str, user: str, agent: str,
+           resource: str, subresource: str, namespace: str, name: str, code: int,
+           wait: str) -> RequestFacts:
+    latency = None
+    if stage_at is not None and verb != "watch" and subresource not in _LONG_RUNNING_SUB:
+        latency = max(0, stage_at - received)
+    return RequestFacts(received, verb, uri, user, agent, resource, subresource, namespace,
+                        name, code, latency, go_duration_us(wait) if wait else None)
+
+
+def go_duration_us(text: str) -> int | None:
+    """A Go ``time.Duration`` string (``"1.5ms"``, ``"2m3.1s"``, ``"100ns"``) in
+    microseconds; None when it is not one."""
+    total, at = 0.0, 0
+    for match in _DURATION.finditer(text):
+        if match.start() != at:
+            return None
+        total += float(match.group(1)) * _UNIT_US[match.group(2)]
+        at = match.end()
+    if at != len(text) or at == 0:
+        return None
+    return round(total)
+
+
+def facts_from_event(event: dict[str, Any]) -> RequestFacts | None:
+    """The facts of a decoded audit Event; None for a stage that is not final or an event
+    without a usable requestReceivedTimestamp. Fields of another type read as absent."""
+    get = event.get
+    if get("stage") not in FINAL_STAGES:
+        return None
+    received_text, stage_text = get("requestReceivedTimestamp"), get("stageTimestamp")
+    try:
+        received = parse_time(received_text)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return None
+    stage_at = _later(received, received_text, stage_text)
+    user, ref, status = get("user", _EMPTY), get("objectRef", _EMPTY), get(
+        "responseStatus", _EMPTY)
+    if type(user) is not dict:
+        user = _EMPTY
+    if type(ref) is not dict:
+        ref = _EMPTY
+    code = status.get("code", 0) if type(status) is dict else 0
+    notes = get("annotations")
+    wait = notes.get(APF_QUEUE_WAIT, "") if type(notes) is dict else ""
+    texts = [get("verb", ""), get("requestURI", ""), user.get("username", ""),
+             get("userAgent", ""), ref.get("resource", ""), ref.get("subresource", ""),
+             ref.get("namespace", ""), ref.get("name", ""), wait]
+    for i, text in enumerate(texts):
+        if type(text) is not str:
+            texts[i] = ""
+    verb, uri, username, agent, resource, subresource, namespace, name, wait = texts
+    return _facts(received, stage_at, verb, uri, username, agent, resource, subresource,
+                  namespace, name, code if type(code) is int else 0, wait)
+
+
+def _later(received: int, received_text: Any, text: Any) -> int | None:
+    """The stageTimestamp in microseconds (the common case, in the same second as the
+    request's arrival, without parsing); None when absent or not a time."""
+    if type(text) is not str:
+        return None
+    if len(text) == 27 and text[:20] == received_text[:20] and text[26] == "Z" \
+            and text[20:26].isdigit():
+        return received - received % 1_000_000 + int(text[20:26])
+    try:
+        return parse_time(text)
+    except ValueError:
+        return None
+
+
+_EMPTY: dict[str, Any] = {}

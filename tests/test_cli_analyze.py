@@ -1,0 +1,79 @@
+"""``lunettes analyze apiserver`` on the real perfspec capture: its counts equal counts made
+with plain json; the chart is a PNG; a missing extra is named."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from lunettes.cli import analyze
+from lunettes.cli.main import main
+from tests.realdata import real
+
+PERFSPEC = "perfspec-kubeadm-metadata.jsonl.gz"
+
+
+def _final_events(path: str) -> list[dict]:
+    with gzip.open(path, "rt") as stream:
+        events = [json.loads(line) for line in stream]
+    return [e for e in events if e["stage"] in ("ResponseComplete", "Panic")]
+
+
+def _minute(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()) // 60
+
+
+def test_report_counts_on_perfspec_equal_plain_json_counts(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = real(PERFSPEC)
+    chart = tmp_path / "load.png"
+    code = main(["analyze", "apiserver", path, "--format", "json", "--top", "100000",
+                 "--top-k", "100000", "--chart", str(chart)])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    events = _final_events(path)
+    assert report["requests"] == len(events) == 16089
+    minutes = Counter(_minute(e["requestReceivedTimestamp"]) for e in events)
+    first = min(minutes)
+    assert report["series"]["total"] == [minutes.get(first + i, 0)
+                                         for i in range(max(minutes) - first + 1)]
+    by_verb = Counter(e["verb"] for e in events)
+    assert {t["value"]: t["requests"] for t in report["top"]["verb"]} == dict(by_verb)
+    by_user = Counter(e["user"]["username"] for e in events)
+    assert {t["value"]: t["requests"] for t in report["top"]["user"]} == dict(by_user)
+    by_code = Counter(str(e["responseStatus"]["code"]) for e in events)
+    assert {t["value"]: t["requests"] for t in report["top"]["code"]} == dict(by_code)
+    unbounded: Counter[str] = Counter()
+    for e in events:
+        ref, query = e.get("objectRef", {}), e["requestURI"].partition("?")[2]
+        params = {p.split("=")[0] for p in query.split("&")}
+        if e["verb"] == "list" and "namespace" not in ref and "resource" in ref and \
+                not params & {"limit", "resourceVersion"}:
+            unbounded[ref["resource"]] += 1
+    assert {u["resource"]: u["count"] for u in report["unbounded_lists"]} == dict(unbounded)
+    assert sum(unbounded.values()) > 0
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_report_prints_the_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", "apiserver", real(PERFSPEC)]) == 0
+    out = capsys.readouterr().out
+    assert "16089 requests" in out
+    assert "cluster-wide LISTs without limit or resourceVersion" in out
+
+
+def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(analyze, "missing_extra", lambda: ["statsmodels"])
+    assert main(["analyze", "apiserver", real(PERFSPEC)]) == 2
+    assert "pip install 'lunettes[analyze]'" in capsys.readouterr().err
+
+
+def test_bad_where_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", "apiserver", real(PERFSPEC), "--where", "colour=red"]) == 2
+    assert "DIMENSION=VALUE" in capsys.readouterr().err
