@@ -190,7 +190,8 @@ class Alternative:
 
     def captures(self, event: HyperEvent) -> dict[str, str] | None:
         """The named groups of the message regex in the first text it matches (the Event
-        or status message, then condition and container messages); {} without a regex."""
+        or status message, then condition and container messages; a group that took no
+        part is ""); {} without a regex."""
         if self.message is None:
             return {}
         texts = [event.message]
@@ -199,7 +200,7 @@ class Alternative:
         for text in texts:
             found = self.message.search(text) if text else None
             if found:
-                return {k: v for k, v in found.groupdict().items() if v is not None}
+                return {k: v or "" for k, v in found.groupdict().items()}
         return None
 
 
