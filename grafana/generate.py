@@ -3,26 +3,42 @@
     python3 grafana/generate.py           # rewrite the dashboards
     python3 grafana/generate.py --check   # exit 1, naming the files, if one is out of date
 
-The JSON files are what Grafana loads (provisioning/dashboards/lunettes.yaml points at
-the folder); this script is their source, so panel ids, grid positions and the shared
-filters stay consistent. Edit here, regenerate, commit both. tests/test_grafana.py checks
-the files are up to date, their structure, and runs every PromQL query against a real
-Prometheus scraping ``lunettes serve``.
+The dashboards are built with Grafana's own dashboards-as-code library,
+grafana-foundation-sdk (typed builders of Grafana's schema: a panel, query or option that
+Grafana would not load cannot be built; needs the ``test`` extra, or
+``pip install grafana-foundation-sdk``). The JSON files are what Grafana loads
+(provisioning/dashboards/lunettes.yaml points at the folder); this script is their source,
+so panel ids, grid positions and the shared filters stay consistent. Edit here,
+regenerate, commit both. tests/test_grafana.py checks the files are up to date, their
+structure, and runs every PromQL query against a real Prometheus scraping ``lunettes
+serve``.
 
 Datasources are chosen by datasource variables; their defaults are the uids of
-provisioning/datasources/lunettes.yaml.
+provisioning/datasources/lunettes.yaml. The SDK has no Jaeger query model: the trace
+panel's one query is a plain ``{refId, datasource, query}``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from grafana_foundation_sdk.builders import bargauge, barchart, common, heatmap, stat, table
+from grafana_foundation_sdk.builders import dashboard as board
+from grafana_foundation_sdk.builders import elasticsearch as es
+from grafana_foundation_sdk.builders import prometheus as prom
+from grafana_foundation_sdk.builders import timeseries as ts
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.runtime import UnknownDataquery
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
-SCHEMA_VERSION = 39
 
 # Provisioned datasource uids (provisioning/datasources/lunettes.yaml).
 PROMETHEUS_UID = "lunettes-prometheus"
@@ -34,142 +50,193 @@ SLO_UID = "lunettes-pod-slo"
 TRACE_UID = "lunettes-pod-trace"
 DIAGNOSIS_UID = "lunettes-diagnosis"
 
-PROM = {"type": "prometheus", "uid": "${datasource}"}
-JAEGER = {"type": "jaeger", "uid": "${jaeger}"}
-ES_PODS = {"type": "elasticsearch", "uid": "${es_pods}"}
-ES_DIAGNOSES = {"type": "elasticsearch", "uid": "${es_diagnoses}"}
+PROM = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
+JAEGER = dm.DataSourceRef(type_val="jaeger", uid="${jaeger}")
+ES_PODS = dm.DataSourceRef(type_val="elasticsearch", uid="${es_pods}")
+ES_DIAGNOSES = dm.DataSourceRef(type_val="elasticsearch", uid="${es_diagnoses}")
 
 Json = dict[str, Any]
+Panel = cogbuilder.Builder[dm.Panel]
+Variable = cogbuilder.Builder[dm.VariableModel]
 
 
 # -- template variables ------------------------------------------------------------------
 
-def datasource_var(name: str, label: str, plugin: str, uid: str, regex: str = "") -> Json:
-    return {"name": name, "label": label, "type": "datasource", "query": plugin,
-            "regex": regex, "current": {"text": uid, "value": uid}, "hide": 0,
-            "refresh": 1, "options": [], "includeAll": False, "multi": False}
+def datasource_var(name: str, label: str, plugin: str, uid: str, regex: str = "") -> Variable:
+    var = (board.DatasourceVariable(name).label(label).type(plugin)
+           .current(dm.VariableOption(text=uid, value=uid)))
+    return var.regex(regex) if regex else var
 
 
-def prom_var(name: str, label: str, query: str, *, multi: bool = True,
-             all_value: str = ".*") -> Json:
-    var: Json = {"name": name, "label": label, "type": "query", "datasource": PROM,
-                 "query": {"query": query, "refId": f"{name}-values"},
-                 "definition": query, "refresh": 2, "sort": 1, "hide": 0, "options": [],
-                 "multi": multi, "includeAll": multi,
-                 "current": {"text": "All", "value": "$__all"} if multi else {}}
+def prom_var(name: str, label: str, query: str, *, multi: bool = True) -> Variable:
+    var = (board.QueryVariable(name).label(label).datasource(PROM)
+           .query({"query": query, "refId": f"{name}-values"})
+           .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+           .sort(dm.VariableSort.ALPHABETICAL_ASC).multi(multi).include_all(multi))
     if multi:
-        var["allValue"] = all_value
+        var = var.all_value(".*").current(dm.VariableOption(text="All", value="$__all"))
     return var
 
 
-def es_terms_var(name: str, label: str, datasource: Json, field: str, query: str = "",
-                 *, include_all: bool = False, regex: str = "", hide: int = 0) -> Json:
+def es_terms_var(name: str, label: str, datasource: dm.DataSourceRef, field: str,
+                 query: str = "", *, include_all: bool = False, regex: str = "",
+                 hide: dm.VariableHide = dm.VariableHide.DONT_HIDE) -> Variable:
     """A variable listing the values of a keyword field (an Elasticsearch terms query)."""
     find: Json = {"find": "terms", "field": field, "size": 1000}
     if query:
         find["query"] = query
-    text = json.dumps(find)
-    var: Json = {"name": name, "label": label, "type": "query", "datasource": datasource,
-                 "query": text, "definition": text, "refresh": 2, "sort": 1, "hide": hide,
-                 "regex": regex, "options": [], "multi": False, "includeAll": include_all,
-                 "current": {}}
+    var = (board.QueryVariable(name).label(label).datasource(datasource)
+           .query(json.dumps(find)).refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+           .sort(dm.VariableSort.ALPHABETICAL_ASC).hide(hide).include_all(include_all))
+    if regex:
+        var = var.regex(regex)
     if include_all:
-        var["allValue"] = "*"
-        var["current"] = {"text": "All", "value": "$__all"}
+        var = var.all_value("*").current(dm.VariableOption(text="All", value="$__all"))
     return var
 
 
-def textbox(name: str, label: str, default: str, description: str) -> Json:
-    return {"name": name, "label": label, "type": "textbox", "query": default,
-            "description": description, "hide": 0,
-            "current": {"text": default, "value": default},
-            "options": [{"selected": True, "text": default, "value": default}]}
+def textbox(name: str, label: str, default: str, description: str) -> Variable:
+    return (board.TextBoxVariable(name).label(label).description(description)
+            .default_value(default).current(dm.VariableOption(text=default, value=default)))
 
 
-def custom_var(name: str, label: str, values: list[str], description: str) -> Json:
-    return {"name": name, "label": label, "type": "custom", "query": ",".join(values),
-            "description": description, "hide": 0, "multi": False, "includeAll": False,
-            "current": {"text": values[0], "value": values[0]},
-            "options": [{"selected": i == 0, "text": v, "value": v}
-                        for i, v in enumerate(values)]}
+def custom_var(name: str, label: str, values: list[str], description: str) -> Variable:
+    return (board.CustomVariable(name).label(label).description(description)
+            .values(",".join(values))
+            .current(dm.VariableOption(text=values[0], value=values[0]))
+            .options([dm.VariableOption(selected=i == 0, text=v, value=v)
+                      for i, v in enumerate(values)]))
+
+
+# -- queries -----------------------------------------------------------------------------
+
+def prom_target(expr: str, legend: str = "", ref: str = "A", *, exemplar: bool = False,
+                heatmap_format: bool = False) -> prom.Dataquery:
+    query = (prom.Dataquery().ref_id(ref).datasource(PROM).expr(expr)
+             .legend_format(legend or "__auto").range().editor_mode("code"))
+    if exemplar:
+        query = query.exemplar(True)
+    if heatmap_format:
+        query = query.format("heatmap")
+    return query
+
+
+def es_query(datasource: dm.DataSourceRef, query: str, metrics: list[Any],
+             buckets: list[Any]) -> es.Dataquery:
+    return (es.Dataquery().ref_id("A").datasource(datasource).query(query).alias("")
+            .time_field("created").metrics(metrics).bucket_aggs(buckets))
+
+
+def es_terms(field: str, aggregation_id: str, size: str) -> es.Terms:
+    return (es.Terms().id(aggregation_id).field(field)
+            .settings(es.ElasticsearchTermsSettings().size(size).order("desc")
+                      .order_by("_count").min_doc_count("1")))
+
+
+class JaegerQuery(cogbuilder.Builder[UnknownDataquery]):
+    """A Jaeger trace-id query (the SDK ships no model for Jaeger's queries)."""
+
+    def __init__(self, trace_id: str) -> None:
+        self.trace_id = trace_id
+
+    def build(self) -> UnknownDataquery:
+        return UnknownDataquery({"refId": "A", "datasource": JAEGER.to_json(),
+                                 "query": self.trace_id})
 
 
 # -- panels ------------------------------------------------------------------------------
 
-def prom_target(expr: str, legend: str = "", ref: str = "A", **extra: Any) -> Json:
-    return {"refId": ref, "datasource": PROM, "expr": expr, "legendFormat": legend or "__auto",
-            "range": True, "editorMode": "code", **extra}
+def thresholds(*steps: tuple[float | None, str]) -> board.ThresholdsConfig:
+    return (board.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE)
+            .steps([dm.Threshold(value=v, color=c) for v, c in steps]))
 
 
-def panel(kind: str, title: str, targets: list[Json], datasource: Json, *, w: int = 12,
-          h: int = 8, unit: str = "", description: str = "", options: Json | None = None,
-          defaults: Json | None = None, overrides: list[Json] | None = None,
-          links: list[Json] | None = None, transformations: list[Json] | None = None) -> Json:
-    field_defaults: Json = {**(defaults or {})}
-    if unit:
-        field_defaults["unit"] = unit
-    out: Json = {"type": kind, "title": title, "description": description,
-                 "datasource": datasource, "targets": targets,
-                 "fieldConfig": {"defaults": field_defaults, "overrides": overrides or []},
-                 "options": options or {}, "gridPos": {"w": w, "h": h}}
-    if links:
-        out["links"] = links
-    if transformations:
-        out["transformations"] = transformations
+def last_value() -> common.ReduceDataOptions:
+    return common.ReduceDataOptions().calcs(["lastNotNull"]).values(False).fields("")
+
+
+def seconds_series(title: str, targets: list[prom.Dataquery], *, w: int = 12,
+                   description: str = "", unit: str = "s", max_value: float | None = None
+                   ) -> ts.Panel:
+    """A line chart of seconds (or another unit): thin lines, nulls spanned."""
+    panel = (ts.Panel().title(title).description(description).datasource(PROM)
+             .targets(targets).span(w).height(8).unit(unit).line_width(1).fill_opacity(0)
+             .span_nulls(True))
+    return panel.max(max_value) if max_value is not None else panel
+
+
+def stacked(kind: str, panel: ts.Panel) -> ts.Panel:
+    """Stacked bars (``bars``) or stacked areas (``lines``)."""
+    style = (panel.draw_style(cm.GraphDrawStyle.BARS).fill_opacity(80) if kind == "bars"
+             else panel.draw_style(cm.GraphDrawStyle.LINE).fill_opacity(30))
+    return style.stacking(common.StackingConfig().mode(cm.StackingMode.NORMAL))
+
+
+def big_stat(title: str, target: prom.Dataquery, unit: str, *, w: int = 6,
+             description: str = "") -> stat.Panel:
+    return (stat.Panel().title(title).description(description).datasource(PROM)
+            .with_target(target).span(w).height(5).unit(unit))
+
+
+def horizontal_bars(title: str, targets: list[prom.Dataquery], unit: str, *, w: int = 8,
+                    gradient: bool = True) -> bargauge.Panel:
+    mode = cm.BarGaugeDisplayMode.GRADIENT if gradient else cm.BarGaugeDisplayMode.BASIC
+    return (bargauge.Panel().title(title).datasource(PROM).targets(targets).span(w)
+            .height(8).unit(unit).orientation(cm.VizOrientation.HORIZONTAL)
+            .display_mode(mode).reduce_options(last_value()))
+
+
+def link_override(field: str, *links: tuple[str, str]) -> tuple[str, list[dm.DynamicConfigValue]]:
+    """Data links on one column of a table."""
+    return field, [dm.DynamicConfigValue(id_val="links", value=[
+        {"title": title, "url": url, "targetBlank": url.startswith("$")}
+        for title, url in links])]
+
+
+def es_table(title: str, datasource: dm.DataSourceRef, query: str, columns: list[str], *,
+             h: int = 8, size: int = 500, description: str = "",
+             links: list[tuple[str, list[dm.DynamicConfigValue]]] | None = None) -> table.Panel:
+    """A table of raw documents, showing ``columns`` in that order."""
+    raw = es.RawData().id("1").settings(es.ElasticsearchRawDataSettings().size(str(size)))
+    panel = (table.Panel().title(title).description(description).datasource(datasource)
+             .with_target(es_query(datasource, query, [raw], []))
+             .span(24).height(h).show_header(True).cell_height(cm.TableCellHeight.SM)
+             .footer(common.TableFooterOptions().show(False).reducer(["sum"]).fields(""))
+             .sort_by([common.TableSortByFieldState().display_name("created").desc(True)])
+             .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+                 "excludeByName": {}, "indexByName": {n: i for i, n in enumerate(columns)},
+                 "renameByName": {}, "includeByName": {n: True for n in columns}})))
+    for field, properties in links or []:
+        panel = panel.override_by_name(field, properties)
+    return panel
+
+
+def dashboard(uid: str, title: str, description: str, variables: list[Variable],
+              panels: list[Panel | board.Row], *, time_from: str = "now-6h",
+              links: list[board.DashboardLink] | None = None) -> board.Dashboard:
+    """A lunettes dashboard: panels laid out left to right, numbered in order."""
+    out = (board.Dashboard(title).uid(uid).description(description).tags(["lunettes"])
+           .editable().tooltip(dm.DashboardCursorSync.CROSSHAIR).timezone("browser")
+           .refresh("1m").time(time_from, "now").variables(variables)
+           .link(board.DashboardLink("lunettes").type(dm.DashboardLinkType.DASHBOARDS)
+                 .tags(["lunettes"]).as_dropdown(True).keep_time(True)
+                 .icon("external link")))
+    for link in links or []:
+        out = out.link(link)
+    for number, item in enumerate(panels, 1):
+        item = item.id(number)
+        out = out.with_row(item) if isinstance(item, board.Row) else out.with_panel(item)
     return out
 
 
-def row(title: str) -> Json:
-    return {"type": "row", "title": title, "collapsed": False, "panels": [],
-            "gridPos": {"w": 24, "h": 1}}
-
-
-def layout(panels: list[Json]) -> list[Json]:
-    """Numbers the panels and places them left to right, top to bottom."""
-    x = y = line = 0
-    for number, p in enumerate(panels, 1):
-        p["id"] = number
-        grid = p["gridPos"]
-        if p["type"] == "row" or x + grid["w"] > 24:
-            x, y, line = 0, y + line, 0
-        grid["x"], grid["y"] = x, y
-        x += grid["w"]
-        line = max(line, grid["h"])
-        if p["type"] == "row":
-            x, y, line = 0, y + grid["h"], 0
-    return panels
-
-
-def dashboard(uid: str, title: str, description: str, variables: list[Json],
-              panels: list[Json], *, time_from: str = "now-6h",
-              links: list[Json] | None = None) -> Json:
-    return {
-        "uid": uid, "title": title, "description": description, "tags": ["lunettes"],
-        "schemaVersion": SCHEMA_VERSION, "version": 1, "editable": True,
-        "graphTooltip": 1, "timezone": "browser", "refresh": "1m", "liveNow": False,
-        "time": {"from": time_from, "to": "now"}, "timepicker": {},
-        "fiscalYearStartMonth": 0, "weekStart": "",
-        "annotations": {"list": [{
-            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-            "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
-            "name": "Annotations & Alerts", "type": "dashboard"}]},
-        "links": [{"title": "lunettes", "type": "dashboards", "tags": ["lunettes"],
-                   "asDropdown": True, "includeVars": False, "keepTime": True,
-                   "icon": "external link", "targetBlank": False, "url": "", "tooltip": ""},
-                  *(links or [])],
-        "templating": {"list": variables},
-        "panels": layout(panels),
-    }
-
-
-def thresholds(*steps: tuple[float | None, str]) -> Json:
-    return {"thresholds": {"mode": "absolute",
-                           "steps": [{"value": v, "color": c} for v, c in steps]}}
+def url_link(title: str, url: str) -> board.DashboardLink:
+    return (board.DashboardLink(title).type(dm.DashboardLinkType.LINK).icon("external link")
+            .url(url).target_blank(True))
 
 
 # -- Pod delivery SLO (Prometheus) -------------------------------------------------------
 
-def slo_dashboard() -> Json:
+def slo_dashboard() -> board.Dashboard:
     sel = 'job=~"$job",namespace=~"$namespace",slo_class=~"$slo_class"'
     cls = 'job=~"$job",slo_class=~"$slo_class"'
     job = 'job=~"$job"'
@@ -183,7 +250,7 @@ def slo_dashboard() -> Json:
         return (f"sum{group} (increase({met}[{window}])) / "
                 f"sum{group} (increase({valid}[{window}]))")
 
-    def quantiles(metric: str, selector: str) -> list[Json]:
+    def quantiles(metric: str, selector: str) -> list[prom.Dataquery]:
         """p50, p90, p99; the p50 query also fetches the exemplars (one dot per Pod, its
         trace id linked to Jaeger by the datasource's exemplarTraceIdDestinations)."""
         return [prom_target(f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket"
@@ -192,166 +259,142 @@ def slo_dashboard() -> Json:
                 for q, ref in ((0.5, "A"), (0.9, "B"), (0.99, "C"))]
 
     percent = thresholds((None, "red"), (0.95, "orange"), (0.99, "green"))
-    seconds_ts: Json = {"custom": {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 0,
-                                   "spanNulls": True}}
     variables = [
         datasource_var("datasource", "Prometheus", "prometheus", PROMETHEUS_UID),
         prom_var("job", "Job", "label_values(lunettes_audit_records_read_total, job)",
                  multi=False),
-        prom_var("namespace", "Namespace",
-                 f"label_values({results}{{{job}}}, namespace)"),
+        prom_var("namespace", "Namespace", f"label_values({results}{{{job}}}, namespace)"),
         prom_var("slo_class", "SLO class", f"label_values({results}{{{job}}}, slo_class)"),
         custom_var("objective", "Objective", ["0.99", "0.995", "0.999", "0.95", "0.9"],
                    "The SLO objective: the share of verdicts (met + violated) that must be "
                    "met. Keep it equal to lunettes:pod_slo_objective:ratio of the alerting "
                    "rules (deploy/prometheus/lunettes-rules.yaml)."),
     ]
-    panels = [
-        row("Delivery SLO"),
-        panel("stat", "SLO success ratio (time range)", [prom_target(ratio("$__range"))],
-              PROM, w=6, h=5, unit="percentunit", defaults={**percent, "decimals": 2},
-              description="Met / (met + violated) over the dashboard's time range. Killed, "
-                          "in-progress and not-applicable verdicts are left out."),
-        panel("stat", "Error budget left (time range)",
-              [prom_target(f"1 - ((sum(increase({bad}[$__range])) or vector(0)) / "
-                           f"sum(increase({valid}[$__range]))) / (1 - $objective)")],
-              PROM, w=6, h=5, unit="percentunit",
-              defaults={**thresholds((None, "red"), (0, "orange"), (0.5, "green")),
-                        "decimals": 1},
-              description="The share of the error budget (1 - objective) not spent by the "
-                          "violations in the time range; negative when overspent."),
-        panel("stat", "Verdicts (time range)",
-              [prom_target(f"sum by (result) (increase({results}{{{sel}}}[$__range]))",
-                           "{{result}}")],
-              PROM, w=12, h=5, unit="short",
-              options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
-                                         "values": False},
-                       "textMode": "value_and_name", "colorMode": "background",
-                       "graphMode": "none", "orientation": "horizontal"},
-              description="Pods that got each SLO verdict (met, violated, killed, "
-                          "in_progress, not_applicable)."),
-        panel("timeseries", "SLO success ratio", [
+    panels: list[Panel | board.Row] = [
+        board.Row("Delivery SLO"),
+        big_stat("SLO success ratio (time range)", prom_target(ratio("$__range")),
+                 "percentunit",
+                 description="Met / (met + violated) over the dashboard's time range. "
+                             "Killed, in-progress and not-applicable verdicts are left out.")
+        .thresholds(percent).decimals(2),
+        big_stat("Error budget left (time range)",
+                 prom_target(f"1 - ((sum(increase({bad}[$__range])) or vector(0)) / "
+                             f"sum(increase({valid}[$__range]))) / (1 - $objective)"),
+                 "percentunit",
+                 description="The share of the error budget (1 - objective) not spent by "
+                             "the violations in the time range; negative when overspent.")
+        .thresholds(thresholds((None, "red"), (0, "orange"), (0.5, "green"))).decimals(1),
+        big_stat("Verdicts (time range)",
+                 prom_target(f"sum by (result) (increase({results}{{{sel}}}[$__range]))",
+                             "{{result}}"), "short", w=12,
+                 description="Pods that got each SLO verdict (met, violated, killed, "
+                             "in_progress, not_applicable).")
+        .reduce_options(last_value()).text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        .color_mode(cm.BigValueColorMode.BACKGROUND).graph_mode(cm.BigValueGraphMode.NONE)
+        .orientation(cm.VizOrientation.HORIZONTAL),
+        seconds_series("SLO success ratio", [
             prom_target(ratio("$__rate_interval"), "success ratio"),
-            prom_target("vector($objective)", "objective", "B")],
-            PROM, w=12, unit="percentunit", defaults={**seconds_ts, "max": 1},
-            description="Met / (met + violated) of the verdicts given in each interval, "
-                        "against the objective."),
-        panel("timeseries", "SLO success ratio by namespace",
-              [prom_target(ratio("$__rate_interval", "namespace"), "{{namespace}}")],
-              PROM, w=12, unit="percentunit", defaults={**seconds_ts, "max": 1}),
-        panel("bargauge", "SLO success ratio by class (time range)",
-              [prom_target(ratio("$__range", "slo_class"), "{{slo_class}}")],
-              PROM, w=8, unit="percentunit", defaults={**percent, "min": 0, "max": 1},
-              options={"orientation": "horizontal", "displayMode": "basic",
-                       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
-                                         "values": False}}),
-        panel("timeseries", "Violations by reason",
-              [prom_target(f"sum by (reason) (increase({bad}[$__rate_interval]))",
-                           "{{reason}}")],
-              PROM, w=8, unit="short",
-              defaults={"custom": {"drawStyle": "bars", "stacking": {"mode": "normal"},
-                                   "fillOpacity": 80}},
-              description="Violated verdicts by diagnosis reason code (none: no finding)."),
-        panel("bargauge", "Top violation reasons (time range)",
-              [prom_target(f"topk(10, sum by (reason) (increase({bad}[$__range])))",
-                           "{{reason}}")],
-              PROM, w=8, unit="short",
-              options={"orientation": "horizontal", "displayMode": "gradient",
-                       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
-                                         "values": False}},
-              links=[{"title": "Diagnosis: the Pods behind these reasons",
-                      "url": f"/d/{DIAGNOSIS_UID}/diagnosis?${{__url_time_range}}"}]),
+            prom_target("vector($objective)", "objective", "B")], unit="percentunit",
+            max_value=1, description="Met / (met + violated) of the verdicts given in each "
+                                     "interval, against the objective."),
+        seconds_series("SLO success ratio by namespace",
+                       [prom_target(ratio("$__rate_interval", "namespace"), "{{namespace}}")],
+                       unit="percentunit", max_value=1),
+        horizontal_bars("SLO success ratio by class (time range)",
+                        [prom_target(ratio("$__range", "slo_class"), "{{slo_class}}")],
+                        "percentunit", gradient=False).thresholds(percent).min(0).max(1),
+        stacked("bars", ts.Panel().title("Violations by reason").datasource(PROM)
+                .description("Violated verdicts by diagnosis reason code (none: no "
+                             "finding).").span(8).height(8).unit("short")
+                .with_target(prom_target(f"sum by (reason) (increase({bad}"
+                                         "[$__rate_interval]))", "{{reason}}"))),
+        horizontal_bars("Top violation reasons (time range)",
+                        [prom_target(f"topk(10, sum by (reason) (increase({bad}[$__range])))",
+                                     "{{reason}}")], "short")
+        .links([board.DashboardLink("Diagnosis: the Pods behind these reasons")
+                .url(f"/d/{DIAGNOSIS_UID}/diagnosis?${{__url_time_range}}")]),
 
-        row("Delivery time"),
-        panel("timeseries", "Delivery time without user time (the SLO's measure)",
-              quantiles("lunettes_pod_delivery_platform_duration_seconds", cls), PROM,
-              unit="s", defaults=seconds_ts,
-              description="Creation to delivery of delivered Pods minus user time (init "
-                          "containers, readiness probes and gates, user faults)."),
-        panel("timeseries", "Delivery time with user time",
-              quantiles("lunettes_pod_delivery_duration_seconds", cls), PROM, unit="s",
-              defaults=seconds_ts,
-              description="Creation to delivery (Ready, or the terminal phase of Pods that "
-                          "run to completion), everything included."),
-        panel("heatmap", "Delivery time without user time (heatmap)",
-              [prom_target("sum by (le) (increase(lunettes_pod_delivery_platform_duration_"
-                           f"seconds_bucket{{{cls}}}[$__rate_interval]))", "{{le}}",
-                           format="heatmap")],
-              PROM, w=12, unit="s",
-              options={"calculate": False, "yAxis": {"unit": "s"},
-                       "cellGap": 1, "color": {"mode": "scheme", "scheme": "Oranges",
-                                               "exponent": 0.5, "steps": 64},
-                       "rowsFrame": {"layout": "auto"}, "tooltip": {"show": True}}),
-        panel("timeseries", "p90 delivery time without user time, by class",
-              [prom_target("histogram_quantile(0.9, sum by (le, slo_class) (rate("
-                           f"lunettes_pod_delivery_platform_duration_seconds_bucket{{{cls}}}"
-                           "[$__rate_interval])))", "{{slo_class}}", exemplar=True)],
-              PROM, unit="s", defaults=seconds_ts),
-        panel("timeseries", "Pod startup SLI (as kubelet_pod_start_sli_duration_seconds)",
-              quantiles("lunettes_pod_start_sli_duration_seconds", job), PROM, w=24,
-              unit="s", defaults=seconds_ts,
-              description="Creation to all containers started, without image pulls and "
-                          "init containers: the upstream pod startup SLI."),
+        board.Row("Delivery time"),
+        seconds_series("Delivery time without user time",
+                       quantiles("lunettes_pod_delivery_platform_duration_seconds", cls),
+                       description="Creation to delivery of delivered Pods minus user time "
+                                   "(init containers, readiness probes and gates, user "
+                                   "faults)."),
+        seconds_series("Delivery time with user time",
+                       quantiles("lunettes_pod_delivery_duration_seconds", cls),
+                       description="Creation to delivery (Ready, or the terminal phase of "
+                                   "Pods that run to completion), everything included."),
+        heatmap.Panel().title("Delivery time without user time (heatmap)").datasource(PROM)
+        .span(12).height(8).unit("s")
+        .with_target(prom_target("sum by (le) (increase(lunettes_pod_delivery_platform_"
+                                 f"duration_seconds_bucket{{{cls}}}[$__rate_interval]))",
+                                 "{{le}}", heatmap_format=True))
+        .calculate(False).y_axis(heatmap.YAxisConfig().unit("s")).cell_gap(1)
+        .color(heatmap.HeatmapColorOptions().mode("scheme").scheme("Oranges")
+               .exponent(0.5).steps(64))
+        .rows_frame(heatmap.RowsHeatmapOptions().layout("auto")).show_tooltip(),
+        seconds_series("p90 delivery time without user time, by class",
+                       [prom_target("histogram_quantile(0.9, sum by (le, slo_class) (rate("
+                                    "lunettes_pod_delivery_platform_duration_seconds_bucket"
+                                    f"{{{cls}}}[$__rate_interval])))", "{{slo_class}}",
+                                    exemplar=True)]),
+        seconds_series("Pod startup SLI (as kubelet_pod_start_sli_duration_seconds)",
+                       quantiles("lunettes_pod_start_sli_duration_seconds", job), w=24,
+                       description="Creation to all containers started, without image pulls "
+                                   "and init containers: the upstream pod startup SLI."),
 
-        row("Stages"),
-        panel("timeseries", "p90 stage time by stage",
-              [prom_target("histogram_quantile(0.9, sum by (le, stage) (rate("
-                           f"lunettes_pod_stage_duration_seconds_bucket{{{job},"
-                           'stage!="delivery"}[$__rate_interval])))', "{{stage}}",
-                           exemplar=True)],
-              PROM, unit="s", defaults=seconds_ts,
-              description="Stages of stages.yaml (the root 'delivery' span left out)."),
-        panel("bargauge", "Mean stage time (time range)",
-              [prom_target("sum by (stage, owner) (increase(lunettes_pod_stage_duration_"
-                           f'seconds_sum{{{job},stage!="delivery"}}[$__range])) / '
-                           "sum by (stage, owner) (increase(lunettes_pod_stage_duration_"
-                           f'seconds_count{{{job},stage!="delivery"}}[$__range]))',
-                           "{{stage}} ({{owner}})")],
-              PROM, unit="s",
-              options={"orientation": "horizontal", "displayMode": "gradient",
-                       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
-                                         "values": False}}),
-        panel("timeseries", "Stage time spent, platform vs user",
-              [prom_target("sum by (owner) (rate(lunettes_pod_stage_duration_seconds_sum"
-                           f'{{{job},stage!="delivery"}}[$__rate_interval]))', "{{owner}}")],
-              PROM, w=24, unit="s",
-              defaults={"custom": {"drawStyle": "line", "stacking": {"mode": "normal"},
-                                   "fillOpacity": 30}},
-              description="Seconds of stage time per second, by who owns the stage."),
+        board.Row("Stages"),
+        seconds_series("p90 stage time by stage",
+                       [prom_target("histogram_quantile(0.9, sum by (le, stage) (rate("
+                                    f"lunettes_pod_stage_duration_seconds_bucket{{{job},"
+                                    'stage!="delivery"}[$__rate_interval])))', "{{stage}}",
+                                    exemplar=True)],
+                       description="Stages of stages.yaml (the root 'delivery' span left "
+                                   "out)."),
+        horizontal_bars("Mean stage time (time range)",
+                        [prom_target("sum by (stage, owner) (increase(lunettes_pod_stage_"
+                                     f'duration_seconds_sum{{{job},stage!="delivery"}}'
+                                     "[$__range])) / sum by (stage, owner) (increase("
+                                     "lunettes_pod_stage_duration_seconds_count"
+                                     f'{{{job},stage!="delivery"}}[$__range]))',
+                                     "{{stage}} ({{owner}})")], "s", w=12),
+        stacked("lines", ts.Panel().title("Stage time spent, platform vs user")
+                .datasource(PROM).span(24).height(8).unit("s")
+                .description("Seconds of stage time per second, by who owns the stage.")
+                .with_target(prom_target("sum by (owner) (rate(lunettes_pod_stage_duration_"
+                                         f'seconds_sum{{{job},stage!="delivery"}}'
+                                         "[$__rate_interval]))", "{{owner}}"))),
 
-        row("Pipeline health"),
-        panel("stat", "Audit lag", [prom_target(f"max(lunettes_audit_lag_seconds{{{job}}})")],
-              PROM, w=6, h=5, unit="s",
-              defaults=thresholds((None, "green"), (60, "orange"), (300, "red")),
-              description="Processing clock minus the newest audit timestamp read; only "
-                          "meaningful when following a live log."),
-        panel("stat", "Pods in flight", [prom_target(f"sum(lunettes_pods_in_flight{{{job}}})")],
-              PROM, w=6, h=5, unit="short"),
-        panel("stat", "Scrape up", [prom_target(f"sum(up{{{job}}})")], PROM, w=6, h=5,
-              unit="short", defaults=thresholds((None, "red"), (1, "green"))),
-        panel("stat", "Bad records (time range)",
-              [prom_target(f"sum(increase(lunettes_audit_bad_records_total{{{job}}}"
-                           "[$__range])) or vector(0)")],
-              PROM, w=6, h=5, unit="short",
-              defaults=thresholds((None, "green"), (1, "orange"))),
-        panel("timeseries", "Audit records read",
-              [prom_target(f"sum(rate(lunettes_audit_records_read_total{{{job}}}"
-                           "[$__rate_interval]))", "read"),
-               prom_target(f"sum(rate(lunettes_audit_duplicate_records_total{{{job}}}"
-                           "[$__rate_interval]))", "duplicates", "B")],
-              PROM, w=8, unit="reqps"),
-        panel("timeseries", "Bad records by reason",
-              [prom_target(f"sum by (reason) (rate(lunettes_audit_bad_records_total{{{job}}}"
-                           "[$__rate_interval]))", "{{reason}}")],
-              PROM, w=8, unit="reqps"),
-        panel("timeseries", "Pod records by outcome",
-              [prom_target(f"sum by (outcome) (rate(lunettes_pods_total{{{job}}}"
-                           "[$__rate_interval]))", "{{outcome}}")],
-              PROM, w=8, unit="reqps"),
-        panel("timeseries", "Audit lag and pods in flight",
-              [prom_target(f"max(lunettes_audit_lag_seconds{{{job}}})", "lag (s)"),
-               prom_target(f"sum(lunettes_pods_in_flight{{{job}}})", "pods in flight", "B")],
-              PROM, w=24, unit="short"),
+        board.Row("Pipeline health"),
+        big_stat("Audit lag", prom_target(f"max(lunettes_audit_lag_seconds{{{job}}})"), "s",
+                 description="Processing clock minus the newest audit timestamp read; only "
+                             "meaningful when following a live log.")
+        .thresholds(thresholds((None, "green"), (60, "orange"), (300, "red"))),
+        big_stat("Pods in flight", prom_target(f"sum(lunettes_pods_in_flight{{{job}}})"),
+                 "short"),
+        big_stat("Scrape up", prom_target(f"sum(up{{{job}}})"), "short")
+        .thresholds(thresholds((None, "red"), (1, "green"))),
+        big_stat("Bad records (time range)",
+                 prom_target(f"sum(increase(lunettes_audit_bad_records_total{{{job}}}"
+                             "[$__range])) or vector(0)"), "short")
+        .thresholds(thresholds((None, "green"), (1, "orange"))),
+        seconds_series("Audit records read", [
+            prom_target(f"sum(rate(lunettes_audit_records_read_total{{{job}}}"
+                        "[$__rate_interval]))", "read"),
+            prom_target(f"sum(rate(lunettes_audit_duplicate_records_total{{{job}}}"
+                        "[$__rate_interval]))", "duplicates", "B")], w=8, unit="reqps"),
+        seconds_series("Bad records by reason",
+                       [prom_target("sum by (reason) (rate(lunettes_audit_bad_records_total"
+                                    f"{{{job}}}[$__rate_interval]))", "{{reason}}")],
+                       w=8, unit="reqps"),
+        seconds_series("Pod records by outcome",
+                       [prom_target(f"sum by (outcome) (rate(lunettes_pods_total{{{job}}}"
+                                    "[$__rate_interval]))", "{{outcome}}")],
+                       w=8, unit="reqps"),
+        seconds_series("Audit lag and pods in flight", [
+            prom_target(f"max(lunettes_audit_lag_seconds{{{job}}})", "lag (s)"),
+            prom_target(f"sum(lunettes_pods_in_flight{{{job}}})", "pods in flight", "B")],
+            w=24, unit="short"),
     ]
     return dashboard(
         SLO_UID, "Pod delivery SLO",
@@ -372,7 +415,7 @@ Grafana has no function to drop the dashes, so five hidden variables capture the
 five groups and the Jaeger query joins them."""
 
 
-def links_vars() -> list[Json]:
+def links_vars() -> list[Variable]:
     return [
         textbox("api_url", "lunettes API", "http://localhost:8080",
                 "Base URL of lunettes serve, for the /api/v1/pods/{uid} links."),
@@ -381,40 +424,13 @@ def links_vars() -> list[Json]:
     ]
 
 
-def es_table(title: str, datasource: Json, query: str, columns: list[str], *, w: int = 24,
-             h: int = 8, size: int = 500, description: str = "",
-             overrides: list[Json] | None = None) -> Json:
-    """A table of raw documents, showing ``columns`` in that order."""
-    target = {"refId": "A", "datasource": datasource, "query": query, "alias": "",
-              "metrics": [{"id": "1", "type": "raw_data", "settings": {"size": str(size)}}],
-              "bucketAggs": [], "timeField": "created"}
-    order = {name: i for i, name in enumerate(columns)}
-    return panel("table", title, [target], datasource, w=w, h=h, description=description,
-                 options={"showHeader": True, "cellHeight": "sm",
-                          "footer": {"show": False, "reducer": ["sum"], "fields": ""},
-                          "sortBy": [{"displayName": "created", "desc": True}]},
-                 defaults={"custom": {"align": "auto", "cellOptions": {"type": "auto"},
-                                      "inspect": True}},
-                 overrides=overrides,
-                 transformations=[{"id": "organize", "options": {
-                     "excludeByName": {}, "indexByName": order, "renameByName": {},
-                     "includeByName": {name: True for name in columns}}}])
-
-
-def link_override(field: str, *links: tuple[str, str]) -> Json:
-    return {"matcher": {"id": "byName", "options": field},
-            "properties": [{"id": "links", "value": [
-                {"title": title, "url": url, "targetBlank": url.startswith("$")}
-                for title, url in links]}]}
-
-
 def jaeger_search_url(uid: str) -> str:
     """The Jaeger UI's search for the traces of a Pod (the resource attribute k8s.pod.uid)."""
     return ("${jaeger_url}/search?service=lunettes&limit=20&tags="
             "%7B%22k8s.pod.uid%22%3A%22" + uid + "%22%7D")
 
 
-def trace_dashboard() -> Json:
+def trace_dashboard() -> board.Dashboard:
     pod_query = 'namespace:"$namespace" AND name:"$pod"'
     variables = [
         datasource_var("jaeger", "Jaeger", "jaeger", JAEGER_UID),
@@ -425,46 +441,41 @@ def trace_dashboard() -> Json:
         es_terms_var("pod", "Pod", ES_PODS, "name", 'namespace:"$namespace"'),
         es_terms_var("uid", "UID", ES_PODS, "uid", pod_query),
         *[es_terms_var(f"uid_{i}", f"UID part {i}", ES_PODS, "uid", 'uid:"$uid"',
-                       regex=regex, hide=2) for i, regex in enumerate(UID_PARTS, 1)],
+                       regex=regex, hide=dm.VariableHide.HIDE_VARIABLE)
+          for i, regex in enumerate(UID_PARTS, 1)],
         *links_vars(),
     ]
     uid_links = link_override(
         "uid", ("lunettes API: this Pod", "${api_url}/api/v1/pods/${__value.raw}"),
         ("Jaeger UI: this Pod's trace", jaeger_search_url("${__value.raw}")))
-    panels = [
-        panel("traces", "Delivery trace", [{"refId": "A", "datasource": JAEGER,
-                                            "query": TRACE_ID}],
-              JAEGER, w=24, h=14,
-              description="The Pod's delivery trace: one span per stage, its trace id is "
-                          "the Pod UID without dashes."),
+    panels: list[Panel | board.Row] = [
+        board.Panel().type("traces").title("Delivery trace").datasource(JAEGER)
+        .with_target(JaegerQuery(TRACE_ID)).span(24).height(14)
+        .description("The Pod's delivery trace: one span per stage, its trace id is the "
+                     "Pod UID without dashes."),
         es_table("Diagnosis", ES_DIAGNOSES, 'uid:"$uid"',
                  ["created", "reason", "stage", "owner", "message", "hint", "so_far",
                   "outcome", "slo_result", "slo_class", "uid"], h=5,
                  description="Why the Pod failed or was slow (no row: nothing to explain).",
-                 overrides=[uid_links]),
+                 links=[uid_links]),
         es_table("Pod record", ES_PODS, 'uid:"$uid"',
                  ["created", "finished", "namespace", "name", "node", "outcome",
                   "duration_s", "slo.result", "slo.class", "slo.platform_s", "slo.user_s",
                   "slo.deadline_s", "owner_kind", "owner_name", "uid"], h=5,
-                 overrides=[uid_links]),
+                 links=[uid_links]),
     ]
     return dashboard(
         TRACE_UID, "Pod delivery trace",
         "lunettes: one Pod's delivery trace (Jaeger) and its diagnosis and pod record "
         "(Elasticsearch). Pick the namespace, the Pod and, when a name was reused, the UID.",
         variables, panels, time_from="now-7d",
-        links=[{"title": "lunettes API: this Pod", "type": "link", "icon": "external link",
-                "url": "${api_url}/api/v1/pods/${uid}", "targetBlank": True,
-                "tooltip": "", "tags": [], "asDropdown": False, "includeVars": False,
-                "keepTime": False},
-               {"title": "Jaeger UI: this Pod", "type": "link", "icon": "external link",
-                "url": jaeger_search_url("${uid}"), "targetBlank": True, "tooltip": "",
-                "tags": [], "asDropdown": False, "includeVars": False, "keepTime": False}])
+        links=[url_link("lunettes API: this Pod", "${api_url}/api/v1/pods/${uid}"),
+               url_link("Jaeger UI: this Pod", jaeger_search_url("${uid}"))])
 
 
 # -- Diagnosis (Elasticsearch) -----------------------------------------------------------
 
-def diagnosis_dashboard() -> Json:
+def diagnosis_dashboard() -> board.Dashboard:
     filters = "namespace:$namespace AND reason:$reason AND owner:$owner"
     variables = [
         datasource_var("es_diagnoses", "Diagnoses index", "elasticsearch",
@@ -478,49 +489,38 @@ def diagnosis_dashboard() -> Json:
                   "&var-pod=${__data.fields.name}&var-uid=${__data.fields.uid}"
                   "&${__url_time_range}")
 
-    def count_by(field: str) -> Json:
-        return {"refId": "A", "datasource": ES_DIAGNOSES, "query": filters, "alias": "",
-                "metrics": [{"id": "1", "type": "count"}],
-                "bucketAggs": [{"id": "2", "type": "terms", "field": field, "settings": {
-                    "size": "20", "order": "desc", "orderBy": "_count",
-                    "min_doc_count": "1"}}],
-                "timeField": "created"}
+    def count_by(title: str, field: str) -> barchart.Panel:
+        return (barchart.Panel().title(title).datasource(ES_DIAGNOSES).span(8).height(8)
+                .with_target(es_query(ES_DIAGNOSES, filters, [es.Count().id("1")],
+                                      [es_terms(field, "2", "20")]))
+                .orientation(cm.VizOrientation.HORIZONTAL).show_value(cm.VisibilityMode.AUTO)
+                .x_tick_label_rotation(0)
+                .legend(common.VizLegendOptions().show_legend(False)
+                        .display_mode(cm.LegendDisplayMode.LIST)
+                        .placement(cm.LegendPlacement.BOTTOM).calcs([])))
 
-    panels = [
+    over_time = es_query(ES_DIAGNOSES, filters, [es.Count().id("1")], [
+        es_terms("owner", "2", "5"),
+        es.DateHistogram().id("3").field("created")
+        .settings(es.ElasticsearchDateHistogramSettings().interval("auto")
+                  .min_doc_count("0"))])
+    panels: list[Panel | board.Row] = [
         es_table("Recent failed or slow Pods", ES_DIAGNOSES, filters,
                  ["created", "namespace", "name", "reason", "stage", "owner", "message",
                   "outcome", "slo_result", "slo_class", "node", "uid"], h=14, size=500,
                  description="The newest diagnosed Pods. Click a name for its trace, a UID "
                              "for the lunettes API or the Jaeger UI.",
-                 overrides=[
-                     link_override("name", ("Delivery trace of this Pod", trace_link)),
-                     link_override("uid", ("lunettes API: this Pod",
-                                           "${api_url}/api/v1/pods/${__value.raw}"),
-                                   ("Jaeger UI: this Pod's trace",
-                                    jaeger_search_url("${__value.raw}")),
-                                   ("Delivery trace of this Pod", trace_link))]),
-        panel("barchart", "Diagnoses by reason", [count_by("reason")], ES_DIAGNOSES, w=8,
-              options={"orientation": "horizontal", "showValue": "auto",
-                       "legend": {"showLegend": False, "displayMode": "list",
-                                  "placement": "bottom", "calcs": []},
-                       "xTickLabelRotation": 0}),
-        panel("barchart", "Diagnoses by stage", [count_by("stage")], ES_DIAGNOSES, w=8,
-              options={"orientation": "horizontal", "showValue": "auto",
-                       "legend": {"showLegend": False, "displayMode": "list",
-                                  "placement": "bottom", "calcs": []},
-                       "xTickLabelRotation": 0}),
-        panel("timeseries", "Diagnoses over time, by who must act", [{
-            "refId": "A", "datasource": ES_DIAGNOSES, "query": filters, "alias": "",
-            "metrics": [{"id": "1", "type": "count"}],
-            "bucketAggs": [
-                {"id": "2", "type": "terms", "field": "owner",
-                 "settings": {"size": "5", "order": "desc", "orderBy": "_count",
-                              "min_doc_count": "1"}},
-                {"id": "3", "type": "date_histogram", "field": "created",
-                 "settings": {"interval": "auto", "min_doc_count": "0"}}],
-            "timeField": "created"}], ES_DIAGNOSES, w=8, unit="short",
-              defaults={"custom": {"drawStyle": "bars", "stacking": {"mode": "normal"},
-                                   "fillOpacity": 80}}),
+                 links=[link_override("name", ("Delivery trace of this Pod", trace_link)),
+                        link_override("uid", ("lunettes API: this Pod",
+                                              "${api_url}/api/v1/pods/${__value.raw}"),
+                                      ("Jaeger UI: this Pod's trace",
+                                       jaeger_search_url("${__value.raw}")),
+                                      ("Delivery trace of this Pod", trace_link))]),
+        count_by("Diagnoses by reason", "reason"),
+        count_by("Diagnoses by stage", "stage"),
+        stacked("bars", ts.Panel().title("Diagnoses over time, by who must act")
+                .datasource(ES_DIAGNOSES).with_target(over_time).span(8).height(8)
+                .unit("short")),
     ]
     return dashboard(
         DIAGNOSIS_UID, "Diagnosis",
@@ -529,7 +529,7 @@ def diagnosis_dashboard() -> Json:
         variables, panels, time_from="now-24h")
 
 
-DASHBOARDS = {
+DASHBOARDS: dict[str, Callable[[], board.Dashboard]] = {
     "lunettes-pod-slo.json": slo_dashboard,
     "lunettes-pod-trace.json": trace_dashboard,
     "lunettes-diagnosis.json": diagnosis_dashboard,
@@ -538,8 +538,8 @@ DASHBOARDS = {
 
 def render() -> dict[str, str]:
     """Every dashboard file's name and content."""
-    return {name: json.dumps(build(), indent=2, sort_keys=True) + "\n"
-            for name, build in DASHBOARDS.items()}
+    encoder = JSONEncoder(sort_keys=True, indent=2)
+    return {name: encoder.encode(build().build()) + "\n" for name, build in DASHBOARDS.items()}
 
 
 def main(argv: list[str]) -> int:
