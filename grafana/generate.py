@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from grafana_foundation_sdk.builders import bargauge, barchart, common, heatmap, stat, table
+from grafana_foundation_sdk.builders import barchart, bargauge, common, heatmap, stat, table
 from grafana_foundation_sdk.builders import dashboard as board
 from grafana_foundation_sdk.builders import elasticsearch as es
 from grafana_foundation_sdk.builders import prometheus as prom
