@@ -6,10 +6,13 @@ from __future__ import annotations
 import gzip
 import json
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
+from lunettes.apiserver.reader import read_facts
 from lunettes.apiserver.scan import NOT_FINAL, UNREADABLE, RequestFacts, go_duration_us, scan
+from lunettes.sources.errors import BadRecords
 from tests.realdata import real
 
 CAPTURES = ("perfspec-kubeadm-metadata.jsonl.gz", "openshift-4.12-requestresponse.jsonl",
@@ -112,3 +115,23 @@ def test_go_durations() -> None:
     assert go_duration_us("3µs") == 3
     assert go_duration_us("fast") is None
     assert go_duration_us("1x") is None
+
+
+def test_reader_decodes_other_shapes_and_counts_bad_lines(tmp_path: Path) -> None:
+    event = json.loads(_line())
+    v1beta1 = {**event, "apiVersion": "audit.k8s.io/v1beta1", "verb": "watch"}
+    started = {**event, "stage": "ResponseStarted"}
+    log = tmp_path / "mixed.log"
+    log.write_text("\n".join([
+        json.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1",
+                    "items": [started, {**event, "verb": "create"}]}),
+        "2026-01-02T03:04:05.000Z " + json.dumps(v1beta1),  # a CloudWatch export to S3
+        "{not json",
+        _line().decode().strip(),
+    ]) + "\n")
+    bad = BadRecords()
+    facts = list(read_facts([str(log)], bad))
+    assert [f.verb for f in facts] == ["create", "watch", "list"]
+    assert facts[1].latency_us is None  # a watch has no latency
+    assert bad.counts == {"invalid_json": 1}
+    assert bad.samples["invalid_json"][0].startswith(f"{log}:3")

@@ -93,3 +93,19 @@ def test_drilldown_prefers_the_smallest_pure_combination() -> None:
     leaves[("x", "get")] = (0.0, 0.0)
     assert explain(leaves, dims)[0].attributes == {"client": "x"}
     assert explain({("a", "b"): (5.0, 5.0)}, dims) == []
+
+
+def test_latency_quantiles_within_their_bucket_width() -> None:
+    import numpy as np
+
+    from lunettes.apiserver.series import LatencyHistogram
+
+    rng = np.random.default_rng(5)
+    latencies = [int(x) for x in rng.lognormal(9, 1.5, 20_000)]
+    histogram = LatencyHistogram()
+    for value in latencies:
+        histogram.add(value)
+    for q in (0.5, 0.9, 0.99):
+        exact = float(np.quantile(latencies, q, method="inverted_cdf")) / 1e6
+        assert histogram.quantile_s(q) == pytest.approx(exact, rel=0.07)
+    assert histogram.mean_s == pytest.approx(sum(latencies) / len(latencies) / 1e6)

@@ -1,0 +1,127 @@
+"""Cost of the API server load analysis: against a replay of the same log, and its memory
+on 10^6 requests from 10^5 distinct userAgents.
+
+    python3 benchmarks/apiserver_load.py                 # 10^6 records, 10^5 agents
+    python3 benchmarks/apiserver_load.py --records 1e5   # quicker
+
+Each measurement runs in a fresh subprocess, so its peak RSS is its own. ``replay`` is
+``lunettes replay --no-store --format none`` on the simulated traffic (lunettes.simulate.
+apiserver_traffic); ``analysis`` reads the same file into the series and tables (the work
+``lunettes analyze apiserver`` does before its STL and drilldown, which cost the same
+whatever the log's size); ``many agents`` feeds generated lines with 10^5 distinct
+userAgents straight into the analysis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _write_traffic(path: Path, intervals: int) -> int:
+    from lunettes.simulate.apiserver_traffic import generate
+
+    lines = 0
+    with path.open("wb") as out:
+        for line in generate(1, intervals=intervals, nodes=10).lines():
+            out.write(line)
+            lines += 1
+    return lines
+
+
+def measure(kind: str, path: str, records: int, agents: int) -> dict[str, float]:
+    """One measurement, in this process."""
+    start = time.perf_counter()
+    if kind == "replay":
+        from lunettes.cli.main import main
+
+        main(["replay", path, "--no-store", "--format", "none"])
+    elif kind == "analysis":
+        from lunettes.apiserver.reader import read_facts
+        from lunettes.apiserver.requests import RequestTables
+        from lunettes.apiserver.series import SeriesBuilder
+        from lunettes.sources.errors import BadRecords
+
+        builder, tables = SeriesBuilder(), RequestTables()
+        for facts in read_facts([path], BadRecords()):
+            builder.add(facts)
+            tables.add(facts)
+        builder.series()
+    else:  # many agents: 10^5 distinct clients over ``records`` requests, one per 3.6 ms
+        from lunettes.apiserver.requests import RequestTables
+        from lunettes.apiserver.scan import scan
+        from lunettes.apiserver.series import SeriesBuilder
+        from lunettes.model.times import format_time
+
+        builder, tables = SeriesBuilder(), RequestTables()
+        base = 1_772_000_000_000_000
+        template = ('{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata",'
+                    '"auditID":"00000000-0000-0000-0000-%012d","stage":"ResponseComplete",'
+                    '"requestURI":"/api/v1/namespaces/ns-%d/pods/p-%d","verb":"get",'
+                    '"user":{"username":"user-%d"},"userAgent":"agent-%d/1.0",'
+                    '"objectRef":{"resource":"pods","namespace":"ns-%d","name":"p-%d",'
+                    '"apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},'
+                    '"requestReceivedTimestamp":"%s","stageTimestamp":"%s"}\n')
+        for i in range(records):
+            at = base + i * 3600
+            line = template % (i, i % 500, i, i % agents, i % agents, i % 500, i,
+                               format_time(at), format_time(at + 2000))
+            facts = scan(line.encode())
+            builder.add(facts)  # type: ignore[arg-type]
+            tables.add(facts)  # type: ignore[arg-type]
+        builder.series()
+    return {"seconds": time.perf_counter() - start, "rss_mb": _rss_mb()}
+
+
+def _run(kind: str, path: str, records: int, agents: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", kind, "--path", path,
+         "--records", str(records), "--agents", str(agents)],
+        check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=float, default=1e6)
+    parser.add_argument("--agents", type=float, default=1e5)
+    parser.add_argument("--intervals", type=int, default=360,
+                        help="intervals of simulated traffic for the replay comparison")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    records, agents = int(args.records), int(args.agents)
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.path, records, agents)))
+        return
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"apiserver-traffic-{args.intervals}.jsonl"
+    lines = _write_traffic(path, args.intervals)
+    replay = _run("replay", str(path), records, agents)
+    analysis = _run("analysis", str(path), records, agents)
+    print(f"simulated traffic: {lines} lines ({path.stat().st_size / 1e6:.1f} MB)")
+    for name, got in (("replay", replay), ("analysis", analysis)):
+        print(f"  {name:9} {got['seconds']:6.2f} s  {got['seconds'] / lines * 1e6:6.1f} us/line"
+              f"  peak RSS {got['rss_mb']:.0f} MB")
+    ratio = (replay["seconds"] + analysis["seconds"]) / replay["seconds"]
+    print(f"  replay + analysis / replay: {ratio:.2f}x")
+    many = _run("many", str(path), records, agents)
+    print(f"{records} requests from {agents} distinct userAgents: {many['seconds']:.1f} s "
+          f"({many['seconds'] / records * 1e6:.1f} us/request), peak RSS "
+          f"{many['rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
