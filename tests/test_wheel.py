@@ -40,6 +40,17 @@ def test_wheel_replays_the_sample_from_another_directory(tmp_path: Path) -> None
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=False)
     python = env_dir / "bin" / "python"
+    # An editable install of lunettes in the system site-packages (a development
+    # checkout) adds an import hook there: drop it, so a module missing from the wheel
+    # cannot be found in the checkout instead.
+    site_packages = next(env_dir.glob("lib/python*/site-packages"))
+    (site_packages / "sitecustomize.py").write_text(
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path\n"
+        "                    if not getattr(f, '__module__', '').startswith('__editable__')]\n"
+        "sys.path_hooks[:] = [h for h in sys.path_hooks\n"
+        "                     if not getattr(h, '__module__', '').startswith('__editable__')]\n"
+        "sys.path[:] = [p for p in sys.path if not p.startswith('__editable__')]\n")
     run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
          "--no-index", "--quiet", wheel], cwd=tmp_path)
 
