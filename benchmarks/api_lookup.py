@@ -2,6 +2,7 @@
 
     python3 benchmarks/api_lookup.py                 # 100k records, 2000 lookups of each kind
     python3 benchmarks/api_lookup.py --pods 20000 --lookups 500
+    python3 benchmarks/api_lookup.py --pods 200000 --summary-only   # the SLO summary only
 
 Fills a temporary SQLite store (through the SQLite sink, as ``lunettes replay`` does) with
 synthetic pod records: the bundled sample's records cloned under new UIDs, names,
@@ -12,12 +13,19 @@ uvicorn server on 127.0.0.1 with one keep-alive client):
   a filtered search page (namespace + outcome), a page deep in the list (by cursor), and
   the SLO summary of one namespace.
 
+Then the SLO summary of every stored Pod, ``--concurrency`` (20) calls at once, twice: the
+row-by-row summary (``slo_rows`` + ``summarize``: what the API did before) and the summary
+in SQL (``slo_summary``, what it does now), in process; then the latter over HTTP. Each
+prints the latency p50/p99 and the peak RSS growth while it ran.
+
 Prints p50/p99 (milliseconds) per lookup. Stores nothing; the temporary store is removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import random
 import socket
 import sys
@@ -86,6 +94,50 @@ def timed(fn: Callable[[int], Any], n: int) -> tuple[float, float, float]:
             samples[-1])
 
 
+def rss_mb() -> float:
+    """This process's resident memory now (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def concurrent(fn: Callable[[], Any], concurrency: int, calls: int
+               ) -> tuple[float, float, float]:
+    """(p50 ms, p99 ms, peak RSS growth MiB) of ``calls`` calls of ``fn`` by
+    ``concurrency`` threads at once."""
+    gc.collect()
+    base = rss_mb()
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    samples: list[float] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            with lock:
+                samples.append((time.perf_counter() - t0) * 1000)
+
+    threads = [threading.Thread(target=worker, args=(calls // concurrency,))
+               for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    sampler.join()
+    samples.sort()
+    return (samples[len(samples) // 2], samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+            peak[0] - base)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -98,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pods", type=int, default=100_000)
     parser.add_argument("--lookups", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--summary-calls", type=int, default=60,
+                        help="SLO summary calls per measurement (default: 60)")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="only the SLO summary measurements")
     args = parser.parse_args(argv)
 
     import httpx
@@ -106,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from lunettes.api.app import create_app
     from lunettes.api.routes import ApiSettings
+    from lunettes.api.slo_summary import summarize
     from lunettes.api.store import PodQuery, SQLiteStore
 
     rng = random.Random(args.seed)
@@ -122,7 +180,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"store: {len(records)} pod records, {size_mb:.0f} MiB, filled in {fill_s:.1f} s "
               f"({len(records) / fill_s:.0f} records/s)")
 
-        store = SQLiteStore(path)
+        store = SQLiteStore(path, timeout_s=600)
+        print(f"\nSLO summary of all {len(records)} Pods, {args.concurrency} calls at once "
+              f"({args.summary_calls} calls)")
+        print(f"{'':<28}{'p50 ms':>11}{'p99 ms':>9}{'peak RSS +MiB':>15}")
+        before = concurrent(lambda: summarize(store.slo_rows(None, None, None, None,
+                                                               1_000_000)[0]),
+                            args.concurrency, args.summary_calls)
+        print(f"{'rows + summarize (before)':<28}{before[0]:>11.0f}{before[1]:>9.0f}"
+              f"{before[2]:>15.0f}")
+        after = concurrent(lambda: store.slo_summary(None, None, None, None, 1_000_000),
+                           args.concurrency, args.summary_calls)
+        print(f"{'in SQL (after)':<28}{after[0]:>11.0f}{after[1]:>9.0f}{after[2]:>15.0f}")
+        if args.summary_only:
+            store.close()
+            return 0
         picks = [records[rng.randrange(len(records))] for _ in range(args.lookups)]
         deep = store.search(PodQuery(limit=500))
         for _ in range(20):  # a cursor 10,000 Pods deep

@@ -17,6 +17,7 @@ from typing import Any
 import elastic_transport
 from elasticsearch import ApiError, Elasticsearch
 
+from lunettes.api.slo_summary import summarize
 from lunettes.api.store import (
     InvalidQuery,
     Page,
@@ -150,6 +151,14 @@ class ElasticsearchStore:
                 break
             after = list(hits[-1]["sort"])
         return rows[:limit], len(rows) > limit
+
+    def slo_summary(self, since_us: int | None, until_us: int | None, namespace: str | None,
+                    slo_class: str | None, limit: int
+                    ) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+        """:func:`summarize` over at most ``limit`` rows (``truncated`` says when more)."""
+        rows, truncated = self.slo_rows(since_us, until_us, namespace, slo_class, limit)
+        overall, groups = summarize(rows)
+        return overall, groups, truncated
 
     def count(self) -> int:
         try:

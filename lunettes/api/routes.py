@@ -18,7 +18,6 @@ from lunettes import __version__
 from lunettes.analyzers.diagnosisdefs import DiagnosisConfig
 from lunettes.api import models
 from lunettes.api.auth import BearerAuth
-from lunettes.api.slo_summary import summarize
 from lunettes.api.store import InvalidQuery, PodQuery, PodStore
 from lunettes.api.trace import jaeger_link, trace_of
 from lunettes.model.ids import trace_id
@@ -39,6 +38,9 @@ Text = Annotated[str | None, Query(max_length=253)]
 Instant = Annotated[datetime | None, Query(description="RFC 3339, e.g. 2026-01-01T00:00:00Z "
                                                        "(no zone: UTC)")]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+_LAST_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH
+            ) // timedelta(microseconds=1)
 
 
 @dataclass
@@ -69,9 +71,13 @@ def instant_us(value: datetime | None, name: str) -> int | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     try:
-        return (value - _EPOCH) // timedelta(microseconds=1)
+        us = (value - _EPOCH) // timedelta(microseconds=1)
     except OverflowError:
-        raise HTTPException(400, f"{name}: out of range ({value.isoformat()})") from None
+        us = None
+    if us is None or not _FIRST_US <= us <= _LAST_US:
+        raise HTTPException(400, f"{name}: out of range ({value.isoformat()}): in UTC it "
+                                 "must fall in the years 1 to 9999")
+    return us
 
 
 def api_router(settings: ApiSettings) -> APIRouter:
@@ -203,9 +209,8 @@ def api_router(settings: ApiSettings) -> APIRouter:
         since_us, until_us = instant_us(since, "since"), instant_us(until, "until")
         if since_us is not None and until_us is not None and since_us > until_us:
             raise HTTPException(400, "since: must not be after until")
-        rows, truncated = store().slo_rows(since_us, until_us, namespace or None,
-                                           slo_class or None, settings.summary_limit)
-        overall, groups = summarize(rows)
+        overall, groups, truncated = store().slo_summary(
+            since_us, until_us, namespace or None, slo_class or None, settings.summary_limit)
         return {"since": format_time(since_us) if since_us is not None else None,
                 "until": format_time(until_us) if until_us is not None else None,
                 "namespace": namespace or None, "slo_class": slo_class or None,

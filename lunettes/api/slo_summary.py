@@ -7,18 +7,26 @@ percentiles, by namespace and SLO class, from a store's :class:`SLORow` rows.
 - ``delivery_s`` holds p50/p90/p99 of the platform time (``platform_s``, what the SLO
   measures) and ``total_s`` of the whole creation-to-delivery time, over the Pods that
   were delivered (outcome ``delivered`` or ``completed``); percentiles interpolate
-  linearly between ranks.
+  linearly between ranks (numpy's default ``linear`` method), exactly.
+
+:func:`summarize` reads rows (the Elasticsearch store); the SQLite store computes the same
+figures in SQL (:meth:`lunettes.api.store.SQLiteStore.slo_summary`: counts by GROUP BY, and
+for each percentile only the two values around its rank, found by a window function), so a
+summary costs memory by the number of groups, not of Pods. :func:`group_view` builds one
+group's figures from either.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lunettes.api.store import SLORow
+if TYPE_CHECKING:
+    from lunettes.api.store import SLORow
 
-__all__ = ["RESULTS", "percentile", "summarize"]
+__all__ = ["DELIVERED", "QUANTILES", "RESULTS", "group_view", "percentile", "rank_bounds",
+           "summarize"]
 
 RESULTS = ("met", "violated", "killed", "in_progress", "not_applicable")
 DELIVERED = frozenset({"delivered", "completed"})
@@ -33,6 +41,37 @@ def percentile(ordered: list[float], q: float) -> float | None:
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def rank_bounds(n: int, q: float) -> tuple[int, int]:
+    """The 0-based ranks of the two values the ``q`` quantile of ``n`` values lies between."""
+    low = int(q * (n - 1))
+    return low, min(low + 1, n - 1)
+
+
+def _from_ranks(n: int, values: dict[int, float], q: float) -> float | None:
+    """The ``q`` quantile of ``n`` sorted values of which ``values`` holds (by rank) at
+    least the two of :func:`rank_bounds`."""
+    if not n:
+        return None
+    low, high = rank_bounds(n, q)
+    rank = q * (n - 1)
+    return values[low] + (values[high] - values[low]) * (rank - low)
+
+
+def group_view(results: Counter[str], platform: tuple[int, dict[int, float]],
+               total: tuple[int, dict[int, float]]) -> dict[str, Any]:
+    """One group's figures from its counts by result and, for platform and total time,
+    (how many values, the values at the ranks :func:`rank_bounds` names)."""
+    met, violated = results["met"], results["violated"]
+    return {
+        "count": sum(results.values()),
+        "results": {r: results.get(r, 0) for r in RESULTS},
+        "success_ratio": met / (met + violated) if met + violated else None,
+        "delivered": platform[0],
+        "delivery_s": {k: _from_ranks(*platform, q) for k, q in QUANTILES},
+        "total_s": {k: _from_ranks(*total, q) for k, q in QUANTILES},
+    }
 
 
 class _Group:
@@ -50,17 +89,10 @@ class _Group:
                 self.total.append(row.total_s)
 
     def view(self) -> dict[str, Any]:
-        met, violated = self.results["met"], self.results["violated"]
         self.platform.sort()
         self.total.sort()
-        return {
-            "count": sum(self.results.values()),
-            "results": {r: self.results.get(r, 0) for r in RESULTS},
-            "success_ratio": met / (met + violated) if met + violated else None,
-            "delivered": len(self.platform),
-            "delivery_s": {k: percentile(self.platform, q) for k, q in QUANTILES},
-            "total_s": {k: percentile(self.total, q) for k, q in QUANTILES},
-        }
+        return group_view(self.results, (len(self.platform), dict(enumerate(self.platform))),
+                          (len(self.total), dict(enumerate(self.total))))
 
 
 def summarize(rows: Iterable[SLORow]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

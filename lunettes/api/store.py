@@ -11,6 +11,9 @@ same way:
   cursor for the next page (keyset paging: a page costs the same at any depth);
 - ``slo_rows(since_us, until_us, namespace, slo_class, limit)``: the SLO numbers of the
   Pods in a window, for :func:`lunettes.api.slo_summary.summarize`;
+- ``slo_summary(since_us, until_us, namespace, slo_class, limit)``: that summary
+  (overall, groups, truncated); the SQLite store computes it in SQL, whatever the number
+  of Pods, the Elasticsearch store from at most ``limit`` rows;
 - ``count()`` and ``close()``.
 
 Records are returned as the sinks stored them (``PodRecord.to_dict()``); the API redacts
@@ -23,12 +26,15 @@ import base64
 import binascii
 import sqlite3
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from lunettes.api.slo_summary import DELIVERED, QUANTILES, group_view
 from lunettes.model.times import format_optional
 from lunettes.sinks.sqlite import ensure_schema
 
@@ -109,6 +115,13 @@ class PodStore(Protocol):
         """The rows, and whether ``limit`` cut them short."""
         ...
 
+    def slo_summary(self, since_us: int | None, until_us: int | None, namespace: str | None,
+                    slo_class: str | None, limit: int
+                    ) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+        """(overall figures, figures by (namespace, class), whether ``limit`` cut the
+        Pods short): :mod:`lunettes.api.slo_summary`."""
+        ...
+
     def count(self) -> int: ...
 
     def close(self) -> None: ...
@@ -167,6 +180,10 @@ _SORT_SQL = {  # sort -> (key expression, SQL direction)
     "name": ("namespace || '/' || name", "ASC"),
 }
 
+_CURSOR_TYPES: dict[str, type | tuple[type, ...]] = {
+    "at_us": int, "ifnull(duration_s, -1.0)": (int, float), "namespace || '/' || name": str}
+"""What a cursor's sort value may be, by sort key (anything else is not our cursor)."""
+
 _SUMMARY_COLUMNS = ("uid, namespace, name, node, created_us, finished_us, duration_s, outcome, "
                     "partial, owner_kind, owner_name, slo_result, slo_class, platform_s, "
                     "reason")
@@ -186,8 +203,10 @@ class SQLiteStore:
 
     kind = "sqlite"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, timeout_s: float = 10.0) -> None:
         self.path = Path(path)
+        self.timeout_s = timeout_s
+        """A query still running after this long is interrupted (a 503 naming it)."""
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -208,7 +227,19 @@ class SQLiteStore:
 
     def _rows(self, sql: str, params: tuple[Any, ...] | list[Any]) -> list[Any]:
         db = self._conn()
-        return [] if db is None else db.execute(sql, params).fetchall()
+        if db is None:
+            return []
+        deadline = time.monotonic() + self.timeout_s
+        db.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        try:
+            return db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc):
+                raise StoreUnavailable(f"the store's query took longer than "
+                                       f"{self.timeout_s:g} s; narrow it down") from None
+            raise
+        finally:
+            db.set_progress_handler(None, 0)
 
     def get(self, uid: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT record FROM pods WHERE uid = ?", (uid,))
@@ -225,7 +256,9 @@ class SQLiteStore:
         key, direction = _SORT_SQL[query.sort]
         if query.cursor:
             values = decode_cursor(query.cursor, query.sort)
-            if len(values) != 2 or not isinstance(values[1], str):
+            if len(values) != 2 or not isinstance(values[1], str) or not isinstance(
+                    values[0], _CURSOR_TYPES[key]) or isinstance(values[0], bool) or (
+                    isinstance(values[0], int) and not -2**63 <= values[0] < 2**63):
                 raise InvalidQuery("cursor: not a cursor this API returned")
             where.append(f"({key}, uid) {'<' if direction == 'DESC' else '>'} (?, ?)")
             params.extend(values)
@@ -251,6 +284,56 @@ class SQLiteStore:
                           f"total_s FROM pods WHERE {' AND '.join(where)} LIMIT ?",
                           [*params, limit + 1])
         return [SLORow(*r) for r in rows[:limit]], len(rows) > limit
+
+    def slo_summary(self, since_us: int | None, until_us: int | None, namespace: str | None,
+                    slo_class: str | None, limit: int
+                    ) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+        """The summary in SQL: counts by GROUP BY; for each percentile of platform and
+        total time only the two values around its rank, overall and by group (a window
+        function ranks the delivered Pods in SQLite; Python holds a few rows per group).
+        ``limit`` is not needed: never truncated."""
+        where, params = _where(PodQuery(namespace=namespace, slo_class=slo_class,
+                                        since_us=since_us, until_us=until_us))
+        where.append("slo_result != ''")
+        cond = " AND ".join(where)
+        counts: dict[tuple[str, str], Counter[str]] = {}
+        overall: Counter[str] = Counter()
+        for ns, cls, result, n in self._rows(
+                f"SELECT namespace, slo_class, slo_result, count(*) FROM pods WHERE {cond} "
+                "GROUP BY namespace, slo_class, slo_result", params):
+            counts.setdefault((ns, cls), Counter())[result] += n
+            overall[result] += n
+        ranked = {column: {by: self._ranked(column, by, cond, params) for by in (True, False)}
+                  for column in ("platform_s", "total_s")}
+        none: tuple[int, dict[int, float]] = (0, {})
+
+        def view(results: Counter[str], key: tuple[str, str] | None) -> dict[str, Any]:
+            grouped = key is not None
+            return group_view(results, ranked["platform_s"][grouped].get(key, none),
+                              ranked["total_s"][grouped].get(key, none))
+
+        return (view(overall, None),
+                [{"namespace": ns, "slo_class": cls, **view(counts[(ns, cls)], (ns, cls))}
+                 for ns, cls in sorted(counts)], False)
+
+    def _ranked(self, column: str, grouped: bool, cond: str, params: list[Any]
+                ) -> dict[Any, tuple[int, dict[int, float]]]:
+        """By (namespace, class) (or None: overall), the number of delivered Pods with a
+        ``column`` and their ``column`` values at the ranks of the percentiles."""
+        partition = "PARTITION BY namespace, slo_class" if grouped else ""
+        ranks = " OR ".join(f"r = CAST({q!r} * (n - 1) AS INTEGER) + {step}"
+                            for _, q in QUANTILES for step in (0, 1))
+        delivered = ", ".join(f"'{o}'" for o in sorted(DELIVERED))
+        sql = (f"SELECT namespace, slo_class, n, r, v FROM ("
+               f"SELECT namespace, slo_class, {column} AS v, "
+               f"row_number() OVER ({partition} ORDER BY {column}) - 1 AS r, "
+               f"count(*) OVER ({partition}) AS n FROM pods WHERE {cond} "
+               f"AND outcome IN ({delivered}) AND {column} IS NOT NULL) WHERE {ranks}")
+        out: dict[Any, tuple[int, dict[int, float]]] = {}
+        for ns, cls, n, r, v in self._rows(sql, params):
+            key = (ns, cls) if grouped else None
+            out.setdefault(key, (n, {}))[1][r] = v
+        return out
 
     def count(self) -> int:
         rows = self._rows("SELECT count(*) FROM pods", ())

@@ -1,0 +1,170 @@
+"""The SLO summary computed in SQL: the same figures as numpy and as the row-by-row
+summary it replaces, a deadline per query, and 400s (never 500s) for crafted cursors and
+times out of range."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import random
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import lunettes
+from lunettes.api.slo_summary import RESULTS, summarize
+from lunettes.api.store import SQLiteStore, StoreUnavailable
+from lunettes.cli.main import main
+from lunettes.model.record import PodRecord
+from lunettes.sinks.sqlite import SQLiteSink
+
+pytest.importorskip("fastapi", reason="needs the serve extra")
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from lunettes.api.app import create_app
+from lunettes.api.routes import ApiSettings
+
+SAMPLE = Path(lunettes.__file__).parent / "data" / "sample-audit.jsonl.gz"
+T0 = 1_767_225_600_000_000  # 2026-01-01
+
+
+def generated(n: int, rng: random.Random) -> list[PodRecord]:
+    out = []
+    for i in range(n):
+        outcome = rng.choice(["delivered", "completed", "failed", "timeout", "deleted"])
+        result = rng.choice(RESULTS)
+        platform = None if rng.random() < 0.1 else round(rng.expovariate(0.2), 6)
+        total = None if platform is None else round(platform + rng.random() * 30, 6)
+        out.append(PodRecord(
+            uid=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            namespace=f"ns-{i % 3}", name=f"p-{i}", node="n", created_us=T0 + i * 1_000_000,
+            finished_us=None, outcome=outcome,
+            results={"slo": {"result": result, "class": rng.choice(["standard", "batch"]),
+                             "platform_s": platform, "total_s": total}}))
+    return out
+
+
+def expected(records: list[PodRecord]) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
+    """The figures computed here from the records themselves, percentiles by numpy."""
+    def figures(group: list[PodRecord]) -> dict[str, Any]:
+        results = Counter(r.results["slo"]["result"] for r in group)
+        delivered = [r for r in group if r.outcome in ("delivered", "completed")]
+        out: dict[str, Any] = {"count": len(group), "results": {k: results[k] for k in RESULTS},
+                               "delivered": sum(r.results["slo"]["platform_s"] is not None
+                                                for r in delivered)}
+        for name, key in (("delivery_s", "platform_s"), ("total_s", "total_s")):
+            values = [r.results["slo"][key] for r in delivered
+                      if r.results["slo"][key] is not None]
+            out[name] = {p: float(np.percentile(values, q)) if values else None
+                         for p, q in (("p50", 50), ("p90", 90), ("p99", 99))}
+        met, violated = results["met"], results["violated"]
+        out["success_ratio"] = met / (met + violated) if met + violated else None
+        return out
+    groups: dict[tuple[str, str], list[PodRecord]] = {}
+    for r in records:
+        groups.setdefault((r.namespace, r.results["slo"]["class"]), []).append(r)
+    return figures(records), {k: figures(v) for k, v in groups.items()}
+
+
+def approx(figures: dict[str, Any]) -> dict[str, Any]:
+    return {k: (approx(v) if isinstance(v, dict) else
+                pytest.approx(v, rel=1e-12) if isinstance(v, float) else v)
+            for k, v in figures.items()}
+
+
+@pytest.fixture(scope="module")
+def generated_store(tmp_path_factory: pytest.TempPathFactory
+                    ) -> tuple[Path, list[PodRecord]]:
+    path = tmp_path_factory.mktemp("summary") / "store.db"
+    records = generated(3000, random.Random(7))
+    sink = SQLiteSink(path)
+    sink.export(records)
+    sink.shutdown()
+    return path, records
+
+
+def test_sql_summary_matches_numpy(generated_store: tuple[Path, list[PodRecord]]) -> None:
+    path, records = generated_store
+    store = SQLiteStore(path)
+    overall, groups, truncated = store.slo_summary(None, None, None, None, 10)
+    want_overall, want_groups = expected(records)
+    assert not truncated
+    assert overall == approx(want_overall)
+    assert [(g["namespace"], g["slo_class"]) for g in groups] == sorted(want_groups)
+    for group in groups:
+        key = (group.pop("namespace"), group.pop("slo_class"))
+        assert group == approx(want_groups[key])
+    # a window and a namespace: the Pods created in [T0+1000 s, T0+2000 s) of ns-1
+    window = [r for r in records if r.namespace == "ns-1"
+              and T0 + 1000 * 10**6 <= (r.created_us or 0) < T0 + 2000 * 10**6]
+    overall, _, _ = store.slo_summary(T0 + 1000 * 10**6, T0 + 2000 * 10**6, "ns-1", None, 1)
+    assert overall == approx(expected(window)[0])
+
+
+def test_sql_summary_equals_the_row_summary_on_the_sample(tmp_path: Path) -> None:
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main(["replay", "--format", "none", "--store", str(tmp_path / "s.db"),
+                     str(SAMPLE)]) == 0
+    store = SQLiteStore(tmp_path / "s.db")
+    overall, groups, _ = store.slo_summary(None, None, None, None, 1)
+    assert (overall, groups) == summarize(store.slo_rows(None, None, None, None, 10**6)[0])
+    assert overall["count"] == 300
+
+
+def test_a_query_past_its_deadline_is_a_503(generated_store: tuple[Path, list[PodRecord]]
+                                            ) -> None:
+    path, _ = generated_store
+    with pytest.raises(StoreUnavailable, match="longer than 0 s"):
+        SQLiteStore(path, timeout_s=0.0).slo_summary(None, None, None, None, 1)
+    client = TestClient(create_app(CollectorRegistry(), api=ApiSettings(
+        store=SQLiteStore(path, timeout_s=0.0))))
+    response = client.get("/api/v1/slo/summary")
+    assert response.status_code == 503 and "longer than" in response.json()["detail"]
+
+
+def _cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("cursor", [
+    _cursor(["-created", [[1], "x"]]), _cursor(["-created", [{"a": 1}, "x"]]),
+    _cursor(["-created", ["text", "x"]]), _cursor(["-created", [True, "x"]]),
+    _cursor(["-created", [2**64, "x"]]), _cursor(["-created", [1, 2]]),
+    _cursor(["-created", [1, "x", 3]]), _cursor(["-created", {"a": 1}]),
+    _cursor(["created", [1, "x"]]), _cursor([1, 2, 3]), _cursor("x"), "%%%", "AAAA",
+    base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+])
+def test_a_crafted_cursor_is_a_400(generated_store: tuple[Path, list[PodRecord]],
+                                   cursor: str) -> None:
+    client = TestClient(create_app(CollectorRegistry(), api=ApiSettings(
+        store=SQLiteStore(generated_store[0]))))
+    response = client.get("/api/v1/pods", params={"cursor": cursor})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith("cursor: ")
+
+
+@pytest.mark.parametrize(("params", "status"), [
+    ({"since": "9999-12-31T23:59:59-14:00"}, 400),
+    ({"until": "0001-01-01T00:00:00+14:00"}, 400),
+    ({"since": "0001-01-01T00:00:00Z"}, 200), ({"until": "9999-12-31T23:59:59Z"}, 200),
+    ({"since": "99999-01-01"}, 422), ({"since": "2026-01-01T00:00:00+25:00"}, 422),
+    ({"since": "2026-02-30"}, 422),
+    ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, 400),
+])
+@pytest.mark.parametrize("path", ["/api/v1/pods", "/api/v1/slo/summary"])
+def test_times_out_of_range_are_refused_with_a_detail(
+        generated_store: tuple[Path, list[PodRecord]], path: str, params: dict[str, str],
+        status: int) -> None:
+    client = TestClient(create_app(CollectorRegistry(), api=ApiSettings(
+        store=SQLiteStore(generated_store[0]))))
+    response = client.get(path, params=params)
+    assert response.status_code == status, response.text
+    if status != 200:
+        assert response.json()["detail"]
