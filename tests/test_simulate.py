@@ -17,6 +17,7 @@ from realdata import REAL, real
 from lunettes.cli.main import main
 from lunettes.simulate import SCENARIOS, SimConfig, Simulation
 from lunettes.simulate.scheduler import UNSCHEDULABLE, failed_scheduling_message
+from lunettes.simulate.truth import Mark, expected_stages
 
 POLICIES = ("requestresponse", "gke", "metadata")
 ALL = {name: 1.0 for name in SCENARIOS}
@@ -500,3 +501,29 @@ def test_bundled_sample_is_reproducible(tmp_path: Path) -> None:
     assert (data / "sample-audit.jsonl.gz").stat().st_size < 5_000_000
     rows = [json.loads(x) for x in (data / "sample-truth.jsonl").read_text().splitlines()]
     assert len(rows) == 300 and {r["scenario"] for r in rows} == set(SCENARIOS)
+
+
+def test_expected_stages_are_read_from_the_simulators_marks() -> None:
+    """A stage runs from its first start mark to the first end mark at or after it, per
+    instance; readiness starts when the last container first started; a Pod whose create
+    was not readable starts its root when it was first seen."""
+    s = 1_000_000
+    marks = [Mark(0, "delivery", "start"), Mark(0, "scheduling", "start"),
+             Mark(2 * s, "scheduling", "end"),
+             Mark(3 * s, "image_pull", "start", "a:1"), Mark(4 * s, "image_pull", "start", "b:1"),
+             Mark(5 * s, "image_pull", "end", "a:1"),
+             Mark(6 * s, "readiness", "start", "", "a"), Mark(7 * s, "readiness", "start", "", "b"),
+             Mark(8 * s, "readiness", "start", "", "a"),  # a restart: not a first start
+             Mark(9 * s, "readiness", "end"), Mark(10 * s, "delivery", "end")]
+    got = {(x["name"], x["instance"]): (x["start"], x["end"])
+           for x in expected_stages(marks, 0)}
+    assert got == {
+        ("delivery", ""): ("1970-01-01T00:00:00.000000Z", "1970-01-01T00:00:10.000000Z"),
+        ("scheduling", ""): ("1970-01-01T00:00:00.000000Z", "1970-01-01T00:00:02.000000Z"),
+        ("image_pull", "a:1"): ("1970-01-01T00:00:03.000000Z", "1970-01-01T00:00:05.000000Z"),
+        ("image_pull", "b:1"): ("1970-01-01T00:00:04.000000Z", None),
+        ("readiness", ""): ("1970-01-01T00:00:07.000000Z", "1970-01-01T00:00:09.000000Z")}
+    partial = expected_stages([Mark(5 * s, "sandbox", "start")], 4 * s)
+    assert [(x["name"], x["start"], x["end"]) for x in partial] == [
+        ("delivery", "1970-01-01T00:00:04.000000Z", None),
+        ("sandbox", "1970-01-01T00:00:05.000000Z", None)]
