@@ -31,8 +31,9 @@ class LifecycleAnalyzer:
     The Pod is ``delivered``/``completed``/``failed`` by the event that ended the root stage
     (phase Succeeded/Failed, else Ready), ``deleted`` when a delete or eviction came first,
     ``rejected`` when the create was denied, otherwise ``timeout`` or ``in_progress`` -- or
-    ``unknown`` when the log carries no body of any record about the Pod (Metadata level),
-    so that delivery could not have been seen. ``created_us`` is the create's time, else
+    ``unknown`` when the log shows none of the Pod's status and holds no body about it, or
+    its pods/status records without bodies (Metadata level), so that delivery could not
+    have been seen. ``created_us`` is the create's time, else
     (partial timelines) the creationTimestamp a later body showed.
     """
 
@@ -67,8 +68,8 @@ class LifecycleAnalyzer:
             phase = next((e.phase for e in events if e.time_us == root_end and e.phase), "")
             outcome = {"Succeeded": "completed", "Failed": "failed"}.get(phase, "delivered")
             return Lifecycle(outcome, created, root_end, last_seen, node)
-        if not (timeline.bodies or any(
-                e.conditions or e.containers or e.phase or e.reason for e in events)):
+        if not any(e.conditions or e.containers or e.phase or e.reason for e in events) and (
+                timeline.status_hidden or not timeline.bodies):
             outcome = "unknown"
         elif timeline.end_reason == "timeout":
             outcome = "timeout"

@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--request-received", type=_rate, default=0.0, metavar="RATE",
                    help="fraction of requests also logged at stage RequestReceived")
     p.add_argument("--policy", default="requestresponse",
-                   choices=("requestresponse", "gke", "metadata"),
+                   choices=("requestresponse", "gke", "eks", "aks", "openshift", "metadata"),
                    help="audit policy (default requestresponse)")
     p.add_argument("--scenarios", default=DEFAULT_SCENARIOS, metavar="MIX",
                    help="weighted scenario mix, e.g. healthy=0.6,crash_loop=0.1 or all=1 "

@@ -33,7 +33,10 @@ class PodTimeline:
     a later body showed it: when it was created, though the log did not see it."""
     bodies: bool = False
     """True when a record about the Pod carried a request or response body (the policy
-    logged it above Metadata level), so that its status could have been seen."""
+    logged it above Metadata level)."""
+    status_hidden: bool = False
+    """True when a pods/status record about the Pod came without a body (the policy logs
+    pods/status at Metadata level): its status cannot be seen."""
     observed_until_us: int | None = None
     """The audit time up to which the pipeline followed the Pod (set when it leaves memory);
     analyzers judging a Pod that was never delivered measure up to here."""

@@ -250,6 +250,8 @@ class Folder:
         if op != "status":
             self._emit(live, record, op)
             return
+        if body is None:  # the policy logs pods/status without bodies
+            live.timeline.status_hidden = True
         status = (body or {}).get("status")
         if not isinstance(status, dict):
             self._emit(live, record, "status")

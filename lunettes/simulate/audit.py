@@ -95,19 +95,21 @@ class AuditLog:
         the response body of a failure is that Status.
         """
         level = self.level(ref)
-        if level == NONE:
-            return NOT_WRITTEN
         stage_us = t_us + latency_us
         if not self.stream.accepts(stage_us):
             return NOT_WRITTEN
+        # the same draws whatever the policy, so that every policy logs the same cluster
         rng = self.rng
         if audit_id is None:
             audit_id = self.cluster.uuid()
         if server is None:
             server = rng.randrange(self.servers) if self.servers > 1 else 0
+        logged_received = (self.request_received and stage == "ResponseComplete"
+                           and rng.random() < self.request_received)
+        if level == NONE:
+            return NOT_WRITTEN
         received = rfc3339(t_us)
-        if (self.request_received and stage == "ResponseComplete"
-                and rng.random() < self.request_received):
+        if logged_received:
             self.stream.push(server, t_us, _dumps({
                 "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": level,
                 "auditID": audit_id, "stage": "RequestReceived", "requestURI": uri,

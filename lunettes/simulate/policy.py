@@ -25,7 +25,15 @@ class Policy:
         is_pod = resource == "pods" and group == ""
         is_core_event = resource == "events" and group == ""
         is_event = resource == "events" and group in ("", "events.k8s.io")
-        if self.name == "gke":
+        if self.name == "openshift":  # the Default profile of OpenShift 4.12's base policy
+            return NONE if is_core_event else METADATA
+        if self.name == "aks":  # aks-engine's parts/k8s/addons/audit-policy.yaml
+            if is_pod and subresource == "":
+                return REQUEST_RESPONSE
+            if is_pod and subresource == "status":
+                return METADATA
+            return REQUEST if group == "" else METADATA
+        if self.name in ("gke", "eks"):
             if is_core_event:
                 return NONE
             if is_pod and subresource == "status":
@@ -56,6 +64,20 @@ POLICIES: dict[str, Policy] = {
             "gke",
             "core Events not logged; pods/status at Request; pods at RequestResponse; "
             "Metadata else",
+        ),
+        Policy(
+            "eks",
+            "assumed as gke's (the kube-up policy: EKS does not publish its own): core "
+            "Events not logged; pods/status at Request; pods at RequestResponse",
+        ),
+        Policy(
+            "aks",
+            "aks-engine's: pods at RequestResponse; pods/status at Metadata; pods/binding "
+            "and core Events at Request; Metadata else",
+        ),
+        Policy(
+            "openshift",
+            "the Default profile (OpenShift 4.12): core Events not logged; Metadata else",
         ),
         Policy("metadata", "Metadata for everything: no bodies"),
     )
