@@ -77,3 +77,23 @@ def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch,
 def test_bad_where_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["analyze", "apiserver", real(PERFSPEC), "--where", "colour=red"]) == 2
     assert "DIMENSION=VALUE" in capsys.readouterr().err
+
+
+def test_delivery_from_store_and_from_logs_count_the_same_pods(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import sqlite3
+
+    sample = str(Path(__file__).resolve().parents[1] / "lunettes/data/sample-audit.jsonl.gz")
+    store = tmp_path / "pods.db"
+    assert main(["replay", sample, "--store", str(store), "--format", "none"]) == 0
+    capsys.readouterr()
+    with sqlite3.connect(store) as db:
+        rows = [json.loads(r[0]) for r in db.execute("SELECT record FROM pods")]
+    delivered = sum(1 for r in rows if r.get("duration_s") is not None and any(
+        s.get("duration_s") is not None and s["name"] != "delivery" for s in r["stages"]))
+    assert main(["analyze", "delivery", "--store", str(store), "--format", "json"]) == 0
+    from_store = json.loads(capsys.readouterr().out)
+    assert from_store["pods"] == delivered > 0
+    assert main(["analyze", "delivery", sample, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pods"] == delivered
+    assert main(["analyze", "delivery", sample, "--store", str(store)]) == 2

@@ -75,9 +75,10 @@ def _lowess(values: np.ndarray, frac: float) -> np.ndarray:
     return np.asarray(lowess(values, x, frac=frac, it=3, return_sorted=False), dtype=float)
 
 
-def baseline(values: np.ndarray, period: int | None = None) -> Baseline:
+def baseline(values: np.ndarray, period: int | None = None, counts: bool = True) -> Baseline:
     """The seasonal baseline of ``values``; ``period`` in intervals (detected when None;
-    0: no seasonality)."""
+    0: no seasonality). ``counts``: the values are counts, whose spread is at least
+    Poisson's; otherwise the spread is only kept above a millionth of the median."""
     from statsmodels.tsa.seasonal import STL
 
     values = np.asarray(values, dtype=float)
@@ -97,8 +98,12 @@ def baseline(values: np.ndarray, period: int | None = None) -> Baseline:
     residual = values - expected
     center = float(np.median(residual)) if n else 0.0
     spread = MAD_TO_SIGMA * float(np.median(np.abs(residual - center))) if n else 0.0
-    scale = np.maximum(spread, np.sqrt(np.maximum(expected, 1.0)))  # counts vary at least
-    return Baseline(expected, trend, (residual - center) / scale, period)  # as Poisson's
+    if counts:
+        scale = np.maximum(spread, np.sqrt(np.maximum(expected, 1.0)))
+    else:
+        scale = np.full(n, max(spread, 1e-6 * abs(float(np.median(values))) if n else 0.0,
+                               1e-12))
+    return Baseline(expected, trend, (residual - center) / scale, period)
 
 
 def windows(fit: Baseline, threshold: float = 4.0, gap: int = 1,
@@ -128,7 +133,7 @@ def _window(z: np.ndarray, start: int, end: int, threshold: float) -> Window:
 
 
 def detect(values: np.ndarray, period: int | None = None, threshold: float = 4.0,
-           direction: str = "up") -> tuple[Baseline, list[Window]]:
+           direction: str = "up", counts: bool = True) -> tuple[Baseline, list[Window]]:
     """The baseline of ``values`` and its anomalous windows."""
-    fit = baseline(values, period)
+    fit = baseline(values, period, counts)
     return fit, windows(fit, threshold, direction=direction)

@@ -1,10 +1,14 @@
 """``lunettes analyze apiserver``: API server load from audit logs: anomalous windows, the
-clients that caused them, slow and rejected requests."""
+clients that caused them, slow and rejected requests. ``lunettes analyze delivery``: windows
+where Pod delivery got slower, and the node, pool, registry, namespace, owner kind and stage
+that explain them."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import sqlite3
 import sys
 from typing import Any
 
@@ -13,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lunettes.apiserver.series import DIMENSIONS
+from lunettes.cli.common import add_config_arg, input_overrides, report_config_error
+from lunettes.config.errors import ConfigError
 
 EXTRA_MODULES = ("numpy", "statsmodels", "matplotlib")
 EXTRA_HINT = "pip install 'lunettes[analyze]'"
@@ -45,6 +51,21 @@ def register(sub: Any) -> None:
     load.add_argument("--min-count", type=int, default=5,
                       help="requests a (URI pattern, client) needs to be listed as slow")
     load.set_defaults(run=run_apiserver)
+    delivery = kinds.add_parser("delivery", help="windows where Pod delivery got slower and "
+                                "what explains them", description=__doc__)
+    delivery.add_argument("paths", nargs="*", metavar="PATH",
+                          help="audit logs to replay (no store is written)")
+    delivery.add_argument("--store", metavar="DB", help="read the pod records of this "
+                          "SQLite store (lunettes replay's) instead")
+    add_config_arg(delivery)
+    delivery.add_argument("--interval", type=int, default=300, metavar="SECONDS",
+                          help="Pods are grouped by creation time in intervals this long "
+                               "(default: 300)")
+    delivery.add_argument("--period", type=int, default=0, metavar="INTERVALS",
+                          help="seasonal period in intervals (default: 0, none)")
+    delivery.add_argument("--threshold", type=float, default=4.0)
+    delivery.add_argument("--format", choices=("table", "json"), default="table")
+    delivery.set_defaults(run=run_delivery)
 
 
 def missing_extra() -> list[str]:
@@ -89,6 +110,64 @@ def run_apiserver(args: argparse.Namespace) -> int:
     if analysis.bad.total:
         print(analysis.bad.report(), file=sys.stderr)
     return 1 if report["requests"] == 0 else 0
+
+
+def _pod_records(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The pod records of the store, or of a replay of the audit logs without sinks."""
+    if args.store:
+        with sqlite3.connect(f"file:{args.store}?mode=ro", uri=True) as db:
+            return [orjson.loads(row[0]) for row in db.execute("SELECT record FROM pods")]
+    from lunettes.pipeline import Pipeline, load_config
+
+    data = input_overrides(args, load_config(args.config))
+    data["sinks"] = {}
+    data.pop("checkpoint", None)
+    records: list[dict[str, Any]] = []
+    Pipeline.from_config(args.config, data, dict(os.environ)).run(
+        None, lambda record: records.append(record.to_dict()))
+    return records
+
+
+def run_delivery(args: argparse.Namespace) -> int:
+    missing = missing_extra()
+    if missing:
+        print(f"lunettes analyze needs {', '.join(missing)}: {EXTRA_HINT}", file=sys.stderr)
+        return 2
+    if bool(args.paths) == bool(args.store):
+        print("lunettes analyze delivery: give audit log PATHs or --store DB (one of them)",
+              file=sys.stderr)
+        return 2
+    try:
+        records = _pod_records(args)
+    except ConfigError as exc:
+        return report_config_error(exc)
+    except sqlite3.Error as exc:
+        print(f"--store {args.store}: {exc}", file=sys.stderr)
+        return 2
+    from lunettes.apiserver.delivery import analyze_delivery, delivery_json
+
+    report = delivery_json(analyze_delivery(records, args.interval, args.period,
+                                            args.threshold))
+    if args.format == "json":
+        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        return 0
+    console = Console()
+    console.print(f"{report['pods']} delivered Pods from {report['start']} to "
+                  f"{report['end']} ({report['interval_s']} s intervals)")
+    for item in report["regressions"]:
+        console.print(
+            f"\n[bold]slower delivery {item['start']} - {item['end']}[/bold]: mean "
+            f"{item['mean_s']} s (expected {item['expected_mean_s']} s), p99 "
+            f"{item['p99_s']} s (elsewhere {item['reference_p99_s']} s), score "
+            f"{item['score']}")
+        console.print(_table("what explains the extra seconds", [
+            "attributes", "expected s", "real s", "extra s", "share", "support s"], [
+            [", ".join(f"{k}={v}" for k, v in c["attributes"].items()), c["expected_s"],
+             c["real_s"], c["difference"], f"{c['share']:.0%}", c["support"]]
+            for c in item["culprits"]]))
+    if not report["regressions"]:
+        console.print("no window of slower delivery")
+    return 0
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
