@@ -96,7 +96,10 @@ def expected_resource_spans(record: PodRecord, service: str = "lunettes"
         if end is None:
             end = record_end if record_end is not None else stage.start_us
         attributes = [*pod, kv("lunettes.stage.name", stage.name),
-                      kv("lunettes.stage.owner", stage.owner)]
+                      kv("lunettes.stage.owner", stage.effective_owner or stage.owner)]
+        if stage.user_intervals:  # the SLO's user time inside the stage
+            attributes.append(kv("lunettes.stage.user_time_s", round(
+                sum(e - s for s, e in stage.user_intervals) / 1e6, 6)))
         if stage.instance:
             attributes.append(kv(INSTANCE_KEYS.get(stage.instance_kind,
                                                    "lunettes.stage.instance"), stage.instance))
