@@ -23,7 +23,9 @@ from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
 from lunettes.model.record import PodRecord
 from lunettes.model.spec import TRACE_ANNOTATIONS
 from lunettes.model.timeline import PodTimeline
+from lunettes.model.times import format_time
 from lunettes.processors.checkpoint import Checkpoint, Checkpointer
+from lunettes.processors.clock import FutureGuard
 from lunettes.processors.dedupe import Deduplicator
 from lunettes.processors.fold import Folder
 from lunettes.processors.reorder import ReorderWindow
@@ -62,6 +64,8 @@ class Settings:
     timeout_us: int = 2100 * _S
     forget_us: int = 2100 * _S
     trace_annotations: tuple[str, ...] = TRACE_ANNOTATIONS
+    max_future_us: int = 300 * _S
+    """Records further ahead of the audit clock are quarantined (0: never)."""
 
     @classmethod
     def from_config(cls, top: Section) -> Settings:
@@ -82,6 +86,7 @@ class Settings:
             forget_us=seconds(pods, "forget_after_s", default.forget_us),
             trace_annotations=tuple(pods.get("trace_context_annotations",
                                              list(default.trace_annotations), list)),
+            max_future_us=seconds(source, "max_future_s", default.max_future_us),
         )
         if not all(isinstance(key, str) and key for key in settings.trace_annotations):
             pods.problem("trace_context_annotations", "must be a list of annotation keys")
@@ -237,10 +242,14 @@ class Pipeline:
         return record
 
     def run(self, records: Iterable[AuditRecord] | None = None,
-            on_record: Callable[[PodRecord], None] | None = None) -> Counter[str]:
+            on_record: Callable[[PodRecord], None] | None = None,
+            bad: BadRecords | None = None) -> Counter[str]:
         """Process every record, export every pod record, flush the sinks; return stats.
 
         Without ``records``, the pipeline's sources are read, merged by audit time.
+        Records refused here (quarantined as too far ahead of the audit clock, or with a
+        body field of the wrong type) are counted in ``bad`` (default: :attr:`bad`), with
+        where they were read.
 
         While it runs, the cyclic garbage collector's first generation holds at least
         :data:`GC_GEN0_THRESHOLD` objects before a collection (restored afterwards): the
@@ -250,19 +259,27 @@ class Pipeline:
         if records is None:
             records = merged(self.sources)
         with _collector_threshold(GC_GEN0_THRESHOLD):
-            return self._run(records, on_record)
+            return self._run(records, on_record, self.bad if bad is None else bad)
 
     def _run(self, records: Iterable[AuditRecord],
-             on_record: Callable[[PodRecord], None] | None) -> Counter[str]:
+             on_record: Callable[[PodRecord], None] | None, bad: BadRecords) -> Counter[str]:
         stats = self.stats
         settings = self.settings
+        if settings.max_future_us:
+            def quarantine(record: AuditRecord, clock_us: int) -> None:
+                if record.stage is not TICK_STAGE:  # another worker's: it counts it
+                    ahead = (record.received_us - clock_us) / _S
+                    bad.add("future_timestamp", record.origin or "?",
+                            f"{format_time(record.received_us)}, {ahead:.0f} s ahead of "
+                            f"the audit clock ({format_time(clock_us)})")
+            records = FutureGuard(settings.max_future_us, quarantine).admit(records)
         dedupe = Deduplicator(stats, settings.dedupe_horizon_us)
         window = ReorderWindow(stats, settings.reorder_window_us)
         stage_set = self.stage_set
         folder = Folder(lambda t, e: stage_set.delivered(t.spec, e), stats,
                         linger_us=settings.linger_us, timeout_us=settings.timeout_us,
                         forget_us=settings.forget_us,
-                        trace_annotations=settings.trace_annotations)
+                        trace_annotations=settings.trace_annotations, on_bad=bad.add)
         self._folder = folder
         if self.restored is not None:
             folder.restore(self.restored.finished)

@@ -34,7 +34,7 @@ from lunettes.model.record import PodRecord
 from lunettes.pipeline import Pipeline
 from lunettes.sinks.base import Sink
 from lunettes.sources.errors import BadRecords
-from lunettes.sources.files import FileSource
+from lunettes.sources.files import MAX_LINE_BYTES, FileSource
 from lunettes.sources.partition import Partition
 
 __all__ = ["WORKER_SINKS", "Job", "Report", "TimeOrdered", "WorkerFailed", "run_workers",
@@ -240,7 +240,10 @@ def _work(job: Job, index: int, out: Connection) -> None:
 
 def _replay(job: Job, index: int, out: Connection) -> Report:
     pipeline = Pipeline.from_config(job.config, job.data, job.env)
-    source = FileSource(job.paths, partition=Partition(index, job.count))
+    limit = next((s.max_line_bytes for s in pipeline.sources if isinstance(s, FileSource)),
+                 MAX_LINE_BYTES)
+    source = FileSource(job.paths, partition=Partition(index, job.count),
+                        max_line_bytes=limit)
     batch: list[PodRecord] = []
 
     def keep(record: PodRecord) -> None:
@@ -252,7 +255,7 @@ def _replay(job: Job, index: int, out: Connection) -> Report:
     progress = _BytesSender(out) if job.progress and index == 0 else None
     source.on_bytes = progress
     try:
-        stats = pipeline.run(source, keep if job.send_records else None)
+        stats = pipeline.run(source, keep if job.send_records else None, source.bad)
     finally:
         pipeline.shutdown()
     if batch:

@@ -59,15 +59,15 @@ class AuditRecord:
         return self.code == 0 or 200 <= self.code < 300
 
 
-def tick(received_us: int) -> AuditRecord:
+def tick(received_us: int, origin: str = "") -> AuditRecord:
     """A clock tick: a final record of another partition's (``--workers``), carrying only
-    its time. It advances the audit clock (reorder window, pod timeouts) exactly as the
-    record would have, and is neither counted nor folded."""
-    return AuditRecord("", TICK_STAGE, "", received_us)
+    its time and its file (as origin). It advances the audit clock (reorder window, pod
+    timeouts) exactly as the record would have, and is neither counted nor folded."""
+    return AuditRecord("", TICK_STAGE, "", received_us, origin=origin)
 
 
-def skipped(received_us: int) -> AuditRecord:
+def skipped(received_us: int, origin: str = "") -> AuditRecord:
     """A record a source read but did not decode, since it cannot be about a Pod (see
     :data:`FOLDED_VERBS`): counted, folded never; a final stage's time (else 0) moves the
     audit clock as a :func:`tick` does."""
-    return AuditRecord("", SKIPPED_STAGE, "", received_us)
+    return AuditRecord("", SKIPPED_STAGE, "", received_us, origin=origin)

@@ -6,6 +6,17 @@ from dataclasses import dataclass, field
 from sys import intern
 from typing import Any
 
+from lunettes.model.typed import (
+    EMPTY,
+    flag,
+    objects,
+    optional_integer,
+    scalar_map,
+    sub,
+    text,
+)
+
+_CONTROLLER = "metadata.ownerReferences[].controller"
 _VOLUME_KINDS = (
     "persistentVolumeClaim", "configMap", "secret", "emptyDir", "hostPath", "projected",
     "downwardAPI", "csi", "ephemeral", "nfs",
@@ -68,27 +79,35 @@ class PodSpecSummary:
     def from_pod(cls, pod: dict[str, Any],
                  trace_annotations: tuple[str, ...] = TRACE_ANNOTATIONS) -> PodSpecSummary:
         """Summarise a Pod object (a dict as found in an audit request or response body);
-        ``trace_annotations`` are the annotation keys that may hold a W3C traceparent."""
-        meta = pod.get("metadata") or {}
-        spec = pod.get("spec") or {}
-        owners = meta.get("ownerReferences") or []
-        owner = next((o for o in owners if o.get("controller")), owners[0] if owners else {})
-        affinity = spec.get("affinity") or {}
+        ``trace_annotations`` are the annotation keys that may hold a W3C traceparent.
+
+        Raises BadRecord (``wrong_type:<path>``) for a field of the wrong type."""
+        meta = sub(pod, "metadata", "metadata")
+        spec = sub(pod, "spec", "spec")
+        owners = objects(meta, "ownerReferences", "metadata.ownerReferences")
+        owner = next((o for o in owners if flag(o, "controller", _CONTROLLER)),
+                     owners[0] if owners else EMPTY)
+        affinity = sub(spec, "affinity", "spec.affinity")
+        priority = optional_integer(spec, "priority", "spec.priority")
         return cls(
-            containers=tuple(_container(c) for c in spec.get("containers") or ()),
-            init_containers=tuple(_container(c) for c in spec.get("initContainers") or ()),
-            volumes=tuple(_volume(v) for v in spec.get("volumes") or ()),
-            node_name=_text(spec.get("nodeName") or ""),
-            scheduler_name=_text(spec.get("schedulerName") or ""),
-            owner_kind=_text(owner.get("kind") or ""),
-            owner_name=_text(owner.get("name") or ""),
-            priority=spec.get("priority"),
-            priority_class_name=spec.get("priorityClassName") or "",
+            containers=tuple(_container(c, "spec.containers")
+                             for c in objects(spec, "containers", "spec.containers")),
+            init_containers=tuple(
+                _container(c, "spec.initContainers")
+                for c in objects(spec, "initContainers", "spec.initContainers")),
+            volumes=tuple(_volume(v) for v in objects(spec, "volumes", "spec.volumes")),
+            node_name=_text(text(spec, "nodeName", "spec.nodeName")),
+            scheduler_name=_text(text(spec, "schedulerName", "spec.schedulerName")),
+            owner_kind=_text(text(owner, "kind", "metadata.ownerReferences[].kind")),
+            owner_name=_text(text(owner, "name", "metadata.ownerReferences[].name")),
+            priority=priority,
+            priority_class_name=text(spec, "priorityClassName", "spec.priorityClassName"),
             readiness_gates=tuple(
-                g.get("conditionType", "") for g in spec.get("readinessGates") or ()
-            ),
-            restart_policy=_text(spec.get("restartPolicy") or "Always"),
-            labels=shared_dict(meta.get("labels") or {}),
+                text(g, "conditionType", "spec.readinessGates[].conditionType")
+                for g in objects(spec, "readinessGates", "spec.readinessGates")),
+            restart_policy=_text(text(spec, "restartPolicy", "spec.restartPolicy")
+                                 or "Always"),
+            labels=shared_dict(scalar_map(meta, "labels", "metadata.labels")),
             has_affinity=bool(affinity.get("nodeAffinity") or affinity.get("podAffinity")),
             has_pod_anti_affinity=bool(affinity.get("podAntiAffinity")),
             trace_context=annotation(meta, trace_annotations),
@@ -142,18 +161,19 @@ def shared_dict(items: dict[Any, Any]) -> dict[str, str]:
     return found
 
 
-def _text(value: Any) -> Any:
-    """Interned when a string: names, images, labels repeat across Pods in flight."""
-    return intern(value) if type(value) is str else value
+def _text(value: str) -> str:
+    """Interned: names, images, labels repeat across Pods in flight."""
+    return intern(value)
 
 
-def _container(c: dict[str, Any]) -> ContainerSpec:
-    resources = c.get("resources") or {}
+def _container(c: dict[str, Any], path: str) -> ContainerSpec:
+    resources = sub(c, "resources", f"{path}[].resources")
     return ContainerSpec(
-        name=_text(c.get("name") or ""),
-        image=_text(c.get("image") or ""),
-        requests=shared_dict(resources.get("requests") or {}),
-        limits=shared_dict(resources.get("limits") or {}),
+        name=_text(text(c, "name", f"{path}[].name")),
+        image=_text(text(c, "image", f"{path}[].image")),
+        requests=shared_dict(scalar_map(resources, "requests",
+                                        f"{path}[].resources.requests")),
+        limits=shared_dict(scalar_map(resources, "limits", f"{path}[].resources.limits")),
         readiness_probe="readinessProbe" in c,
         liveness_probe="livenessProbe" in c,
         startup_probe="startupProbe" in c,
@@ -164,7 +184,7 @@ def _volume(v: dict[str, Any]) -> tuple[str, str]:
     kind = next((k for k in _VOLUME_KINDS if k in v), "")
     if not kind:
         kind = next((k for k in v if k != "name"), "")
-    return (v.get("name") or "", kind)
+    return (text(v, "name", "spec.volumes[].name"), kind)
 
 
 def _container_dict(c: ContainerSpec) -> dict[str, Any]:

@@ -9,6 +9,10 @@ _MICRO = timedelta(microseconds=1)
 _SECONDS_CACHE: dict[str, int] = {}
 _STAMP_CACHE: dict[int, str] = {}
 _CACHE_LIMIT = 4096
+MIN_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MICRO
+"""The earliest time lunettes can represent and write back (0001-01-01T00:00:00Z)."""
+MAX_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // _MICRO
+"""The latest (9999-12-31T23:59:59.999999Z): later times have no RFC 3339 form."""
 
 
 def parse_time(text: str) -> int:
@@ -16,26 +20,38 @@ def parse_time(text: str) -> int:
 
     Fast path for the ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` shape kube-apiserver writes: the
     whole-seconds prefix is cached, so a log of nearby times parses at dict-lookup speed.
-    Raises ValueError for anything that is not a timestamp.
+    Raises ValueError for anything that is not a timestamp, and for times outside the
+    years 1 to 9999 once the offset is applied (:data:`MIN_US`, :data:`MAX_US`).
     """
     if len(text) >= 20 and text[-1] == "Z" and text[10] == "T":
         prefix = text[:19]
         seconds = _SECONDS_CACHE.get(prefix)
         if seconds is None:
-            seconds = int(datetime.fromisoformat(prefix + "+00:00").timestamp())
+            if not prefix.isascii():
+                raise ValueError(f"invalid timestamp {text[:64]!r}")
+            moment = datetime.fromisoformat(prefix + "+00:00")
+            seconds = (moment - _EPOCH) // timedelta(seconds=1)
             if len(_SECONDS_CACHE) >= _CACHE_LIMIT:
                 _SECONDS_CACHE.clear()
             _SECONDS_CACHE[prefix] = seconds
         frac = text[19:-1]
         if not frac:
             return seconds * 1_000_000
-        if frac[0] != "." or not frac[1:].isdigit():
-            raise ValueError(f"invalid timestamp {text!r}")
+        if frac[0] != "." or not frac[1:].isdigit() or not frac.isascii():
+            raise ValueError(f"invalid timestamp {text[:64]!r}")
         return seconds * 1_000_000 + int((frac[1:] + "000000")[:6])
+    if not text.isascii():
+        raise ValueError(f"invalid timestamp {text[:64]!r}")
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // _MICRO
+    try:
+        micros = (dt - _EPOCH) // _MICRO
+    except OverflowError:
+        raise ValueError(f"timestamp out of range {text[:64]!r}") from None
+    if not MIN_US <= micros <= MAX_US:
+        raise ValueError(f"timestamp out of range {text[:64]!r}")
+    return micros
 
 
 
@@ -44,7 +60,7 @@ def format_time(micros: int) -> str:
     seconds, frac = divmod(micros, 1_000_000)
     stamp = _STAMP_CACHE.get(seconds)
     if stamp is None:  # records of one log name nearby seconds: format each once
-        stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        stamp = (_EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
         if len(_STAMP_CACHE) >= _CACHE_LIMIT:
             _STAMP_CACHE.clear()
         _STAMP_CACHE[seconds] = stamp

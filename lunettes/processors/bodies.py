@@ -14,6 +14,7 @@ from typing import Any
 
 from lunettes.model.hyperevent import ConditionChange, ContainerChange
 from lunettes.model.redact import redact_text
+from lunettes.model.typed import EMPTY, flag, integer, objects, optional_integer, sub, text
 
 _FIELD_PATH = re.compile(r"spec\.(containers|initContainers|ephemeralContainers)\{([^}]*)\}")
 _IMAGE = re.compile(r'[Ii]mage "([^"]+)"')
@@ -23,24 +24,21 @@ _DENIED_NAME = re.compile(r'^\w+ "([^"]+)"')
 # Strings that repeat across Pods (condition types and statuses, reasons, container names,
 # images, node names...) are interned: a Pod in flight then holds references, not copies
 # (each decoded JSON string is a new object). Unique texts (messages) are kept as read.
-def _text(value: Any) -> str:
-    """An interned string of a body value (None and missing as "")."""
-    return intern(value) if type(value) is str else intern(str(value))
-
-
-_CONDITIONS: dict[tuple[Any, str, str, str], ConditionChange] = {}
+_CONDITIONS: dict[tuple[str, str, str, str], ConditionChange] = {}
 _CONTAINERS: dict[tuple[Any, ...], ContainerChange] = {}
 _SHARED_LIMIT = 4096  # bounded: a cleared cache only stops sharing for new Pods
 
 
-def _condition(kind: Any, status: str, reason: str, message: str) -> ConditionChange:
-    """The ConditionChange of these values, one object shared by every Pod (frozen)."""
-    key = (kind, status, reason, message)
+def _condition(key: tuple[str, str, str, str]) -> ConditionChange:
+    """The ConditionChange of (type, status, reason, message), one object shared by every
+    Pod (frozen)."""
     change = _CONDITIONS.get(key)
     if change is None:
         if len(_CONDITIONS) >= _SHARED_LIMIT:
             _CONDITIONS.clear()
-        change = _CONDITIONS[key] = ConditionChange(_text(kind), status, reason,
+        kind, status, reason, message = key
+        change = _CONDITIONS[key] = ConditionChange(intern(kind), intern(status),
+                                                    intern(reason),
                                                     redact_text(message))
     return change
 
@@ -70,16 +68,63 @@ def component(username: str, user_agent: str = "", groups: tuple[str, ...] = ()
 
 def meta(body: dict[str, Any] | None) -> dict[str, Any]:
     """The metadata mapping of a body (empty when absent)."""
-    if not body:
-        return {}
-    value = body.get("metadata")
-    return value if isinstance(value, dict) else {}
+    return sub(body, "metadata", "metadata") if body else EMPTY
+
+
+def meta_text(body: dict[str, Any] | None, key: str) -> str:
+    """A string of a body's metadata (``uid``, ``name``...), "" when absent."""
+    return text(meta(body), key, f"metadata.{key}") if body else ""
 
 
 def denied_name(message: str) -> str:
     """The object name in an API error such as ``pods "x" is forbidden: ...``."""
     found = _DENIED_NAME.match(message)
     return found.group(1) if found else ""
+
+
+_Ended = tuple[str, str, int | None]
+"""(reason, message, exit code) of a container's previous run (its lastState)."""
+
+
+@dataclass(slots=True, frozen=True)
+class StatusFacts:
+    """What a (full or patch) Pod status says, read whole before any state changes."""
+
+    conditions: tuple[tuple[str, str, str, str], ...]
+    """(type, status, reason, message) of each condition."""
+    containers: tuple[tuple[bool, ContainerChange, _Ended | None], ...]
+    """(init, state, how the previous run ended) of each container status."""
+    phase: str
+    pod_ip: str
+    reason: tuple[str, str]
+
+    @classmethod
+    def read(cls, status: dict[str, Any]) -> StatusFacts:
+        """Read a status body; raises BadRecord for a field of the wrong type."""
+        conditions = []
+        for cond in objects(status, "conditions", "status.conditions"):
+            kind = text(cond, "type", "status.conditions[].type")
+            if kind:
+                conditions.append((kind, text(cond, "status", _COND_STATUS),
+                                   text(cond, "reason", _COND_REASON),
+                                   text(cond, "message", _COND_MESSAGE)))
+        containers = []
+        for init, key in ((True, "initContainerStatuses"), (False, "containerStatuses")):
+            path = f"status.{key}"
+            for cs in objects(status, key, path):
+                change = _container_change(cs, init, path)
+                if change is not None:
+                    containers.append((init, change, _last_terminated(cs, path)))
+        return cls(tuple(conditions), tuple(containers),
+                   text(status, "phase", "status.phase"),
+                   text(status, "podIP", "status.podIP"),
+                   (text(status, "reason", "status.reason"),
+                    text(status, "message", "status.message")))
+
+
+_COND_STATUS = "status.conditions[].status"
+_COND_REASON = "status.conditions[].reason"
+_COND_MESSAGE = "status.conditions[].message"
 
 
 @dataclass(slots=True)
@@ -94,55 +139,47 @@ class PodState:
     pod_ip: str = ""
     reason: tuple[str, str] = ("", "")
 
-    def apply(self, status: dict[str, Any]) -> tuple[
+    def apply(self, status: StatusFacts) -> tuple[
         tuple[ConditionChange, ...], tuple[ContainerChange, ...], str, str, tuple[str, str]
     ]:
-        """Fold a (full or patch) status in; return the changed conditions, containers,
-        the new phase, the new pod IP and the new Pod-level (reason, message) such as
-        (``Evicted``, ...) -- empty when unchanged."""
+        """Fold a status in; return the changed conditions, containers, the new phase,
+        the new pod IP and the new Pod-level (reason, message) such as (``Evicted``, ...)
+        -- empty when unchanged."""
         conditions = []
-        for cond in status.get("conditions") or ():
-            if not isinstance(cond, dict) or "type" not in cond:
-                continue
-            key = (_text(cond.get("status", "")), _text(cond.get("reason") or ""),
-                   _text(cond.get("message") or ""))
-            kind = cond["type"]
-            known = self.conditions.get(kind)
-            if known is None or (known.status, known.reason, known.message) != key:
-                updated = _condition(kind, *key)
+        for key in status.conditions:
+            known = self.conditions.get(key[0])
+            if known is None or (known.status, known.reason, known.message) != key[1:]:
+                updated = _condition(key)
                 self.conditions[updated.type] = updated
                 conditions.append(updated)
         containers = []
-        for init, list_key in ((True, "initContainerStatuses"), (False, "containerStatuses")):
-            for cs in status.get(list_key) or ():
-                change = _container_change(cs, init) if isinstance(cs, dict) else None
-                if change is None:
-                    continue
-                state = (change.state, change.reason, change.restart_count)
-                last = self.containers.get((init, change.name))
-                old = None if last is None else (last.state, last.reason, last.restart_count)
-                if old == state and last is not None and last.ready == change.ready:
-                    continue
-                self.containers[(init, change.name)] = change
-                if old == state:  # only readiness flipped
-                    change = replace(change, transition=False)
-                restarted = old is not None and change.restart_count > old[2]
-                ended = _last_terminated(cs, change)
-                if ended is not None and (restarted or old is None) and change.state != (
-                        "terminated"):
-                    containers.append(ended)  # the run that ended before this restart
-                containers.append(change)
-        phase = _text(status.get("phase") or "")
+        for init, change, ended in status.containers:
+            state = (change.state, change.reason, change.restart_count)
+            last = self.containers.get((init, change.name))
+            old = None if last is None else (last.state, last.reason, last.restart_count)
+            if old == state and last is not None and last.ready == change.ready:
+                continue
+            self.containers[(init, change.name)] = change
+            if old == state:  # only readiness flipped
+                change = replace(change, transition=False)
+            restarted = old is not None and change.restart_count > old[2]
+            if ended is not None and (restarted or old is None) and change.state != (
+                    "terminated"):  # the run that ended before this restart
+                containers.append(replace(
+                    change, state="terminated", reason=ended[0], message=ended[1],
+                    exit_code=ended[2], ready=False, transition=True, previous_run=True))
+            containers.append(change)
+        phase = intern(status.phase)
         if phase == self.phase:
             phase = ""
         elif phase:
             self.phase = phase
-        pod_ip = str(status.get("podIP") or "")
+        pod_ip = status.pod_ip
         if pod_ip == self.pod_ip:
             pod_ip = ""
         elif pod_ip:
             self.pod_ip = pod_ip
-        reason = (str(status.get("reason") or ""), str(status.get("message") or ""))
+        reason = status.reason
         if reason == self.reason or not reason[0]:
             reason = ("", "")
         else:
@@ -150,33 +187,32 @@ class PodState:
         return tuple(conditions), tuple(containers), phase, pod_ip, reason
 
 
-def _last_terminated(cs: dict[str, Any], current: ContainerChange) -> ContainerChange | None:
-    """The terminated state in ``lastState`` (why the previous run ended), if any."""
-    last = cs.get("lastState")
-    ended = last.get("terminated") if isinstance(last, dict) else None
-    if not isinstance(ended, dict):
+def _last_terminated(cs: dict[str, Any], path: str) -> _Ended | None:
+    """How the previous run ended (``lastState.terminated``), if it did."""
+    last = sub(cs, "lastState", f"{path}[].lastState")
+    if last.get("terminated") is None:
         return None
-    exit_code = ended.get("exitCode")
-    return replace(current, state="terminated", reason=str(ended.get("reason") or ""),
-                   message=redact_text(str(ended.get("message") or "")),
-                   exit_code=exit_code if isinstance(exit_code, int) else None, ready=False,
-                   transition=True, previous_run=True)
+    where = f"{path}[].lastState.terminated"
+    ended = sub(last, "terminated", where)
+    return (text(ended, "reason", f"{where}.reason"),
+            redact_text(text(ended, "message", f"{where}.message")),
+            optional_integer(ended, "exitCode", f"{where}.exitCode"))
 
 
-def _container_change(cs: dict[str, Any], init: bool) -> ContainerChange | None:
-    state = cs.get("state")
-    if not isinstance(state, dict) or not state:
-        return None
+def _container_change(cs: dict[str, Any], init: bool, path: str) -> ContainerChange | None:
+    state = sub(cs, "state", f"{path}[].state")
     kind = next((k for k in ("terminated", "running", "waiting") if k in state), "")
     if not kind:
         return None
-    detail = state[kind] if isinstance(state[kind], dict) else {}
-    exit_code = detail.get("exitCode") if kind == "terminated" else None
-    key = (str(cs.get("name", "")), init, kind, str(detail.get("reason") or ""),
-           str(detail.get("message") or ""),
-           exit_code if isinstance(exit_code, int) else None,
-           int(cs.get("restartCount") or 0), bool(cs.get("ready")),
-           str(cs.get("image") or ""))
+    where = f"{path}[].state.{kind}"
+    detail = sub(state, kind, where)
+    exit_code = (optional_integer(detail, "exitCode", f"{where}.exitCode")
+                 if kind == "terminated" else None)
+    key = (text(cs, "name", f"{path}[].name"), init, kind,
+           text(detail, "reason", f"{where}.reason"),
+           text(detail, "message", f"{where}.message"), exit_code,
+           integer(cs, "restartCount", f"{path}[].restartCount"),
+           flag(cs, "ready", f"{path}[].ready"), text(cs, "image", f"{path}[].image"))
     change = _CONTAINERS.get(key)
     if change is None:  # one object shared by every Pod with the same values (frozen)
         if len(_CONTAINERS) >= _SHARED_LIMIT:
@@ -207,38 +243,43 @@ class EventFacts:
 
 
 def event_facts(body: dict[str, Any], previous: EventFacts | None = None) -> EventFacts:
-    """Read an Event body (create) or an Event patch merged over what was known before."""
+    """Read an Event body (create) or an Event patch merged over what was known before.
+
+    Raises BadRecord for a field of the wrong type."""
     facts = EventFacts() if previous is None else replace(previous)
-    about = body.get("involvedObject") or body.get("regarding")
-    if isinstance(about, dict):
-        facts.kind = _text(about.get("kind") or "")
-        facts.namespace = _text(about.get("namespace") or "")
-        facts.name = str(about.get("name") or "")
-        facts.uid = str(about.get("uid") or "")
-        path = _FIELD_PATH.search(str(about.get("fieldPath") or ""))
+    key = "involvedObject" if body.get("involvedObject") else "regarding"
+    about = sub(body, key, key)
+    if about:
+        facts.kind = intern(text(about, "kind", f"{key}.kind"))
+        facts.namespace = intern(text(about, "namespace", f"{key}.namespace"))
+        facts.name = text(about, "name", f"{key}.name")
+        facts.uid = text(about, "uid", f"{key}.uid")
+        path = _FIELD_PATH.search(text(about, "fieldPath", f"{key}.fieldPath"))
         if path:
             facts.container = intern(path.group(2))
             facts.init = path.group(1) == "initContainers"
-    reason, event_type = body.get("reason"), body.get("type")
-    if isinstance(reason, str):
-        facts.reason = intern(reason)
-    if isinstance(event_type, str):
-        facts.event_type = intern(event_type)
-    text = body.get("message", body.get("note"))
-    if isinstance(text, str):
-        facts.message = text
-        image = _IMAGE.search(text)
+    if body.get("reason") is not None:
+        facts.reason = intern(text(body, "reason", "reason"))
+    if body.get("type") is not None:
+        facts.event_type = intern(text(body, "type", "type"))
+    key = "message" if "message" in body else "note"
+    if body.get(key) is not None:
+        facts.message = message = text(body, key, key)
+        image = _IMAGE.search(message)
         if image:
             facts.image = intern(image.group(1))
-    series = body.get("series")
-    count = series.get("count") if isinstance(series, dict) else body.get("count")
-    if isinstance(count, int):
+    series = sub(body, "series", "series")
+    count = (optional_integer(series, "count", "series.count")
+             if body.get("series") is not None
+             else optional_integer(body, "count", "count"))
+    if count is not None:
         facts.count = count
     elif not facts.count:
         facts.count = 1
-    source = body.get("source")
-    reporter = body.get("reportingController") or body.get("reportingComponent") or (
-        source.get("component") if isinstance(source, dict) else "")
-    if isinstance(reporter, str) and reporter:
+    source = sub(body, "source", "source")
+    reporter = (text(body, "reportingController", "reportingController")
+                or text(body, "reportingComponent", "reportingComponent")
+                or text(source, "component", "source.component"))
+    if reporter:
         facts.reporter = intern(reporter)
     return facts

@@ -16,14 +16,20 @@ from lunettes.model.redact import redact_text
 from lunettes.model.spec import TRACE_ANNOTATIONS, PodSpecSummary
 from lunettes.model.timeline import PodTimeline
 from lunettes.model.times import parse_time
+from lunettes.model.typed import EMPTY, sub, text
 from lunettes.processors.bodies import (
     EventFacts,
     PodState,
+    StatusFacts,
     component,
     denied_name,
     event_facts,
-    meta,
+    meta_text,
 )
+from lunettes.sources.errors import BadRecord
+
+BadSink = Callable[[str, str, str], None]
+"""Where refused records go: (reason, origin ``file:line``, detail), as BadRecords.add."""
 
 # (timeline, the HyperEvent just added) -> True when it ends the Pod's delivery.
 DeliveryCheck = Callable[[PodTimeline, HyperEvent], bool]
@@ -59,9 +65,11 @@ class Folder:
     def __init__(self, delivered: DeliveryCheck, stats: Counter[str], *,
                  linger_us: int = 5_000_000, timeout_us: int = 35 * 60_000_000,
                  forget_us: int = 35 * 60_000_000,
-                 trace_annotations: tuple[str, ...] = TRACE_ANNOTATIONS) -> None:
+                 trace_annotations: tuple[str, ...] = TRACE_ANNOTATIONS,
+                 on_bad: BadSink | None = None) -> None:
         self.delivered = delivered
         self.stats = stats
+        self.on_bad = on_bad
         self.linger_us = linger_us
         self.timeout_us = timeout_us
         self.forget_us = forget_us
@@ -135,7 +143,21 @@ class Folder:
             record.request = record.response = None
 
     def add(self, record: AuditRecord) -> None:
-        """Fold one record; records about other objects are ignored."""
+        """Fold one record; records about other objects are ignored. A record with a body
+        field of the wrong type changes nothing: it is counted as bad (``on_bad``)."""
+        try:
+            self._add(record)
+        except BadRecord as exc:
+            self._refuse(exc.reason, record, str(exc))
+        except Exception as exc:  # a bug must not stop the run: count it, where it was
+            self._refuse(f"internal_error:{type(exc).__name__}", record, str(exc))
+
+    def _refuse(self, reason: str, record: AuditRecord, detail: str) -> None:
+        self.stats["refused"] += 1
+        if self.on_bad is not None:
+            self.on_bad(reason, record.origin, detail)
+
+    def _add(self, record: AuditRecord) -> None:
         if record.resource == "pods":
             if record.subresource:
                 op = _SUBRESOURCE_OPS.get(record.subresource)
@@ -191,7 +213,7 @@ class Folder:
         if not record.succeeded:
             return
         body = record.response or record.request
-        live = self._pod(record, str(meta(body).get("uid") or ""))
+        live = self._pod(record, meta_text(body, "uid"))
         if live is None:
             return
         self._emit(live, record, op)
@@ -199,21 +221,22 @@ class Folder:
             self._finish(live, record.received_us, "deleted")
 
     def _create(self, record: AuditRecord) -> None:
-        request_meta, response_meta = meta(record.request), meta(record.response)
-        name = (response_meta.get("name") or record.name or request_meta.get("name")
+        request, response = record.request, record.response
+        name = (meta_text(response, "name") or record.name or meta_text(request, "name")
                 or denied_name(record.status_message))
-        namespace = record.namespace or response_meta.get("namespace") or ""
+        namespace = record.namespace or meta_text(response, "namespace")
         if not record.succeeded:
-            name = name or request_meta.get("generateName") or ""
+            name = name or meta_text(request, "generateName")
+            spec = _spec(request, self.trace_annotations)
             live = self._start(record.audit_id, namespace, "", record.received_us,
                                derived=True, created=True)
             live.timeline.name = name
-            self._fill_spec(live, record.request)
+            self._set_spec(live, spec)
             self._emit(live, record, "create", message=record.status_message,
                        reason=record.status_reason)
             self._finish(live, record.received_us, "rejected", linger=False)
             return
-        uid = str(response_meta.get("uid") or record.object_uid or "")
+        uid = meta_text(response, "uid") or record.object_uid
         if not uid and not name:
             self.stats["unidentified"] += 1
             return
@@ -223,38 +246,41 @@ class Folder:
         derived = not uid
         if derived:
             uid = derive_uid(namespace, name, record.audit_id)
+        spec = _spec(response or request, self.trace_annotations)
         live = self._start(uid, namespace, name, record.received_us, derived=derived,
                            created=True)
-        self._fill_spec(live, record.response or record.request)
+        self._set_spec(live, spec)
         self._emit(live, record, "create")
 
-    def _fill_spec(self, live: _Live, body: dict[str, Any] | None) -> None:
-        if body and isinstance(body.get("spec"), dict):
-            live.timeline.spec = PodSpecSummary.from_pod(body, self.trace_annotations)
-            live.timeline.node = live.timeline.spec.node_name or live.timeline.node
+    @staticmethod
+    def _set_spec(live: _Live, spec: PodSpecSummary | None) -> None:
+        if spec is not None:
+            live.timeline.spec = spec
+            live.timeline.node = spec.node_name or live.timeline.node
 
     def _subresource(self, record: AuditRecord, op: str) -> None:
         if not record.succeeded:
             return
         body = record.request if op == "bind" else (record.response or record.request)
-        uid = str(meta(body).get("uid") or meta(record.request).get("uid") or "")
+        uid = meta_text(body, "uid") or meta_text(record.request, "uid")
+        # read everything before any state changes: a mistyped field refuses the record
+        node, status = "", None
+        if op == "bind":
+            target = sub(record.request or EMPTY, "target", "target")
+            node = intern(text(target, "name", "target.name"))
+        elif op == "status" and body is not None and body.get("status") is not None:
+            status = StatusFacts.read(sub(body, "status", "status"))
         live = self._pod(record, uid)
         if live is None:
             return
         if op == "bind":
-            target = (record.request or {}).get("target") or {}
-            node = intern(str(target.get("name") or "")) if isinstance(target, dict) else ""
             live.timeline.node = node or live.timeline.node
             self._emit(live, record, "bind", node=node)
             return
-        if op != "status":
-            self._emit(live, record, op)
-            return
-        if body is None:  # the policy logs pods/status without bodies
+        if op == "status" and body is None:  # the policy logs pods/status without bodies
             live.timeline.status_hidden = True
-        status = (body or {}).get("status")
-        if not isinstance(status, dict):
-            self._emit(live, record, "status")
+        if status is None:
+            self._emit(live, record, op)
             return
         conditions, containers, phase, pod_ip, (reason, message) = live.state.apply(status)
         self._emit(live, record, "status", conditions=conditions, containers=containers,
@@ -399,12 +425,22 @@ class Folder:
 
 
 def _recover_created(timeline: PodTimeline, record: AuditRecord) -> None:
-    """Take a partial Pod's creation time from a body's ``metadata.creationTimestamp``."""
+    """Take a partial Pod's creation time from a body's ``metadata.creationTimestamp``
+    (an optional fact, read after the record changed the timeline: never raises)."""
     for body in (record.response, record.request):
-        stamp = meta(body).get("creationTimestamp")
+        metadata = body.get("metadata") if body else None
+        stamp = metadata.get("creationTimestamp") if type(metadata) is dict else None
         if isinstance(stamp, str) and stamp:
             try:
                 timeline.recovered_created_us = parse_time(stamp)
             except ValueError:
                 continue
             return
+
+
+def _spec(body: dict[str, Any] | None, trace_annotations: tuple[str, ...]
+          ) -> PodSpecSummary | None:
+    """The spec summary of a Pod body, None when it has no spec."""
+    if body is None or body.get("spec") is None:
+        return None
+    return PodSpecSummary.from_pod(body, trace_annotations)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from lunettes.model.typed import optional_integer, text
+from lunettes.model.typed import sub as typed_sub
 from lunettes.sources.errors import BadRecord
 
 _VERSION = re.compile(r"^v\d+((alpha|beta)\d+)?$")
@@ -16,7 +18,10 @@ _RPC_TO_HTTP = {0: 200, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 422, 
 def is_log_entry(doc: dict[str, Any]) -> bool:
     """True for a Cloud Logging entry whose payload is a Kubernetes AuditLog."""
     payload = doc.get("protoPayload")
-    return isinstance(payload, dict) and str(payload.get("methodName", "")).startswith("io.k8s.")
+    if type(payload) is not dict:
+        return False
+    method = payload.get("methodName")
+    return type(method) is str and method.startswith("io.k8s.")
 
 
 def _split_method(method: str) -> tuple[str, str, str, str, str]:
@@ -53,31 +58,34 @@ def from_log_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """Rebuild the audit.k8s.io/v1 Event a Cloud Logging entry was made from."""
     payload = entry["protoPayload"]
     group, version, resource, sub, verb = _split_method(payload["methodName"])
-    namespace, name = _split_resource_name(str(payload.get("resourceName", "")))
-    status = payload.get("status") or {}
-    rpc_code = status.get("code", 0) if isinstance(status, dict) else 0
-    http = _RPC_TO_HTTP.get(rpc_code, 500) if isinstance(rpc_code, int) else 500
+    namespace, name = _split_resource_name(text(payload, "resourceName", "resourceName"))
+    status = typed_sub(payload, "status", "protoPayload.status")
+    rpc_code = optional_integer(status, "code", "protoPayload.status.code") or 0
+    http = _RPC_TO_HTTP.get(rpc_code, 500)
     if http == 200 and verb == "create":
         http = 201
-    meta = payload.get("requestMetadata") or {}
-    auth = payload.get("authenticationInfo") or {}
-    operation = entry.get("operation") or {}
-    labels = entry.get("labels") or {}
+    meta = typed_sub(payload, "requestMetadata", "protoPayload.requestMetadata")
+    auth = typed_sub(payload, "authenticationInfo", "protoPayload.authenticationInfo")
+    operation = typed_sub(entry, "operation", "operation")
+    labels = typed_sub(entry, "labels", "labels")
     return {
         "kind": "Event",
         "apiVersion": "audit.k8s.io/v1",
         "level": "RequestResponse" if "response" in payload else "Request",
-        "auditID": operation.get("id") or entry.get("insertId") or "",
+        "auditID": (text(operation, "id", "operation.id")
+                    or text(entry, "insertId", "insertId")),
         "stage": "ResponseComplete",
         "verb": verb,
-        "user": {"username": auth.get("principalEmail", "")},
-        "userAgent": meta.get("callerSuppliedUserAgent", ""),
+        "user": {"username": text(auth, "principalEmail",
+                                  "protoPayload.authenticationInfo.principalEmail")},
+        "userAgent": text(meta, "callerSuppliedUserAgent",
+                          "protoPayload.requestMetadata.callerSuppliedUserAgent"),
         "objectRef": {
             "resource": resource, "subresource": sub, "namespace": namespace, "name": name,
             "apiGroup": group, "apiVersion": version,
         },
-        "responseStatus": {"code": http, "message": status.get("message", "")
-                           if isinstance(status, dict) else ""},
+        "responseStatus": {"code": http, "message": text(status, "message",
+                                                         "protoPayload.status.message")},
         "requestObject": payload.get("request"),
         "responseObject": payload.get("response"),
         "requestReceivedTimestamp": entry.get("timestamp") or entry.get("receiveTimestamp"),

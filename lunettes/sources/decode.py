@@ -133,7 +133,18 @@ def _groups(user: dict[str, Any]) -> tuple[str, ...]:
     return tuple(g for g in groups if type(g) is str)
 
 
-def decode_document(doc: Any, origin: str = "") -> Iterator[AuditRecord | BadRecord]:
+MAX_DEPTH = 8
+"""Documents nested deeper (arrays of batches of wrappers...) are refused (``too_deep``)."""
+
+
+def audit_version(doc: dict[str, Any]) -> bool:
+    """True when the document's apiVersion (default v1) is an audit.k8s.io version."""
+    version = doc.get("apiVersion", "audit.k8s.io/v1")
+    return type(version) is str and version in AUDIT_API_VERSIONS
+
+
+def decode_document(doc: Any, origin: str = "", depth: int = 0
+                    ) -> Iterator[AuditRecord | BadRecord]:
     """Yield the records of one decoded JSON/YAML document, or a BadRecord per problem.
 
     Accepts an audit Event (also without ``kind``/``apiVersion``, which some exporters
@@ -142,9 +153,13 @@ def decode_document(doc: Any, origin: str = "") -> Iterator[AuditRecord | BadRec
     (AKS resource logs, EKS CloudWatch events): a wrapped Event's origin is the wrapper's,
     with ``#n`` for the n-th record of a batch.
     """
+    if depth > MAX_DEPTH:
+        yield BadRecord("too_deep", f"documents nested more than {MAX_DEPTH} deep")
+        return
+    depth += 1
     if isinstance(doc, list):
         for item in doc:
-            yield from decode_document(item, origin)
+            yield from decode_document(item, origin, depth)
         return
     if not isinstance(doc, dict):
         yield BadRecord("not_an_object", type(doc).__name__)
@@ -158,9 +173,9 @@ def decode_document(doc: Any, origin: str = "") -> Iterator[AuditRecord | BadRec
         for item in items:
             if isinstance(item, dict) and "kind" not in item:
                 item = {**item, "kind": "Event"}
-            yield from decode_document(item, origin)
+            yield from decode_document(item, origin, depth)
         return
-    if (kind == "Event" and doc.get("apiVersion", "audit.k8s.io/v1") in AUDIT_API_VERSIONS) \
+    if (kind == "Event" and audit_version(doc)) \
             or (kind is None and _bare_event(doc)):
         try:
             yield decode_event(doc, origin)
@@ -176,20 +191,28 @@ def decode_document(doc: Any, origin: str = "") -> Iterator[AuditRecord | BadRec
     items = batch(doc)
     if items is not None:
         for number, item in enumerate(items, 1):
-            yield from decode_document(item, f"{origin}#{number}")
+            yield from decode_document(item, f"{origin}#{number}", depth)
         return
     try:
         inner = wrapped(doc)
         if inner is not None:
-            yield from decode_document(unwrap(inner), origin)
+            yield from decode_document(unwrap(inner), origin, depth)
             return
     except BadRecord as bad:
         yield bad
         return
-    yield BadRecord("unknown_kind", f"kind={kind!r} apiVersion={doc.get('apiVersion')!r}")
+    version = doc.get("apiVersion")
+    yield BadRecord("unknown_kind", f"kind={_shown(kind)} apiVersion={_shown(version)}")
+
+
+def _shown(value: Any) -> str:
+    """A value for a message: strings quoted and cut short, other types by name."""
+    if isinstance(value, str):
+        return repr(value[:64])
+    return "None" if value is None else type(value).__name__
 
 
 def _bare_event(doc: dict[str, Any]) -> bool:
     """An audit Event whose ``kind`` and ``apiVersion`` an exporter left out."""
     return ("auditID" in doc and "stage" in doc and "verb" in doc
-            and doc.get("apiVersion", "audit.k8s.io/v1") in AUDIT_API_VERSIONS)
+            and audit_version(doc))

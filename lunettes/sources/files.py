@@ -6,7 +6,10 @@ import gzip
 import io
 import os
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,13 +19,16 @@ import yaml
 from lunettes.config.errors import Section
 from lunettes.model.audit import AuditRecord, skipped, tick
 from lunettes.registry import BuildContext
-from lunettes.sources.decode import AUDIT_API_VERSIONS, decode_document, decode_event
+from lunettes.sources.decode import audit_version, decode_document, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.exports import strip_time_prefix
 from lunettes.sources.partition import Partition
 from lunettes.sources.peek import clock_only, peek, received_us
 
 STDIN = "-"
+MAX_LINE_BYTES = 64 << 20
+"""The longest line read by default (``sources.file.max_line_bytes`` in pipeline.yaml)."""
+_COMPRESSION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 _YAML_SUFFIXES = (".yaml", ".yml")
 _BOM = b"\xef\xbb\xbf"
 _GZIP = b"\x1f\x8b"
@@ -101,9 +107,28 @@ def _first_time(path: str) -> str:
                     if isinstance(item, AuditRecord):
                         return f"{item.received_us:020d}"
                 return ""
-    except OSError:
+    except Exception:  # any problem is reported when the file is read
         return ""
     return ""
+
+
+def _whole_json(raw: bytes) -> bool:
+    """True when the line is a JSON value of its own."""
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _skip_line(stream: IO[bytes], limit: int) -> int:
+    """Read past the rest of a line too long to keep; return how many bytes that was."""
+    size = 0
+    while True:
+        chunk = stream.readline(limit)
+        size += len(chunk)
+        if not chunk or chunk[-1] == 10:  # 10: newline
+            return size
 
 
 class _Counted(io.RawIOBase):
@@ -169,7 +194,7 @@ class FileSource:
     def __init__(self, paths: Iterable[str], bad: BadRecords | None = None,
                  on_bytes: Callable[[int], None] | None = None,
                  partition: Partition | None = None, every_record: bool = False,
-                 name: str = "file") -> None:
+                 name: str = "file", max_line_bytes: int = MAX_LINE_BYTES) -> None:
         self.name = name
         self.state, self.error = "starting", ""
         self._closed = False
@@ -180,6 +205,8 @@ class FileSource:
         self.bad = bad if bad is not None else BadRecords()
         self.on_bytes = on_bytes
         self.partition = partition
+        self.max_line_bytes = max_line_bytes
+        """Longer lines are refused unread (``line_too_long``), their bytes skipped."""
         self.lines = 0
 
     @classmethod
@@ -189,8 +216,12 @@ class FileSource:
         if "paths" not in section.data:
             section.problem("paths", "missing (required)")
         paths = section.strings("paths")
+        max_line_bytes = section.get("max_line_bytes", MAX_LINE_BYTES, int)
+        if max_line_bytes < 1:
+            section.problem("max_line_bytes", "must be positive")
         section.check_unknown()
-        return cls(resolve(paths or [], context), context.bad, name=key)
+        return cls(resolve(paths or [], context), context.bad, name=key,
+                   max_line_bytes=max(1, max_line_bytes))
 
     def checkpoint(self, lane: str, n: int) -> dict[str, Any] | None:
         return None
@@ -204,14 +235,21 @@ class FileSource:
             if self._closed:
                 break
             name = "<stdin>" if path == STDIN else path
+            before = self.lines
             try:
                 with _open(path, self.on_bytes) as stream:
                     if path.endswith(_YAML_SUFFIXES):
                         yield from self._yaml(stream, name)
                     else:
                         yield from self._json(stream, name)
+            except _COMPRESSION_ERRORS as exc:  # the file ends here; the next one is read
+                if self.partition is None or self.partition.index == 0:
+                    self.bad.add("corrupt_gzip", f"{name}:{self.lines - before + 1}",
+                                 f"{type(exc).__name__}: {exc}; the rest of the file is "
+                                 f"lost")
             except OSError as exc:
-                self.bad.add("unreadable_file", name, str(exc))
+                if self.partition is None or self.partition.index == 0:
+                    self.bad.add("unreadable_file", name, str(exc))
         self.state = "done"
 
     def _emit(self, doc: Any, origin: str, whole: bool = False) -> Iterator[AuditRecord]:
@@ -227,71 +265,103 @@ class FileSource:
                 yield from part.filter(item, origin)
 
     def _json(self, stream: IO[bytes], name: str) -> Iterator[AuditRecord]:
-        """JSON lines; a file that is one multi-line JSON document is read whole."""
-        first_bad: list[bytes] = []
+        """JSON lines; a file that is one multi-line JSON document is read whole.
+
+        A file is one document only when its first line starts a JSON value without being
+        one and the whole file (at most ``max_line_bytes``) is one: otherwise it is read
+        line by line, an invalid first line counted like any other.
+        """
+        limit = self.max_line_bytes
+        lines: Iterator[bytes] = iter(partial(stream.readline, limit), b"")
+        first = next(lines, b"")
+        if first.lstrip()[:1] in (b"{", b"[") and not _whole_json(first):
+            rest = stream.read(limit)
+            if len(first) + len(rest) <= limit:
+                whole = first + rest
+                try:
+                    doc = orjson.loads(whole)
+                except orjson.JSONDecodeError:
+                    pass
+                else:
+                    self.lines += whole.count(b"\n")
+                    yield from self._emit(doc, f"{name}:1")
+                    return
+            buffered = (first + rest).splitlines(keepends=True)
+            if buffered and not buffered[-1].endswith(b"\n"):  # a line cut short: join it
+                buffered[-1] += next(lines, b"")
+            lines = chain(buffered, lines)
+        elif first:
+            lines = chain((first,), lines)
+        yield from self._lines(lines, stream, name)
+
+    def _lines(self, lines: Iterator[bytes], stream: IO[bytes], name: str
+               ) -> Iterator[AuditRecord]:
+        """The records of JSON lines. Each line is a guarded boundary: whatever it holds
+        is either yielded as records or counted as bad with its place, and the next line
+        is read."""
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
         bad, part = self.bad, self.partition
         mine, workers = (part.index, part.count) if part is not None else (0, 1)
-        versions, every = AUDIT_API_VERSIONS, self.every_record
-        for number, raw in enumerate(stream, 1):
+        every, limit = self.every_record, self.max_line_bytes
+        for number, raw in enumerate(lines, 1):
             self.lines += 1
-            seen = peek(raw)
-            owner: int | None = None  # the worker that decodes the line; None: all do
-            if seen is not None:
-                received = None if every else clock_only(raw, seen)
-                if received is not None:  # nothing about a Pod: count it, move the clock
-                    if number % workers == mine:
-                        yield skipped(received)
-                    elif received:
-                        yield tick(received)
-                    continue
-                owner = mine if part is None else part.route(raw, seen, number)
-                if owner is not None and owner != mine:
-                    received = received_us(raw) if seen.final else None
-                    if received is not None:
-                        yield tick(received)
-                    continue
-            routed = owner is not None
+            if len(raw) >= limit and raw[-1] != 10:  # 10: newline
+                size = len(raw) + _skip_line(stream, limit)
+                if mine == 0:
+                    bad.add("line_too_long", f"{name}:{number}",
+                            f"{size} bytes, more than max_line_bytes ({limit})")
+                continue
             try:
-                doc = loads(raw)
-            except decode_error as exc:
-                if not raw.strip():
-                    continue
-                json_part = strip_time_prefix(raw)
-                if json_part is not None:  # a CloudWatch export to S3: time, then the Event
-                    try:
-                        doc = loads(json_part)
-                    except decode_error:
-                        pass
-                    else:
-                        yield from self._emit(doc, f"{name}:{number}", whole=routed)
+                seen = peek(raw)
+                owner: int | None = None  # the worker that decodes the line; None: all do
+                if seen is not None:
+                    received = None if every else clock_only(raw, seen)
+                    if received is not None:  # nothing about a Pod: count it, move the clock
+                        if number % workers == mine:
+                            yield skipped(received, f"{name}:{number}")
+                        elif received:
+                            yield tick(received, name)
                         continue
-                if number == 1 and raw.lstrip()[:1] in (b"{", b"["):
-                    first_bad.append(raw)  # perhaps a pretty-printed document
-                    break
-                if routed or mine == 0:
-                    bad.add("invalid_json", f"{name}:{number}", str(exc))
-                continue
-            # The common case, inline: one audit Event per line.
-            if (routed or part is None) and type(doc) is dict and doc.get("kind") == "Event" \
-                    and doc.get("apiVersion", "audit.k8s.io/v1") in versions:
-                origin = f"{name}:{number}"
+                    owner = mine if part is None else part.route(raw, seen, number)
+                    if owner is not None and owner != mine:
+                        received = received_us(raw) if seen.final else None
+                        if received is not None:
+                            yield tick(received, name)
+                        continue
+                routed = owner is not None
                 try:
-                    record = decode_event(doc, origin)
-                except BadRecord as exc:
-                    bad.add(exc.reason, origin, str(exc))
+                    doc = loads(raw)
+                except decode_error as exc:
+                    if not raw.strip():
+                        continue
+                    json_part = strip_time_prefix(raw)
+                    if json_part is not None:  # a CloudWatch export to S3: time, then Event
+                        try:
+                            doc = loads(json_part)
+                        except decode_error:
+                            pass
+                        else:
+                            yield from self._emit(doc, f"{name}:{number}", whole=routed)
+                            continue
+                    if routed or mine == 0:
+                        bad.add("invalid_json", f"{name}:{number}", str(exc))
                     continue
-                yield record
-                continue
-            yield from self._emit(doc, f"{name}:{number}", whole=routed)
-        if first_bad:
-            text = first_bad[0] + stream.read()
-            try:
-                doc = orjson.loads(text)
-            except orjson.JSONDecodeError as exc:
-                self.bad.add("invalid_json", f"{name}:1", str(exc))
-                return
-            yield from self._emit(doc, f"{name}:1")
+                # The common case, inline: one audit Event per line.
+                if (routed or part is None) and type(doc) is dict \
+                        and doc.get("kind") == "Event" and audit_version(doc):
+                    origin = f"{name}:{number}"
+                    try:
+                        record = decode_event(doc, origin)
+                    except BadRecord as exc:
+                        bad.add(exc.reason, origin, str(exc))
+                        continue
+                    yield record
+                    continue
+                yield from self._emit(doc, f"{name}:{number}", whole=routed)
+            except Exception as exc:  # a bug must not stop the run: count it, where it was
+                if mine == 0:
+                    bad.add(f"internal_error:{type(exc).__name__}", f"{name}:{number}",
+                            str(exc)[:200])
 
     def _yaml(self, stream: IO[bytes], name: str) -> Iterator[AuditRecord]:
         """YAML documents (Cloud Logging exports, audit events written as YAML)."""
@@ -302,6 +372,13 @@ class FileSource:
             where = f"{name}:{mark.line + 1}" if mark else name
             self.bad.add("invalid_yaml", where, str(exc).splitlines()[0])
             return
+        except (UnicodeDecodeError, RecursionError, ValueError) as exc:
+            self.bad.add("invalid_yaml", name, f"{type(exc).__name__}: {str(exc)[:200]}")
+            return
         for index, doc in enumerate(docs, 1):
             if doc is not None:
-                yield from self._emit(doc, f"{name}#{index}")
+                try:
+                    yield from self._emit(doc, f"{name}#{index}")
+                except Exception as exc:  # a bug must not stop the run
+                    self.bad.add(f"internal_error:{type(exc).__name__}", f"{name}#{index}",
+                                 str(exc)[:200])

@@ -41,7 +41,7 @@ from lunettes.model.audit import AuditRecord, skipped, tick
 from lunettes.registry import BuildContext
 from lunettes.sources.decode import decode_document
 from lunettes.sources.errors import BadRecord, BadRecords
-from lunettes.sources.files import resolve
+from lunettes.sources.files import MAX_LINE_BYTES, resolve
 from lunettes.sources.peek import clock_only, peek
 
 __all__ = ["FollowSource"]
@@ -310,12 +310,24 @@ class FollowSource:
         return min(newer)[1] if newer else lane.path
 
     def _decode(self, raw: bytes, origin: str) -> Iterator[AuditRecord]:
+        """The records of one line; whatever it holds, a bad line is counted, never
+        raised (a reader that failed on it would fail again on every restart)."""
+        try:
+            yield from self._records(raw, origin)
+        except Exception as exc:  # a bug must not stop the reader: count it, where it was
+            self.bad.add(f"internal_error:{type(exc).__name__}", origin, str(exc)[:200])
+
+    def _records(self, raw: bytes, origin: str) -> Iterator[AuditRecord]:
         if not raw.strip():
+            return
+        if len(raw) > MAX_LINE_BYTES:
+            self.bad.add("line_too_long", origin,
+                         f"{len(raw)} bytes, more than {MAX_LINE_BYTES}")
             return
         seen = peek(raw)
         received = None if seen is None else clock_only(raw, seen)
         if received is not None:  # nothing about a Pod (see FileSource)
-            yield skipped(received)
+            yield skipped(received, origin)
             return
         try:
             doc = orjson.loads(raw)

@@ -89,4 +89,4 @@ class Partition:
                 == self.index:
             yield record
         elif record.stage in _FINAL_STAGES:
-            yield tick(record.received_us)
+            yield tick(record.received_us, origin)

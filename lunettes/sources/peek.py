@@ -95,9 +95,13 @@ def received_us(raw: bytes) -> int | None:
             prefix = raw[at:at + 19]
             seconds = _SECONDS.get(prefix)
             if seconds is None:
+                try:
+                    seconds = parse_time(prefix.decode() + "Z") // 1_000_000
+                except (ValueError, UnicodeDecodeError):
+                    return None  # decoded instead, and refused there with its reason
                 if len(_SECONDS) > 4096:
                     _SECONDS.clear()
-                seconds = _SECONDS[prefix] = parse_time(prefix.decode() + "Z") // 1_000_000
+                _SECONDS[prefix] = seconds
             return seconds * 1_000_000 + int(fraction)
     try:
         return parse_time(raw[at:raw.find(b'"', at)].decode())
