@@ -222,11 +222,15 @@ class Folder:
 
     def _create(self, record: AuditRecord) -> None:
         request, response = record.request, record.response
-        name = (meta_text(response, "name") or record.name or meta_text(request, "name")
+        # every field read before any is used: a mistyped one refuses the record whole
+        response_name, request_name = meta_text(response, "name"), meta_text(request, "name")
+        response_namespace = meta_text(response, "namespace")
+        generate_name = meta_text(request, "generateName")
+        name = (response_name or record.name or request_name
                 or denied_name(record.status_message))
-        namespace = record.namespace or meta_text(response, "namespace")
+        namespace = record.namespace or response_namespace
         if not record.succeeded:
-            name = name or meta_text(request, "generateName")
+            name = name or generate_name
             spec = _spec(request, self.trace_annotations)
             live = self._start(record.audit_id, namespace, "", record.received_us,
                                derived=True, created=True)
@@ -237,6 +241,7 @@ class Folder:
             self._finish(live, record.received_us, "rejected", linger=False)
             return
         uid = meta_text(response, "uid") or record.object_uid
+        spec = _spec(response or request, self.trace_annotations)  # refused before use
         if not uid and not name:
             self.stats["unidentified"] += 1
             return
@@ -246,7 +251,6 @@ class Folder:
         derived = not uid
         if derived:
             uid = derive_uid(namespace, name, record.audit_id)
-        spec = _spec(response or request, self.trace_annotations)
         live = self._start(uid, namespace, name, record.received_us, derived=derived,
                            created=True)
         self._set_spec(live, spec)

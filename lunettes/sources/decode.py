@@ -37,8 +37,14 @@ def _dict(obj: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _body(obj: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """A request or response body: an object, or None when absent or when the request is
+    a JSON patch (an array); any other type is a problem."""
     value = obj.get(key)
-    return value if isinstance(value, dict) else None
+    if value is None or (type(value) is list and key == "requestObject"):
+        return None
+    if type(value) is not dict:
+        raise BadRecord(f"wrong_type:{key}", f"expected object, got {type(value).__name__}")
+    return value
 
 
 _EMPTY: dict[str, Any] = {}
@@ -77,12 +83,14 @@ def decode_event(event: dict[str, Any], origin: str = "") -> AuditRecord:
             except ValueError as exc:
                 raise BadRecord("bad_timestamp", received) from exc
             request, response = get("requestObject"), get("responseObject")
+            if type(request) is not dict:
+                request = _body(event, "requestObject")
+            if type(response) is not dict:
+                response = _body(event, "responseObject")
             return AuditRecord(
                 audit_id, stage, verb, received_us, resource, subresource, namespace, name,
                 api_group, object_uid, code, message, reason, username, user_agent, level,
-                request if isinstance(request, dict) else None,
-                response if isinstance(response, dict) else None, origin,
-                _groups(user))
+                request, response, origin, _groups(user))
     return _decode_checked(event, origin)
 
 
@@ -155,6 +163,9 @@ def decode_document(doc: Any, origin: str = "", depth: int = 0
     """
     if depth > MAX_DEPTH:
         yield BadRecord("too_deep", f"documents nested more than {MAX_DEPTH} deep")
+        return
+    if depth == 0 and doc == []:
+        yield BadRecord("empty_document", "an empty array")
         return
     depth += 1
     if isinstance(doc, list):
