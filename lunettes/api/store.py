@@ -180,6 +180,9 @@ _SORT_SQL = {  # sort -> (key expression, SQL direction)
     "name": ("namespace || '/' || name", "ASC"),
 }
 
+_SUMMARY_INDEX = "INDEXED BY pods_slo_summary"
+"""The SLO summary reads this covering index alone (see :mod:`lunettes.sinks.sqlite`)."""
+
 _CURSOR_TYPES: dict[str, type | tuple[type, ...]] = {
     "at_us": int, "ifnull(duration_s, -1.0)": (int, float), "namespace || '/' || name": str}
 """What a cursor's sort value may be, by sort key (anything else is not our cursor)."""
@@ -299,7 +302,8 @@ class SQLiteStore:
         counts: dict[tuple[str, str], Counter[str]] = {}
         overall: Counter[str] = Counter()
         for ns, cls, result, n in self._rows(
-                f"SELECT namespace, slo_class, slo_result, count(*) FROM pods WHERE {cond} "
+                f"SELECT namespace, slo_class, slo_result, count(*) FROM pods {_SUMMARY_INDEX} "
+                f"WHERE {cond} "
                 "GROUP BY namespace, slo_class, slo_result", params):
             counts.setdefault((ns, cls), Counter())[result] += n
             overall[result] += n
@@ -327,7 +331,7 @@ class SQLiteStore:
         sql = (f"SELECT namespace, slo_class, n, r, v FROM ("
                f"SELECT namespace, slo_class, {column} AS v, "
                f"row_number() OVER ({partition} ORDER BY {column}) - 1 AS r, "
-               f"count(*) OVER ({partition}) AS n FROM pods WHERE {cond} "
+               f"count(*) OVER ({partition}) AS n FROM pods {_SUMMARY_INDEX} WHERE {cond} "
                f"AND outcome IN ({delivered}) AND {column} IS NOT NULL) WHERE {ranks}")
         out: dict[Any, tuple[int, dict[int, float]]] = {}
         for ns, cls, n, r, v in self._rows(sql, params):
