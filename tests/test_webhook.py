@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import re
 import shutil
+import ssl
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ import pytest
 
 pytest.importorskip("fastapi", reason="needs the serve extra")
 import httpx
+import trustme
 from api_server import SAMPLE, wait_for
 from test_serve import process
 
@@ -113,3 +115,51 @@ def test_webhook_accepts_authenticates_limits_and_reads_every_batch_once(
                  "every acknowledged event read", 60)
         assert metric(base, "lunettes_source_state", source="webhook", state="following") == 1
         assert httpx.get(f"{base}/readyz").status_code == 200
+
+
+def test_webhook_over_mutual_tls_takes_the_api_servers_client_certificate_only(
+        tmp_path: Path) -> None:
+    serving_ca, client_ca, other_ca = trustme.CA(), trustme.CA(), trustme.CA()
+    serving = serving_ca.issue_cert("127.0.0.1")
+    serving.private_key_pem.write_to_path(str(tmp_path / "tls.key"))
+    (tmp_path / "tls.crt").write_bytes(b"".join(p.bytes() for p in serving.cert_chain_pems))
+    client_ca.cert_pem.write_to_path(str(tmp_path / "client-ca.crt"))
+    log = tmp_path / "serve.log"
+    with process([sys.executable, "-m", "lunettes.cli.main", "serve", "--no-store",
+                  "--port", "0", "--webhook", "--webhook-spool", str(tmp_path / "spool"),
+                  "--tls-cert", str(tmp_path / "tls.crt"), "--tls-key",
+                  str(tmp_path / "tls.key"), "--tls-client-ca",
+                  str(tmp_path / "client-ca.crt")], log, tmp_path) as proc:
+        def listening() -> str | None:
+            assert proc.poll() is None, log.read_text()
+            found = re.search(r"listening on (https://127\.0\.0\.1:\d+)/metrics",
+                              log.read_text())
+            return found[1] if found else None
+
+        base = wait_for(listening, "lunettes serve to listen", 60)
+        batch = event_lists(100, 100)[0]
+
+        def client(issuer: trustme.CA | None) -> httpx.Client:
+            context = ssl.create_default_context()
+            serving_ca.configure_trust(context)
+            if issuer is not None:
+                issuer.issue_cert("kube-apiserver").configure_cert(context)
+            return httpx.Client(verify=context, timeout=30)
+
+        with client(client_ca) as apiserver:  # the API server's certificate: accepted
+            assert apiserver.post(f"{base}/audit/webhook", content=batch).status_code == 200
+        for issuer in (None, other_ca):  # none, or one the CA did not sign: refused
+            with client(issuer) as stranger, pytest.raises(httpx.TransportError):
+                stranger.post(f"{base}/audit/webhook", content=batch)
+        wait_for(lambda: metric_tls(base, client_ca, serving_ca) == 100,
+                 "the accepted batch read", 60)
+
+
+def metric_tls(base: str, client_ca: trustme.CA, serving_ca: trustme.CA) -> float:
+    """lunettes_audit_records_read_total over mutual TLS."""
+    context = ssl.create_default_context()
+    serving_ca.configure_trust(context)
+    client_ca.issue_cert("prometheus").configure_cert(context)
+    text = httpx.get(f"{base}/metrics", verify=context, timeout=10).text
+    found = re.search(r"^lunettes_audit_records_read_total (\S+)$", text, re.M)
+    return float(found[1]) if found else 0.0

@@ -163,8 +163,9 @@ def run(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     store = api.store.kind if api.store is not None else "no store"
-    print(f"lunettes serve: listening on http://{shown}:{port}/metrics (web page "
-          f"http://{shown}:{port}/, API /api/v1 over {store}, docs /docs)", file=sys.stderr,
+    scheme = "https" if args.tls_cert else "http"
+    print(f"lunettes serve: listening on {scheme}://{shown}:{port}/metrics (web page "
+          f"{scheme}://{shown}:{port}/, API /api/v1 over {store}, docs /docs)", file=sys.stderr,
           flush=True)
     if reader is not None:
         reader.start()
