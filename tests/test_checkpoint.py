@@ -1,6 +1,7 @@
-"""Restart without loss: ``lunettes serve --follow --checkpoint`` killed with SIGKILL in the
-middle of a log, restarted, ends with the same pod records as a run never interrupted (no
-Pod lost, none duplicated, the Pods in flight at the kill not cut in two)."""
+"""Restart without loss: ``lunettes serve --follow --checkpoint`` stopped (SIGKILL, SIGTERM)
+in the middle of a log, restarted, ends with the same pod records as a run never
+interrupted (no Pod lost, none duplicated, the Pods in flight at the stop not cut in
+two)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -73,8 +75,21 @@ def serve(tmp: Path, config: Path, log: Path, db: Path, checkpoint: Path, output
         yield proc, wait_for(listening, "lunettes serve to listen", 60)
 
 
-def test_kill_9_mid_stream_then_restart_gives_the_records_of_an_uninterrupted_run(
-        tmp_path: Path) -> None:
+@dataclass
+class Reference:
+    """The input, the config, and the records of the run never interrupted."""
+
+    config: Path
+    lines: list[bytes]
+    whole: bytes
+    end: int
+    half: int
+    expected: dict[str, bytes]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    tmp_path = tmp_path_factory.mktemp("reference")
     config = tmp_path / "config"
     shutil.copytree(DEFAULT_CONFIG_DIR, config)
     # the tail below jumps the audit clock two hours ahead in two records: allowed
@@ -90,9 +105,6 @@ def test_kill_9_mid_stream_then_restart_gives_the_records_of_an_uninterrupted_ru
     tail = [later(final_other, 3600, "end-1"), later(final_other, 7200, "end-2")]
     whole = b"".join(lines + tail)
     end = len(whole) - len(tail[-1])  # where the checkpoint rests once all is read
-    half = len(b"".join(lines[: len(lines) // 2]))
-
-    # the run never interrupted
     ref = tmp_path / "ref"
     ref.mkdir()
     (ref / "audit.log").write_bytes(whole)
@@ -102,8 +114,17 @@ def test_kill_9_mid_stream_then_restart_gives_the_records_of_an_uninterrupted_ru
                  "the uninterrupted run to read everything", 240)
     expected = rows(ref / "pods.db")
     assert len(expected) == 300  # the sample's Pods (lunettes/data/sample-truth.jsonl)
+    return Reference(config, lines, whole, end, len(b"".join(lines[: len(lines) // 2])),
+                     expected)
 
-    # killed with SIGKILL after half the log, restarted on the whole of it
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_restart_mid_stream_gives_the_records_of_an_uninterrupted_run(
+        tmp_path: Path, reference: Reference, stop: signal.Signals) -> None:
+    config, lines, whole, end, half, expected = (
+        reference.config, reference.lines, reference.whole, reference.end, reference.half,
+        reference.expected)
+    # stopped after half the log, restarted on the whole of it
     run = tmp_path / "run"
     run.mkdir()
     log = run / "audit.log"
@@ -113,7 +134,7 @@ def test_kill_9_mid_stream_then_restart_gives_the_records_of_an_uninterrupted_ru
         wait_for(lambda: metric(base, "lunettes_audit_records_read_total") == len(lines) // 2
                  and checkpoint_offset(run / "checkpoint.json") is not None
                  and metric(base, "lunettes_pods_in_flight") > 0, "half the log read", 120)
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(stop)
         proc.wait(30)
     written = rows(run / "pods.db")
     assert 0 < len(written) < len(expected)
