@@ -230,9 +230,16 @@ class FollowSource:
         rotations."""
         if lane.current is None and not self._open(lane, lane.path):
             return
+        try:
+            yield from self._follow(lane)
+        except OSError as exc:  # an I/O error: reported, retried at the next poll
+            self._fail(lane, f"{lane.path}: {exc.strerror or exc}")
+
+    def _follow(self, lane: _Lane) -> Iterator[tuple[int, bytes, str]]:
         while lane.current is not None:
             file = lane.current
             yield from self._read(file)
+            lane.failing_since = None  # read without an error
             moved = self._rotated(lane, file)
             if moved is None:
                 return
