@@ -337,8 +337,8 @@ class Pipeline:
                 done = advance(item.received_us)
                 if done:
                     finish(done)
-        if self._stopping:  # stopped, not at the end of the input: in-flight Pods stay
-            self._export(batch)  # for the next run to finish from the checkpoint
+        if self._stopping and checkpoints is not None:  # stopped, not at the end of the
+            self._export(batch)  # input: the next run finishes in-flight Pods whole
             for sink in self.sinks:
                 sink.force_flush()
             return stats
@@ -354,8 +354,9 @@ class Pipeline:
         return stats
 
     def stop(self) -> None:
-        """End a live run (from another thread): its sources are closed, in-flight Pods
-        are left to the checkpoint instead of being written partial."""
+        """End a live run (from another thread): its sources are closed; with
+        checkpoints, in-flight Pods are left to the next run instead of being written
+        partial (without, they are written as the end of the input leaves them)."""
         self._stopping = True
         for source in self.sources:
             source.close()
