@@ -15,12 +15,13 @@ def write_chart(analysis: LoadAnalysis, path: str | Path, title: str = "API serv
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     series = analysis.series
     values = series.slice(analysis.where)
-    times = [datetime.fromtimestamp(series.start_s + i * series.interval_s, UTC)
-             for i in range(len(values))]
+    times = mdates.date2num([datetime.fromtimestamp(series.start_s + i * series.interval_s,
+                                                    UTC) for i in range(len(values))])
     fig, ax = plt.subplots(figsize=(11, 4.5), dpi=100)
     culprit = next((a.culprits[0] for a in analysis.anomalies if a.culprits), None)
     if culprit is not None:
@@ -35,8 +36,10 @@ def write_chart(analysis: LoadAnalysis, path: str | Path, title: str = "API serv
     step = series.interval_s
     for anomaly in analysis.anomalies:
         w = anomaly.window
-        ax.axvspan(times[w.start], datetime.fromtimestamp(series.start_s + w.end * step, UTC),
+        ax.axvspan(times[w.start], mdates.date2num(
+            datetime.fromtimestamp(series.start_s + w.end * step, UTC)),
                    color="orange", alpha=0.25)
+    ax.xaxis_date()
     ax.set_title(title)
     ax.set_ylabel(f"requests per {step} s")
     ax.legend(loc="upper left", fontsize="small")
