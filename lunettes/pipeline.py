@@ -353,6 +353,11 @@ class Pipeline:
         stats["sink_lost"] += sink_losses(self.sinks)
         return stats
 
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stopping
+
     def stop(self) -> None:
         """End a live run (from another thread): its sources are closed; with
         checkpoints, in-flight Pods are left to the next run instead of being written

@@ -110,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
     registry = CollectorRegistry()
     try:
         data = pipeline_data(args, env, _webhook_overrides(args))
+        for key, section in data["sources"].items():
+            if args.webhook and str(key).split("/")[0] == "webhook" and isinstance(
+                    section, dict) and "spool_dir" not in section:
+                section["spool_dir"] = os.path.abspath("lunettes-spool")  # --webhook's default
         if args.checkpoint:
             data["checkpoint"] = {**(data.get("checkpoint") or {}),
                                   "path": os.path.abspath(args.checkpoint)}
@@ -205,8 +209,8 @@ def _webhook_overrides(args: argparse.Namespace) -> dict[str, Any] | None:
     if not (args.webhook or args.webhook_spool or args.webhook_token_file):
         return None
     out: dict[str, Any] = {}
-    if args.webhook_spool or args.webhook:
-        out["spool_dir"] = os.path.abspath(args.webhook_spool or "lunettes-spool")
+    if args.webhook_spool:
+        out["spool_dir"] = os.path.abspath(args.webhook_spool)
     if args.webhook_token_file:
         out["token_file"] = os.path.abspath(args.webhook_token_file)
     return out
@@ -297,6 +301,8 @@ def _read(pipeline: Pipeline, state: Any) -> None:
     except Exception as exc:  # the server stays up to report it on /healthz
         state.phase, state.error = "failed", f"{type(exc).__name__}: {exc}"
         print(f"serve: reading the input failed: {state.error}", file=sys.stderr, flush=True)
+        return
+    if pipeline.stopping:  # the server is shutting down, not at the end of the input
         return
     state.details["pods"] = pipeline.stats.get("pods_final", 0)
     state.phase = "done"
