@@ -5,8 +5,10 @@ and ``init-config`` writes a copy that validates."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -28,13 +30,21 @@ def run(argv: list[str | Path], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_wheel_replays_the_sample_from_another_directory(tmp_path: Path) -> None:
-    # No build isolation: the build backend comes from the test environment (the test
-    # extra), so the test needs no package index.
+    # From a clean copy: a checkout's build/ and *.egg-info left by earlier builds can
+    # hold stale file lists. No build isolation: the build backend comes from the test
+    # environment (the test extra), so the test needs no package index.
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", ".*cache", "__pycache__", ".hypothesis",
+        ".benchmarks", "test-artifacts", "*.db", "tests"))
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", tmp_path / "dist", ROOT], cwd=tmp_path)
+         "--wheel-dir", tmp_path / "dist", source], cwd=tmp_path)
     (wheel,) = (tmp_path / "dist").glob("lunettes-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"lunettes/configs/{name}" for name in CONFIG_FILES} <= names
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "lunettes").rglob("*.py")
+               if "__pycache__" not in p.parts}
+    assert modules - names == set()  # every module, namespace packages' too
     assert "lunettes/data/sample-audit.jsonl.gz" in names
 
     env_dir = tmp_path / "venv"
@@ -66,8 +76,17 @@ def test_wheel_replays_the_sample_from_another_directory(tmp_path: Path) -> None
     assert config_dir == package.parent / "configs", config_dir
 
     lunettes = env_dir / "bin" / "lunettes"
-    done = run([lunettes, "replay", sample, "--format", "none"], cwd=work)
+    # The replay, then: every lunettes module it loaded came from the wheel (none from a
+    # checkout an editable install elsewhere on the system may point at).
+    done = run([python, "-c", (
+        "import sys; from lunettes.cli.main import main; "
+        f"code = main(['replay', {str(sample)!r}, '--format', 'none']); "
+        "print([m.__file__ for n, m in list(sys.modules.items()) "
+        "if n.split('.')[0] == 'lunettes' and getattr(m, '__file__', None)]); "
+        "sys.exit(code)")], cwd=work)
     assert "300 pods" in done.stderr, done.stderr  # the sample's documented Pod count
+    loaded = [Path(f) for f in ast.literal_eval(done.stdout)]
+    assert len(loaded) > 20 and all(f.is_relative_to(env_dir) for f in loaded), loaded
     with sqlite3.connect(work / "lunettes.db") as db:
         assert db.execute("SELECT count(*) FROM pods").fetchone() == (300,)
 
