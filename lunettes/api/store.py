@@ -323,16 +323,18 @@ class SQLiteStore:
     def _ranked(self, column: str, grouped: bool, cond: str, params: list[Any]
                 ) -> dict[Any, tuple[int, dict[int, float]]]:
         """By (namespace, class) (or None: overall), the number of delivered Pods with a
-        ``column`` and their ``column`` values at the ranks of the percentiles."""
+        ``column`` and their ``column`` values at the ranks of the percentiles (one sort:
+        both window functions share one window)."""
         partition = "PARTITION BY namespace, slo_class" if grouped else ""
         ranks = " OR ".join(f"r = CAST({q!r} * (n - 1) AS INTEGER) + {step}"
                             for _, q in QUANTILES for step in (0, 1))
         delivered = ", ".join(f"'{o}'" for o in sorted(DELIVERED))
         sql = (f"SELECT namespace, slo_class, n, r, v FROM ("
                f"SELECT namespace, slo_class, {column} AS v, "
-               f"row_number() OVER ({partition} ORDER BY {column}) - 1 AS r, "
-               f"count(*) OVER ({partition}) AS n FROM pods {_SUMMARY_INDEX} WHERE {cond} "
-               f"AND outcome IN ({delivered}) AND {column} IS NOT NULL) WHERE {ranks}")
+               f"row_number() OVER w - 1 AS r, count(*) OVER (w ROWS BETWEEN UNBOUNDED "
+               f"PRECEDING AND UNBOUNDED FOLLOWING) AS n FROM pods {_SUMMARY_INDEX} "
+               f"WHERE {cond} AND outcome IN ({delivered}) AND {column} IS NOT NULL "
+               f"WINDOW w AS ({partition} ORDER BY {column})) WHERE {ranks}")
         out: dict[Any, tuple[int, dict[int, float]]] = {}
         for ns, cls, n, r, v in self._rows(sql, params):
             key = (ns, cls) if grouped else None
