@@ -7,7 +7,9 @@ results, ``GET <index>/_doc/<id>``, and ``<index>/_search`` and ``_count`` throu
 :mod:`fake_es_search`) and records every request so tests can read the
 bodies. Documents are kept by (index, id), so a replay overwrites. Faults are injected:
 refused connections (``go_down``/``come_back``), failing requests (``fail_requests``),
-items refused per document id (``fail_item``) and required credentials (``require_auth``).
+items refused per document id (``fail_item``), requests taken and never answered
+(``hang``: they are answered 503 and not applied on ``recover``, which ends every injected
+failure) and required credentials (``require_auth``).
 
 It is not Elasticsearch: it checks no mapping, so a document is refused only when a test
 says so. What it proves is what the client sends and how the sink reacts to answers.
@@ -20,6 +22,7 @@ import fnmatch
 import json
 import socket
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -68,15 +71,21 @@ class FakeElasticsearch:
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     indices: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Index name -> {settings, template (the one applied at creation), explicit}."""
+    writes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """How many times each (index, id) was written: a replay overwrites, this counts."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
-        self._failures: list[tuple[int, str]] = []  # (status, path fragment)
+        self._failures: list[list[Any]] = []  # [status, path fragment, times left]
         self._item_faults: dict[str, _ItemFault] = {}
         self._auth: str | None = None
+        self._released = threading.Event()
+        self._released.set()
+        self._hung_cond = threading.Condition()
+        self.hung = 0
         self.port = 0
 
     # -- control -------------------------------------------------------------------------
@@ -98,6 +107,7 @@ class FakeElasticsearch:
 
     def stop(self) -> None:
         """Close the listening socket and every open connection (clients get refused)."""
+        self._released.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -120,7 +130,7 @@ class FakeElasticsearch:
     def fail_requests(self, n: int, status: int = 503, path: str = "") -> None:
         """Answer the next ``n`` requests (whose path contains ``path``) with ``status``."""
         with self._lock:
-            self._failures = [(status, path)] * n
+            self._failures = [[status, path, n]] if n > 0 else []
 
     def fail_item(self, doc_id: str, status: int, times: int | None = None,
                   error_type: str = "", reason: str = "") -> None:
@@ -135,6 +145,23 @@ class FakeElasticsearch:
                       else "[1:42] failed to parse field [created] of type [date]")
         with self._lock:
             self._item_faults[doc_id] = _ItemFault(status, times, error_type, reason)
+
+    def hang(self) -> None:
+        """Take every request and answer none until :meth:`recover` (or ``stop``)."""
+        self._released.clear()
+
+    def recover(self) -> None:
+        """End every injected failure: hung requests get a 503, nothing of them applied."""
+        with self._lock:
+            self._failures = []
+            self._item_faults.clear()
+        self._released.set()
+
+    def wait_for_hung(self, n: int, timeout: float = 10.0) -> None:
+        """Block until ``n`` requests are being held by :meth:`hang`."""
+        with self._hung_cond:
+            if not self._hung_cond.wait_for(lambda: self.hung >= n, timeout):
+                raise TimeoutError(f"{self.hung} of {n} requests hung within {timeout}s")
 
     def require_auth(self, authorization: str | None) -> None:
         """Answer 401 unless the Authorization header equals this (None: no auth)."""
@@ -155,6 +182,12 @@ class FakeElasticsearch:
 
     def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes
                 ) -> tuple[int, Any]:
+        if not self._released.is_set():
+            with self._hung_cond:
+                self.hung += 1
+                self._hung_cond.notify_all()
+            self._released.wait()
+            return 503, _error("unavailable_shards_exception", "was hung")
         parts = urlsplit(target)
         path = unquote(parts.path)
         params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -167,9 +200,12 @@ class FakeElasticsearch:
                                        f"Invalid media-type value on headers [{name}]")
             if self._auth is not None and headers.get("authorization") != self._auth:
                 return 401, _error("security_exception", "unable to authenticate user")
-            for i, (status, fragment) in enumerate(self._failures):
+            for i, (status, fragment, left) in enumerate(self._failures):
                 if fragment in path:
-                    del self._failures[i]
+                    if left <= 1:
+                        del self._failures[i]
+                    else:
+                        self._failures[i][2] = left - 1
                     return status, _error("unavailable_shards_exception"
                                           if status >= 500 else "too_many_requests",
                                           "injected failure")
@@ -238,6 +274,7 @@ class FakeElasticsearch:
                 self._create_index(index, {}, explicit=False)
             existed = (index, doc_id) in self.documents
             self.documents[(index, doc_id)] = source
+            self.writes[(index, doc_id)] += 1
             items.append({op: {"_index": index, "_id": doc_id, "_version": 1,
                                "result": "updated" if existed else "created",
                                "status": 200 if existed else 201}})

@@ -1,12 +1,17 @@
 """A real OTLP trace receiver for tests: gRPC and HTTP/protobuf on 127.0.0.1.
 
 Both servers decode ExportTraceServiceRequest and store what arrived. Failures can be
-injected (``fail_next``) to exercise retries; ``wait_for_spans`` blocks on a Condition.
+injected to exercise retries and outages: ``fail_next`` (the next n requests), ``fail``
+(every request until ``recover``: an HTTP status and its gRPC kin, or ``hang``: take the
+request and never answer; a hung request is answered UNAVAILABLE/503 and not stored on
+``recover``), ``go_down``/``come_back`` (connections refused, then the same ports again).
+``wait_for_spans`` blocks on a Condition; ``spans_per_trace`` counts what arrived.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,10 +83,15 @@ class OTLPReceiver:
     spans: list[ReceivedSpan] = field(default_factory=list)
     attempts: int = 0
     """Every request that reached a server, failed or not."""
+    hung: int = 0
+    """Requests held by ``fail("hang")`` so far."""
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
         self._faults = _Faults()
+        self._hang = threading.Event()
+        self._hang.set()
+        self._hanging = False
         self._grpc_server: grpc.Server | None = None
         self._http_server: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
@@ -109,6 +119,45 @@ class OTLPReceiver:
         with self._cond:
             self._faults = _Faults(n, grpc_code, http_status, retry_after)
 
+    def fail(self, mode: str | int, retry_after: str | None = None) -> None:
+        """Fail every request until :meth:`recover`: ``"hang"`` (take it, never answer),
+        or an HTTP status (429 -> RESOURCE_EXHAUSTED, 5xx -> UNAVAILABLE/INTERNAL)."""
+        with self._cond:
+            if mode == "hang":
+                self._hang.clear()
+                self._hanging = True
+                return
+            status = int(mode)
+            code = {429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    503: grpc.StatusCode.UNAVAILABLE}.get(status, grpc.StatusCode.INTERNAL)
+            self._faults = _Faults(10**9, code, status, retry_after)
+
+    def recover(self) -> None:
+        """Take requests again: injected failures end, hung requests are let go."""
+        with self._cond:
+            self._faults = _Faults()
+            self._hanging = False
+            self._hang.set()
+
+    def go_down(self) -> None:
+        """Stop listening: connections are refused until :meth:`come_back`."""
+        self.stop()
+
+    def come_back(self) -> None:
+        """Listen again on the same ports."""
+        self.start(self.grpc_port, self.http_port)
+
+    def spans_per_trace(self) -> Counter[bytes]:
+        """How many spans arrived per trace id."""
+        with self._cond:
+            return Counter(s.span.trace_id for s in self.spans)
+
+    def wait_for_hung(self, n: int, timeout: float = 10.0) -> None:
+        """Block until ``n`` requests are being held by ``fail("hang")``."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.hung >= n, timeout):
+                raise TimeoutError(f"{self.hung} of {n} requests hung within {timeout}s")
+
     def reject_next(self, spans: int) -> None:
         """Answer the next successful request with a partial success rejecting ``spans``."""
         with self._cond:
@@ -128,14 +177,14 @@ class OTLPReceiver:
                 raise TimeoutError(f"{self.attempts} of {n} requests arrived within {timeout}s")
             return self.attempts
 
-    def start(self) -> OTLPReceiver:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    def start(self, grpc_port: int = 0, http_port: int = 0) -> OTLPReceiver:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Servicer(self), server)
-        self.grpc_port = server.add_insecure_port("127.0.0.1:0")
+        self.grpc_port = server.add_insecure_port(f"127.0.0.1:{grpc_port}")
         server.start()
         self._grpc_server = server
 
-        http_server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+        http_server = ThreadingHTTPServer(("127.0.0.1", http_port), _handler_class(self))
         http_server.daemon_threads = True
         self.http_port = http_server.server_address[1]
         self._http_thread = threading.Thread(
@@ -147,6 +196,7 @@ class OTLPReceiver:
         return self
 
     def stop(self) -> None:
+        self._hang.set()  # let hung handlers end
         if self._grpc_server is not None:
             self._grpc_server.stop(grace=None).wait()
             self._grpc_server = None
@@ -161,10 +211,18 @@ class OTLPReceiver:
     # -- called by the servers -----------------------------------------------------------
 
     def _admit(self) -> _Faults | None:
-        """Count an attempt; the fault to answer with, or None to accept."""
+        """Count an attempt; the fault to answer with, or None to accept. A hung request
+        waits here until recover (or stop), then fails with UNAVAILABLE/503."""
         with self._cond:
             self.attempts += 1
             self._cond.notify_all()
+            hang = self._hanging
+            if hang:
+                self.hung += 1
+        if hang:
+            self._hang.wait()
+            return _Faults(1)
+        with self._cond:
             if self._faults.remaining > 0:
                 self._faults.remaining -= 1
                 return self._faults

@@ -10,6 +10,7 @@ import base64
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 pytest.importorskip("elasticsearch", reason="needs the elasticsearch extra")
 
 from fake_es import FakeElasticsearch
+from waiting import wait_until
 
 from lunettes.config.errors import ConfigError, Section
 from lunettes.model.record import PodRecord, Stage
@@ -208,6 +210,7 @@ def test_a_replay_overwrites_documents_never_duplicates(es, tmp_path):
     records = [record(n, diag=diagnosis()) for n in range(1, 6)]
     with make_sink(es, tmp_path) as sink:
         sink.export(records)
+        assert sink.force_flush() is True
         assert len(es.documents) == 10
         sink.export(records)
     assert len(es.documents) == 10
@@ -268,8 +271,8 @@ def test_refused_credentials_spool_until_fixed(es, tmp_path):
     es.require_auth("ApiKey right")
     with make_sink(es, tmp_path, api_key="wrong") as sink:
         sink.export([record(1)])
-        assert sink.stats["spooled"] == 1 and sink.stats["retried"] == 0
         assert sink.force_flush(1.0) is False
+        assert sink.stats["spooled"] == 1 and sink.stats["retried"] == 0
     assert es.documents == {}
     with make_sink(es, tmp_path, api_key="right") as fixed:
         assert fixed.force_flush(1.0) is True
@@ -280,35 +283,37 @@ def test_refused_credentials_spool_until_fixed(es, tmp_path):
 # -- outages and the spool ---------------------------------------------------------------
 
 
-def test_an_outage_spools_to_disk_and_a_later_export_drains_it_first(es, tmp_path, caplog):
+def test_an_outage_spools_to_disk_and_later_exports_wait_behind_it(es, tmp_path, caplog):
     sink = make_sink(es, tmp_path, max_retries=2)
     es.go_down()
-    with caplog.at_level(logging.ERROR, "lunettes.sinks.elasticsearch"):
+    with caplog.at_level(logging.ERROR, "lunettes.sinks.delivery"):
         sink.export([record(1, diag=diagnosis()), record(2)])
-    assert "cannot take documents" in caplog.text
+        assert sink.force_flush(5) is False
+    assert "cannot take data" in caplog.text
     assert sink.stats["spooled"] == 3 and sink.stats["indexed"] == 0
     assert sink.stats["retried"] == 2 * 3  # two retries of the three documents
     assert sink.pending() == 3
     (spool_file,) = sorted((tmp_path / "spool").glob("*.jsonl"))
+    assert spool_file.name == "000000000000-3-2.jsonl"  # 3 documents of 2 pods
     spooled = [json.loads(line) for line in spool_file.read_text().splitlines()]
     assert [(a["_index"], a["_id"]) for a in spooled] == [
         (PODS, uid(1)), (DIAGS, uid(1)), (PODS, uid(2))]
     assert spooled[0]["_source"] == record(1, diag=diagnosis()).to_dict()
 
-    # Still down: the next batch goes behind the spool after one failed attempt.
+    # Still down: the next batch goes straight behind the spool.
     sink.export([record(3)])
     assert sink.pending() == 4
     assert sink.force_flush(0.5) is False
 
     es.come_back()
     sink.export([record(4)])
+    assert sink.force_flush() is True
     assert sink.pending() == 0
-    assert sink.stats["drained"] == 4 and sink.stats["indexed"] == 5
+    assert sink.stats["drained"] == 5 and sink.stats["indexed"] == 5
     assert not list((tmp_path / "spool").glob("*.jsonl"))
     ids = [a["index"]["_id"] for r in es.bulk_requests() for a in r.ndjson[0::2]]
     assert ids == [uid(1), uid(1), uid(2), uid(3), uid(4)]  # oldest first, each once
     assert len(es.documents) == 5
-    assert sink.force_flush() is True
     sink.shutdown()
 
 
@@ -327,6 +332,7 @@ def test_retries_stop_at_timeout_s_whatever_max_retries(es, tmp_path):
     sink = make_sink(es, tmp_path, max_retries=50, timeout_s=1.0, backoff_base_s=10.0,
                      backoff_max_s=10.0)
     sink.export([record(1)])
+    assert sink.force_flush(5) is False
     assert sink.stats["retried"] == 0 and sink.stats["spooled"] == 1
     assert len(es.bulk_requests()) == 1
     sink.shutdown()
@@ -336,7 +342,7 @@ def test_a_long_503_spools_and_force_flush_drains(es, tmp_path):
     es.fail_requests(100, 503, path="_bulk")
     sink = make_sink(es, tmp_path, max_retries=1)
     sink.export([record(1)])
-    assert sink.stats["spooled"] == 1 and sink.force_flush(0.2) is False
+    assert sink.force_flush(5) is False and sink.stats["spooled"] == 1
     es.fail_requests(0)
     assert sink.force_flush() is True
     assert set(es.documents) == {(PODS, uid(1))}
@@ -347,6 +353,7 @@ def test_a_failed_template_install_spools_rather_than_writing_unmapped(es, tmp_p
     es.fail_requests(100, 503, path="_index_template")
     sink = make_sink(es, tmp_path, max_retries=1)
     sink.export([record(1)])
+    assert sink.force_flush(5) is False
     assert es.bulk_requests() == [] and sink.pending() == 1
     es.fail_requests(0)
     assert sink.force_flush() is True
@@ -376,8 +383,9 @@ def test_items_refused_past_the_retries_are_spooled(es, tmp_path):
     es.fail_item(uid(1), 429)
     sink = make_sink(es, tmp_path, max_retries=1)
     sink.export([record(1), record(2)])
+    assert sink.force_flush(5) is False
     assert sink.stats["indexed"] == 1 and sink.stats["spooled"] == 1
-    es.fail_item(uid(1), 429, times=0)  # the pressure goes away
+    es.recover()  # the pressure goes away
     assert sink.force_flush() is True
     assert set(es.documents) == {(PODS, uid(1)), (PODS, uid(2))}
     sink.shutdown()
@@ -388,27 +396,34 @@ def test_a_new_sink_drains_the_spool_an_old_one_left(es, tmp_path, caplog):
     old = make_sink(es, tmp_path, max_retries=0)
     old.export([record(1, diag=diagnosis())])
     old.export([record(2)])
-    with caplog.at_level(logging.WARNING, "lunettes.sinks.elasticsearch"):
+    with caplog.at_level(logging.WARNING, "lunettes.sinks.delivery"):
         old.shutdown()
-    assert "3 documents spooled" in caplog.text
+    assert "2 pod records stay spooled" in caplog.text
     assert len(list((tmp_path / "spool").glob("*.jsonl"))) == 2
 
     es.come_back()
     new = make_sink(es, tmp_path)
-    new.export([])
+    assert new.force_flush() is True
     assert new.stats["drained"] == 3 and new.pending() == 0
     assert es.paths()[0] == "PUT /_ilm/policy/lunettes-retention"  # templates first
     assert set(es.documents) == {(PODS, uid(1)), (DIAGS, uid(1)), (PODS, uid(2))}
     new.shutdown()
 
 
-def test_shutdown_drains_the_spool(es, tmp_path):
+def test_shutdown_delivers_what_is_queued_unless_elasticsearch_is_down(es, tmp_path):
     es.go_down()
     sink = make_sink(es, tmp_path, max_retries=0)
     sink.export([record(1)])
+    assert sink.force_flush(5) is False
+    began = time.monotonic()
+    sink.shutdown()  # down: no wait, the document stays spooled
+    assert time.monotonic() - began < 1.0
+    assert DiskSpool(tmp_path / "spool", 2**20).pending() == 1
     es.come_back()
-    sink.shutdown()
-    assert set(es.documents) == {(PODS, uid(1))}
+    sink = make_sink(es, tmp_path, max_retries=0)
+    sink.export([record(2)])
+    sink.shutdown()  # up: the spool then the queue are delivered
+    assert set(es.documents) == {(PODS, uid(1)), (PODS, uid(2))}
     assert DiskSpool(tmp_path / "spool", 2**20).pending() == 0
 
 
@@ -418,9 +433,11 @@ def test_the_spool_drops_its_oldest_files_past_its_limit(es, tmp_path, caplog):
     with caplog.at_level(logging.ERROR, "lunettes.sinks.spool"):
         for n in range(1, 7):
             sink.export([record(n)])
+        assert sink.force_flush(5) is False
     assert "over its limit" in caplog.text
     dropped = sink.stats["dropped"]
     assert dropped >= 1 and sink.pending() == 6 - dropped
+    assert sink.lost == dropped
     assert sink.spool.size() <= 0.004 * 2**20
     es.come_back()
     assert sink.force_flush() is True
@@ -442,7 +459,19 @@ def test_spool_files_are_whole_and_bad_lines_are_skipped(tmp_path, caplog):
     assert "not JSON" in caplog.text
     assert not list((tmp_path / "s").glob(".*.tmp"))
     again.append([{"_index": "i", "_id": "b", "_source": {}}])
-    assert [f.path.name for f in again.files()] == ["000000000000.jsonl", "000000000001.jsonl"]
+    assert [f.path.name for f in again.files()] == ["000000000000-1-1.jsonl",
+                                                    "000000000001-1-1.jsonl"]
+
+
+def test_a_spool_written_before_counts_were_named_is_still_read(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "000000000007.jsonl").write_bytes(b'{"_id": "a"}\n{"_id": "b"}\n')
+    spool = DiskSpool(tmp_path / "s", 2**20)
+    (old,) = spool.files()
+    assert (old.count, old.pods) == (2, 2)
+    assert [a["_id"] for a in spool.read(old)] == ["a", "b"]
+    spool.append([{"_id": "c"}])
+    assert spool.files()[-1].path.name == "000000000008-1-1.jsonl"
 
 
 # -- contract ----------------------------------------------------------------------------
@@ -567,3 +596,74 @@ def test_mappings_cover_what_lunettes_writes():
     for key in ("evidence", "secondary"):
         assert set(diagnosis()[key][0]) <= set(
             tpl.DIAGNOSIS_MAPPINGS["properties"][key]["properties"]), key
+
+
+# -- outages: the fault matrix ----------------------------------------------------------
+
+ES_FAULTS = ["down", "hang", 429, 503, 500]
+
+
+def start_fault(es: FakeElasticsearch, fault: str | int) -> None:
+    if fault == "down":
+        es.go_down()
+    elif fault == "hang":
+        es.hang()
+    else:
+        es.fail_requests(10**9, int(fault), path="_bulk")
+
+
+def end_fault(es: FakeElasticsearch, fault: str | int) -> None:
+    if fault == "down":
+        es.come_back()
+    else:
+        es.recover()
+
+
+def outage_sink(es: FakeElasticsearch, tmp_path: Path) -> ElasticsearchSink:
+    return make_sink(es, tmp_path, timeout_s=1.0, bulk_size=2, backoff_base_s=0.01,
+                     backoff_max_s=0.1)
+
+
+@pytest.mark.parametrize("fault", ES_FAULTS)
+def test_an_outage_then_recovery_indexes_every_document_exactly_once(es, tmp_path, fault):
+    before, during, after = ([record(n) for n in r]
+                             for r in (range(1, 7), range(7, 17), range(17, 23)))
+    sink = outage_sink(es, tmp_path)
+    sink.export(before)
+    assert sink.force_flush(10) is True
+
+    start_fault(es, fault)
+    began = time.monotonic()
+    for rec in during:
+        sink.export([rec])
+    assert time.monotonic() - began < 0.5  # export never waits on Elasticsearch
+    wait_until(lambda: sink.spool.pending() > 0)
+    assert sink.force_flush(10) is False
+
+    end_fault(es, fault)
+    sink.export(after)
+    wait_until(lambda: sink.pending() == 0)
+    assert sink.force_flush(10) is True
+    sink.shutdown()
+    assert es.writes == {(PODS, uid(n)): 1 for n in range(1, 23)}  # each written once
+    assert sink.lost == 0 and sink.stats["dropped"] == 0
+    assert sink.stats["drained"] == sink.stats["spooled"] > 0
+
+
+@pytest.mark.parametrize("fault", ES_FAULTS)
+def test_what_a_run_left_spooled_the_next_run_indexes_once(es, tmp_path, fault):
+    start_fault(es, fault)
+    first = outage_sink(es, tmp_path)
+    began = time.monotonic()
+    first.export([record(n) for n in range(1, 7)])
+    if fault == "hang":  # shut down with a request on the wire: it is spooled too
+        es.wait_for_hung(1)
+    first.shutdown()
+    assert time.monotonic() - began < 5.0
+    assert first.spool.pending_pods() == 6 and first.lost == 0
+
+    end_fault(es, fault)
+    second = outage_sink(es, tmp_path)
+    assert second.force_flush(10) is True
+    second.shutdown()
+    assert es.writes == {(PODS, uid(n)): 1 for n in range(1, 7)}

@@ -16,6 +16,7 @@ pytest.importorskip("grpc", reason="needs the otlp extra")
 import grpc
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from otlp_receiver import OTLPReceiver, ReceivedSpan, attributes
+from waiting import wait_until
 
 from lunettes import __version__
 from lunettes.config.errors import ConfigError, Section
@@ -53,6 +54,12 @@ def make_record(uid: str = UID, name: str = "web-7d9f-abc", **overrides: Any) ->
     )
     fields.update(overrides)
     return PodRecord(**fields)
+
+
+@pytest.fixture(autouse=True)
+def _spool_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sinks built without a spool_dir spool under the test's own directory."""
+    monkeypatch.chdir(tmp_path)
 
 
 def endpoint_of(receiver: OTLPReceiver, protocol: str) -> str:
@@ -94,7 +101,7 @@ def test_spans_arrive_with_ids_links_times_and_attributes(otlp_receiver, protoco
         spans = otlp_receiver.wait_for_spans(4)
     assert {s.protocol for s in spans} == {"grpc" if protocol == "grpc" else "http"}
     assert len(spans) == 4
-    assert sink.stats["exported_spans"] == 4 and sink.stats["failed_spans"] == 0
+    assert sink.stats["exported_spans"] == 4 and sink.stats["refused_spans"] == 0
     assert sink.stats["requests"] == 1
 
     tid = uuid.UUID(UID).bytes
@@ -282,8 +289,9 @@ def test_partial_success_counts_rejected_spans(otlp_receiver, caplog):
     with make_sink(otlp_receiver, "grpc") as sink, caplog.at_level(logging.WARNING):
         sink.export([make_record()])
     assert sink.stats["rejected_spans"] == 1
-    assert sink.stats["failed_spans"] == 1
+    assert sink.stats["refused_spans"] == 1
     assert sink.stats["exported_spans"] == 3
+    assert sink.lost == 1
     assert "rejected 1 of 4 spans" in caplog.text
 
 
@@ -376,13 +384,14 @@ def test_retries_after_injected_failures(otlp_receiver, protocol):
     otlp_receiver.fail_next(2)
     with make_sink(otlp_receiver, protocol, timeout_s=5) as sink:
         sink.export([make_record()])
-        otlp_receiver.wait_for_spans(4)
+        assert sink.force_flush() is True
     assert otlp_receiver.attempts == 3
     assert sink.stats == {
-        "exported_spans": 4, "failed_spans": 0, "rejected_spans": 0,
-        "requests": 3, "retries": 2, "skipped_records": 0,
+        "exported_spans": 4, "refused_spans": 0, "rejected_spans": 0, "spooled_spans": 0,
+        "drained_spans": 0, "dropped_spans": 0, "requests": 3, "retries": 2,
+        "skipped_records": 0,
     }
-    assert sink.force_flush() is True
+    assert sink.lost == 0
 
 
 @pytest.mark.parametrize(
@@ -390,7 +399,9 @@ def test_retries_after_injected_failures(otlp_receiver, protocol):
     [
         ("grpc", grpc.StatusCode.RESOURCE_EXHAUSTED, 0),
         ("grpc", grpc.StatusCode.DEADLINE_EXCEEDED, 0),
+        ("grpc", grpc.StatusCode.INTERNAL, 0),
         ("http/protobuf", None, 429),
+        ("http/protobuf", None, 500),
         ("http/protobuf", None, 502),
         ("http/protobuf", None, 504),
     ],
@@ -402,6 +413,7 @@ def test_every_retryable_status_is_retried(otlp_receiver, protocol, code, status
         otlp_receiver.fail_next(1, http_status=status)
     with make_sink(otlp_receiver, protocol) as sink:
         sink.export([make_record()])
+        assert sink.force_flush() is True
     assert sink.stats["retries"] == 1
     assert sink.stats["exported_spans"] == 4
 
@@ -411,6 +423,7 @@ def test_http_retry_after_is_honoured(otlp_receiver):
     with make_sink(otlp_receiver, "http/protobuf", timeout_s=5) as sink:
         began = time.monotonic()
         sink.export([make_record()])
+        assert sink.force_flush() is True
         elapsed = time.monotonic() - began
     assert sink.stats["exported_spans"] == 4
     assert elapsed >= 1.0
@@ -420,44 +433,67 @@ def test_http_retry_after_is_honoured(otlp_receiver):
     ("protocol", "code", "status"),
     [("grpc", grpc.StatusCode.INVALID_ARGUMENT, 0), ("http/protobuf", None, 400)],
 )
-def test_non_retryable_failure_is_not_retried(otlp_receiver, protocol, code, status, caplog):
+def test_a_permanent_refusal_is_logged_counted_and_not_resent(otlp_receiver, protocol, code,
+                                                              status, caplog):
     if code is not None:
         otlp_receiver.fail_next(1, grpc_code=code)
     else:
         otlp_receiver.fail_next(1, http_status=status)
     with make_sink(otlp_receiver, protocol) as sink, caplog.at_level(logging.ERROR):
         sink.export([make_record()])
+        assert sink.force_flush() is True  # nothing left to deliver
     assert otlp_receiver.attempts == 1
-    assert sink.stats["failed_spans"] == 4
-    assert sink.stats["retries"] == 0
-    assert "not retryable" in caplog.text
-    assert sink.force_flush() is False
+    assert sink.stats["refused_spans"] == 4
+    assert sink.stats["retries"] == 0 and sink.stats["spooled_spans"] == 0
+    assert sink.lost == 1
+    assert "refused 4 spans of 1 pods" in caplog.text and "not retried" in caplog.text
 
 
-def test_max_retries_bounds_attempts(otlp_receiver):
-    otlp_receiver.fail_next(10)
+@pytest.mark.parametrize(("protocol", "code", "status"),
+                         [("grpc", grpc.StatusCode.UNAUTHENTICATED, 0),
+                          ("http/protobuf", None, 401)])
+def test_refused_credentials_are_spooled_not_lost(otlp_receiver, protocol, code, status):
+    if code is not None:
+        otlp_receiver.fail_next(1, grpc_code=code)
+    else:
+        otlp_receiver.fail_next(1, http_status=status)
+    with make_sink(otlp_receiver, protocol) as sink:
+        sink.export([make_record()])
+        wait_until(lambda: sink.stats["drained_spans"] == 4)
+    assert otlp_receiver.attempts == 2
+    assert sink.stats["spooled_spans"] == 4 and sink.stats["retries"] == 0
+    assert sink.lost == 0
+    assert len(otlp_receiver.spans) == 4
+
+
+def test_max_retries_bounds_one_send_then_the_spool_takes_it(otlp_receiver):
+    otlp_receiver.fail_next(3)
     with make_sink(otlp_receiver, "grpc", max_retries=2) as sink:
         sink.export([make_record()])
-    assert otlp_receiver.attempts == 3
-    assert sink.stats["failed_spans"] == 4
-    assert sink.stats["exported_spans"] == 0
+        wait_until(lambda: sink.stats["drained_spans"] == 4)
+    assert otlp_receiver.attempts == 4  # 1 + 2 retries, then the probe from the spool
+    assert sink.stats["retries"] == 2 and sink.stats["spooled_spans"] == 4
+    assert list(otlp_receiver.spans_per_trace().values()) == [4]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_dead_endpoint_gives_up_within_the_timeout(protocol, caplog):
+def test_a_dead_endpoint_costs_the_caller_nothing_and_loses_nothing(protocol, tmp_path, caplog):
     sink = OTLPSink(endpoint=dead_endpoint(), protocol=protocol, timeout_s=1.0,
-                    max_retries=1000, backoff_base_s=0.05, backoff_max_s=0.2)
+                    max_retries=1000, backoff_base_s=0.05, backoff_max_s=0.2,
+                    spool_dir=tmp_path / "spool")
     with sink, caplog.at_level(logging.ERROR):
         began = time.monotonic()
         sink.export([make_record(), make_record(uid=str(uuid.uuid4()))])
-        elapsed = time.monotonic() - began
-    assert elapsed < 1.5
-    assert sink.stats["failed_spans"] == 8
-    assert sink.stats["exported_spans"] == 0
+        exported = time.monotonic() - began
+        assert sink.force_flush(10) is False
+        flushed = time.monotonic() - began
+    assert exported < 0.5
+    assert flushed < 2.5  # the send's timeout_s, then the spool
+    assert sink.stats["spooled_spans"] == 8 and sink.stats["exported_spans"] == 0
     assert sink.stats["retries"] >= 1
-    assert sink.force_flush() is False
-    assert "dropped 8 spans of 2 pods" in caplog.text
-    assert "timeout_s=1" in caplog.text
+    assert sink.lost == 0
+    assert sink.spool.pending() == 8
+    assert "cannot take data" in caplog.text
 
 
 # -- lifecycle -------------------------------------------------------------------------
@@ -521,3 +557,110 @@ def test_constructor_rejects_bad_values():
         OTLPSink(protocol="thrift")
     with pytest.raises(ValueError, match="batch_size"):
         OTLPSink(batch_size=0)
+
+
+# -- outages: the fault matrix ----------------------------------------------------------
+
+FAULTS = ["down", "hang", 429, 503, 500]
+
+
+def records_named(prefix: str, n: int) -> list[PodRecord]:
+    return [make_record(uid=str(uuid.uuid4()), name=f"{prefix}-{i}") for i in range(n)]
+
+
+def start_fault(receiver: OTLPReceiver, fault: str | int) -> None:
+    if fault == "down":
+        receiver.go_down()
+    else:
+        receiver.fail(fault)
+
+
+def end_fault(receiver: OTLPReceiver, fault: str | int) -> None:
+    if fault == "down":
+        receiver.come_back()
+    else:
+        receiver.recover()
+
+
+def outage_sink(receiver: OTLPReceiver, protocol: str, spool: Path, **kwargs: Any) -> OTLPSink:
+    kwargs.setdefault("timeout_s", 1.0)
+    return make_sink(receiver, protocol, batch_size=5, backoff_max_s=0.2, spool_dir=spool,
+                     **kwargs)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("fault", FAULTS)
+def test_an_outage_then_recovery_delivers_every_span_exactly_once(otlp_receiver, protocol,
+                                                                  fault, tmp_path):
+    before, during, after = (records_named(p, 10) for p in ("before", "during", "after"))
+    sink = outage_sink(otlp_receiver, protocol, tmp_path / "spool")
+    sink.export(before)
+    assert sink.force_flush(10) is True
+
+    start_fault(otlp_receiver, fault)
+    began = time.monotonic()
+    for record in during:  # one request per pod: more than the queue holds
+        sink.export([record])
+    assert time.monotonic() - began < 0.5  # export never waits on the collector
+    wait_until(lambda: sink.spool.pending() > 0)
+    assert sink.force_flush(10) is False
+
+    end_fault(otlp_receiver, fault)
+    sink.export(after)
+    # The probes of the spool find the collector back (a flush right at the recovery may
+    # still meet gRPC's own reconnect backoff and say False: the spans wait spooled).
+    wait_until(lambda: sink.pending() == 0)
+    assert sink.force_flush(30) is True
+    sink.shutdown()
+
+    expected = {trace_id(r.uid): 4 for r in before + during + after}
+    assert otlp_receiver.spans_per_trace() == expected  # each span once, none missing
+    assert sink.lost == 0 and sink.stats["dropped_spans"] == 0
+    assert sink.stats["drained_spans"] == sink.stats["spooled_spans"] > 0
+    assert sink.spool.pending() == 0 and not list((tmp_path / "spool").iterdir())
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("fault", FAULTS)
+def test_what_a_run_left_spooled_the_next_run_sends_once(otlp_receiver, protocol, fault,
+                                                         tmp_path):
+    spool = tmp_path / "spool"
+    records = records_named("pod", 12)
+    start_fault(otlp_receiver, fault)
+    first = outage_sink(otlp_receiver, protocol, spool)
+    began = time.monotonic()
+    first.export(records)
+    if fault == "hang":  # shut down with a request on the wire: it is spooled too
+        otlp_receiver.wait_for_hung(1)
+    first.shutdown()
+    assert time.monotonic() - began < 5.0
+    assert first.spool.pending_pods() == 12 and first.lost == 0
+    assert sorted(p.suffix for p in spool.iterdir()) == [".otlp"] * 3
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in spool.iterdir())
+
+    end_fault(otlp_receiver, fault)
+    second = outage_sink(otlp_receiver, protocol, spool)
+    assert second.force_flush(30) is True
+    second.shutdown()
+    assert otlp_receiver.spans_per_trace() == {trace_id(r.uid): 4 for r in records}
+    assert second.stats["drained_spans"] == 48 and second.stats["exported_spans"] == 48
+
+
+def test_a_full_spool_drops_the_oldest_and_counts_them_lost(otlp_receiver, tmp_path, caplog):
+    otlp_receiver.go_down()
+    records = records_named("pod", 20)
+    sink = outage_sink(otlp_receiver, "grpc", tmp_path / "spool", spool_max_mb=0.004)
+    with caplog.at_level(logging.ERROR, "lunettes.sinks.spool"):
+        for record in records:
+            sink.export([record])
+        sink.shutdown()
+    assert "over its limit" in caplog.text
+    lost = sink.lost
+    assert lost > 0 and sink.stats["dropped_spans"] == 4 * lost
+    assert sink.spool.size() <= 0.004 * 2**20
+    otlp_receiver.come_back()
+    again = outage_sink(otlp_receiver, "grpc", tmp_path / "spool")
+    assert again.force_flush(30) is True
+    again.shutdown()
+    # What survived is the newest, each exactly once.
+    assert otlp_receiver.spans_per_trace() == {trace_id(r.uid): 4 for r in records[lost:]}

@@ -5,24 +5,28 @@ What is written (indices, documents, templates, the ILM retention policy) lives 
 module sends it with the official client (the ``elasticsearch`` extra); nothing else in
 lunettes imports it, so the core works without the client.
 
-Export is synchronous. Each batch becomes ``index`` bulk actions with ``_id`` = pod UID
-(a replay overwrites). Before the first bulk request the ILM policy and both index
-templates are PUT (once per sink; the PUTs are idempotent), and each monthly index is
-created once with its ILM origination date. Failures:
+Each batch becomes ``index`` bulk actions with ``_id`` = pod UID (a replay overwrites).
+``export`` only builds them: bulk requests are sent by a background thread through
+:class:`~lunettes.sinks.delivery.SpooledDelivery` (a bounded queue and the disk spool), so
+an Elasticsearch that is down, hung or overloaded never stalls the pipeline. Before the
+first bulk request the ILM policy and both index templates are PUT (once per sink; the PUTs
+are idempotent), and each monthly index is created once with its ILM origination date.
+Failures:
 
 - connection errors, timeouts, 429 and 5xx answers are retried with exponential backoff
   and jitter, at most ``max_retries`` times and never past ``timeout_s``;
 - bulk items refused with 429/5xx are retried the same way, alone; items refused for
   good (a 400 mapping error) are counted in ``stats['failed']`` and logged with the UID
   and Elasticsearch's reason, never retried;
-- what still cannot be delivered (Elasticsearch down, overloaded, or refusing our
-  credentials or templates) goes to the disk spool instead of being lost. Every later
-  export, ``force_flush`` and ``shutdown`` drains the spool first, oldest first; while it
-  cannot be drained, new batches are spooled behind it so documents keep their order.
+- what still cannot be delivered (Elasticsearch down, hung, overloaded, or refusing our
+  credentials or templates) goes to the disk spool instead of being lost, and is sent,
+  oldest first, once Elasticsearch takes documents again (by this run or the next one
+  with the same ``spool_dir``); documents it took are never sent again.
 
 ``stats`` counts Elasticsearch documents (a pod record with a diagnosis is two):
 ``indexed``, ``failed``, ``retried`` (re-sent documents), ``spooled``, ``drained`` (taken
-out of the spool), ``dropped`` (lost to the spool's size limit) and ``requests``.
+out of the spool), ``dropped`` (lost to the spool's size limit) and ``requests``; ``lost``
+counts the pod records refused for good or dropped.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ from lunettes.model.results import Results
 from lunettes.registry import BuildContext
 from lunettes.sinks import es_templates as tpl
 from lunettes.sinks.base import SinkClosedError
-from lunettes.sinks.spool import DiskSpool
+from lunettes.sinks.delivery import Outcome, Payload, SpooledDelivery
+from lunettes.sinks.spool import DiskSpool, decode_lines, encode_lines
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,7 @@ DEFAULT_BULK_SIZE = 500
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_SPOOL_MAX_MB = 512.0
+DEFAULT_QUEUE_SIZE = 16
 SPOOL_ROOT = ".lunettes-spool"
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -80,7 +86,8 @@ class ElasticsearchSink:
 
     ``hosts`` are URLs (``http://`` with a port, or ``https://``); ``api_key`` (the
     encoded form) or ``basic_auth`` authenticate; ``ca_certs``/``verify_certs`` apply to
-    https hosts. ``timeout_s`` bounds one bulk request including its retries.
+    https hosts. ``timeout_s`` bounds one bulk request including its retries;
+    ``queue_size`` bulk requests wait in memory for the sending thread.
     ``backoff_base_s``/``backoff_max_s``, ``clock`` (seconds since the epoch, for records
     without times) and ``client_options`` (extra ``Elasticsearch(...)`` arguments) are
     for tests and embedding. Building a sink opens nothing: the client, the templates
@@ -102,6 +109,7 @@ class ElasticsearchSink:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         spool_dir: str | Path = f"{SPOOL_ROOT}/elasticsearch",
         spool_max_mb: float = DEFAULT_SPOOL_MAX_MB,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
         backoff_base_s: float = 0.2,
         backoff_max_s: float = 10.0,
         clock: Callable[[], float] = time.time,
@@ -113,8 +121,8 @@ class ElasticsearchSink:
             raise ValueError(f"index_prefix {index_prefix!r}: {problem}")
         if not hosts:
             raise ValueError("at least one host is needed")
-        if bulk_size < 1:
-            raise ValueError("bulk_size must be at least 1")
+        if bulk_size < 1 or queue_size < 1:
+            raise ValueError("bulk_size and queue_size must be at least 1")
         if max_retries < 0:
             raise ValueError("max_retries must not be negative")
         if timeout_s <= 0 or retention_days < 1 or spool_max_mb <= 0:
@@ -129,7 +137,6 @@ class ElasticsearchSink:
         self.bulk_size = bulk_size
         self.max_retries = max_retries
         self.timeout_s = float(timeout_s)
-        self.spool = DiskSpool(spool_dir, int(spool_max_mb * 2**20))
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.clock = clock
@@ -137,18 +144,21 @@ class ElasticsearchSink:
         self.results = results
         """The pipeline's analyzer results (mapped and read by role); None: the shipped
         configuration's."""
-        self.stats: dict[str, int] = {
-            "indexed": 0, "failed": 0, "retried": 0, "spooled": 0, "drained": 0,
-            "dropped": 0, "requests": 0,
+        self._counts: dict[str, int] = {
+            "indexed": 0, "failed": 0, "retried": 0, "requests": 0,
         }
         self._es: Elasticsearch | None = None
         self._installed = False
         self._indices: set[str] = set()
-        self._outage: str | None = None
+        self._failed_ids: set[str] = set()
         self._random = random.Random()
-        self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._closed = False
+        self._delivery = SpooledDelivery(
+            f"Elasticsearch {','.join(self.hosts)}", self,
+            DiskSpool(spool_dir, int(spool_max_mb * 2**20)), queue_size=queue_size,
+            timeout_s=self.timeout_s, backoff_base_s=backoff_base_s,
+            backoff_max_s=backoff_max_s)
 
     @classmethod
     def from_config(cls, name: str, section: Section, context: BuildContext
@@ -159,7 +169,7 @@ class ElasticsearchSink:
 
         Keys: hosts, api_key, username, password, password_file, ca_certs, verify_certs,
         index_prefix, retention_days, bulk_size, max_retries, timeout_s, spool_dir,
-        spool_max_mb. ``hosts`` defaults to ``ELASTICSEARCH_URL`` of ``context.env``
+        spool_max_mb, queue_size. ``hosts`` defaults to ``ELASTICSEARCH_URL`` of ``context.env``
         (comma-separated), then to http://localhost:9200; ``password_file`` and
         ``ca_certs`` are relative to the config directory, ``spool_dir`` (default
         ``.lunettes-spool/<sink name>``) to the working directory.
@@ -212,69 +222,71 @@ class ElasticsearchSink:
         timeout_s = _positive(section, "timeout_s", DEFAULT_TIMEOUT_S)
         spool_dir = section.get("spool_dir", f"{SPOOL_ROOT}/{name.replace('/', '-')}", str)
         spool_max_mb = _positive(section, "spool_max_mb", DEFAULT_SPOOL_MAX_MB)
+        queue_size = _at_least(section, "queue_size", DEFAULT_QUEUE_SIZE, 1)
         section.check_unknown()
 
         return cls(
             hosts, api_key=api_key, basic_auth=basic_auth, ca_certs=ca_certs,
             verify_certs=verify_certs, index_prefix=prefix, retention_days=retention_days,
             bulk_size=bulk_size, max_retries=max_retries, timeout_s=timeout_s,
-            spool_dir=spool_dir, spool_max_mb=spool_max_mb, results=context.results,
+            spool_dir=spool_dir, spool_max_mb=spool_max_mb, queue_size=queue_size,
+            results=context.results,
         )
 
     # -- Sink contract -------------------------------------------------------------------
 
     def export(self, batch: Sequence[PodRecord]) -> None:
-        """Drain the spool, then index the batch (or spool it: see the module docstring).
-        Never raises for Elasticsearch's failures; raises SinkClosedError after shutdown."""
+        """Build the bulk actions and hand them, ``bulk_size`` per request, to the sending
+        thread (or the spool); never waits on Elasticsearch. Raises SinkClosedError after
+        shutdown."""
         if self._closed:
             raise SinkClosedError("elasticsearch sink is shut down")
         now_us = int(self.clock() * 1e6)
         actions = [a for record in batch
                    for a in tpl.bulk_actions(record, self.index_prefix, now_us, self.results)]
-        with self._lock:
-            if self._closed:
-                raise SinkClosedError("elasticsearch sink is shut down")
-            # One attempt at the spool: while Elasticsearch is down, an export costs one
-            # failed request, not a full round of backoff.
-            if not self._drain(retry=False, deadline=time.monotonic() + self.timeout_s):
-                self._to_spool(actions, self._outage or "spool not drained")
-                return
-            self._deliver(actions)
+        for start in range(0, len(actions), self.bulk_size):
+            self._delivery.submit(_payload(actions[start:start + self.bulk_size]))
 
     def force_flush(self, timeout_s: float = 30.0) -> bool:
-        """Drain the spool (with retries, within ``timeout_s``); whether nothing remains
-        spooled."""
-        with self._lock:
-            if self._closed:
-                return self.spool.pending() == 0
-            return self._drain(retry=True, deadline=time.monotonic() + timeout_s)
+        """Wait until every document exported so far was indexed (or refused for good);
+        False when Elasticsearch is down (the rest is spooled) or ``timeout_s`` passed."""
+        return self._delivery.flush(timeout_s)
 
     def pending(self) -> int:
-        """Documents waiting in the spool."""
-        with self._lock:
-            return self.spool.pending()
+        """Documents not indexed yet: queued, on the wire or spooled."""
+        return self._delivery.pending()
+
+    @property
+    def lost(self) -> int:
+        """Pod records lost for good: refused by Elasticsearch or dropped by the spool."""
+        return self._delivery.lost
+
+    @property
+    def spool(self) -> DiskSpool:
+        return self._delivery.spool
+
+    @property
+    def stats(self) -> dict[str, int]:
+        delivery = self._delivery.stats
+        return {**self._counts, "spooled": delivery["spooled"],
+                "drained": delivery["drained"], "dropped": delivery["dropped"]}
 
     def shutdown(self) -> None:
-        """One last attempt at the spool (no backoff), then close the client. What stays
-        spooled is drained by the next sink with the same ``spool_dir``. Idempotent."""
+        """Flush (unless Elasticsearch is down, within ``timeout_s``), stop the thread,
+        close the client. What stays spooled is sent by the next sink with the same
+        ``spool_dir``. Idempotent."""
         if self._closed:
             return
-        self._stopping.set()  # an export waiting in a backoff spools what it holds
-        with self._lock:
-            if self._closed:
-                return
-            try:
-                self._drain(retry=False, deadline=time.monotonic() + self.timeout_s)
-            finally:
-                self._closed = True
-                if self._es is not None:
-                    self._es.close()
-                    self._es = None
-            left = self.spool.pending()
-            if left:
-                log.warning("elasticsearch sink shut down with %d documents spooled in %s; "
-                            "the next run with this spool_dir sends them", left,
-                            self.spool.directory)
+        self._closed = True
+        try:
+            if self._delivery.down is None:
+                self._delivery.flush(self.timeout_s)
+        finally:
+            self._delivery.close()
+            self._stopping.set()
+            if self._es is not None:
+                self._es.close()
+                self._es = None
 
     def __enter__(self) -> ElasticsearchSink:
         return self
@@ -282,45 +294,21 @@ class ElasticsearchSink:
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
 
-    # -- delivery ------------------------------------------------------------------------
+    # -- delivery (the sending thread) ---------------------------------------------------
 
-    def _deliver(self, actions: list[Action]) -> None:
-        """Send in chunks of ``bulk_size``; from the first chunk that fails, spool the rest."""
-        for start in range(0, len(actions), self.bulk_size):
-            chunk = actions[start:start + self.bulk_size]
-            undelivered = self._send(chunk, time.monotonic() + self.timeout_s, retry=True)
-            if undelivered is not None:
-                rest = undelivered.actions + actions[start + self.bulk_size:]
-                self._to_spool(rest, undelivered.reason)
-                return
+    def send(self, payload: Payload, deadline: float, retry: bool) -> Outcome:
+        """One bulk request of a payload and its retries (the Sender of SpooledDelivery)."""
+        self._failed_ids = set()
+        undelivered = self._send(decode_lines(payload.data), deadline, retry)
+        refused = len(self._failed_ids)
+        if undelivered is None:
+            return Outcome(refused_pods=refused)
+        return Outcome(rest=_payload(undelivered.actions), reason=undelivered.reason,
+                       refused_pods=refused)
 
-    def _drain(self, retry: bool, deadline: float) -> bool:
-        """Send spooled documents, oldest first; whether the spool is now empty."""
-        for spooled in self.spool.files():
-            actions = self.spool.read(spooled)
-            for start in range(0, len(actions), self.bulk_size):
-                chunk = actions[start:start + self.bulk_size]
-                send_deadline = min(deadline, time.monotonic() + self.timeout_s)
-                undelivered = self._send(chunk, send_deadline, retry)
-                if undelivered is not None:
-                    rest = undelivered.actions + actions[start + self.bulk_size:]
-                    self.stats["drained"] += len(actions) - len(rest)
-                    self.spool.replace(spooled, rest)
-                    return False
-            self.stats["drained"] += len(actions)
-            self.spool.remove(spooled)
-            log.info("drained %d spooled documents (%s) into Elasticsearch", len(actions),
-                     spooled.path.name)
-        return True
-
-    def _to_spool(self, actions: list[Action], reason: str) -> None:
-        if not actions:
-            return
-        spooled, dropped = self.spool.append(actions)
-        self.stats["spooled"] += spooled
-        self.stats["dropped"] += dropped
-        log.warning("spooled %d documents to %s (%s); %d waiting", spooled,
-                    self.spool.directory, reason, self.spool.pending())
+    def interrupt(self) -> None:
+        """End a backoff wait (a request on the wire runs to its timeout)."""
+        self._stopping.set()
 
     def _send(self, chunk: list[Action], deadline: float, retry: bool) -> _Undelivered | None:
         """One bulk request and its retries; None when every document was indexed or
@@ -332,30 +320,29 @@ class ElasticsearchSink:
             try:
                 client = self._ready(pending, deadline)
                 setup = False
-                self.stats["requests"] += 1
+                self._counts["requests"] += 1
                 response = client.options(request_timeout=_remaining(deadline)).bulk(
                     operations=_operations(pending), filter_path=_FILTER_PATH)
             except (ApiError, elastic_transport.TransportError) as exc:
                 verdict, reason = _classify(exc, setup)
                 if verdict == "fail":
-                    self.stats["failed"] += len(pending)
+                    self._counts["failed"] += len(pending)
+                    self._failed_ids.update(str(a.get("_id")) for a in pending)
                     log.error("Elasticsearch refused a bulk request of %d documents: %s; "
                               "they are not retried", len(pending), reason)
                     return None
                 if verdict == "retry" and retry and self._backoff(attempt, deadline):
                     attempt += 1
-                    self.stats["retried"] += len(pending)
+                    self._counts["retried"] += len(pending)
                     continue
-                self._set_outage(reason)
                 return _Undelivered(pending, reason)
 
-            self._set_outage(None)
             again = self._check_items(pending, response.body.get("items") or [])
             if not again:
                 return None
             if retry and self._backoff(attempt, deadline):
                 attempt += 1
-                self.stats["retried"] += len(again)
+                self._counts["retried"] += len(again)
                 pending = again
                 continue
             return _Undelivered(again, f"{len(again)} documents refused with 429/5xx")
@@ -368,11 +355,12 @@ class ElasticsearchSink:
             result: dict[str, Any] = next(iter(item.values()), {}) if isinstance(item, dict) else {}
             status = int(result.get("status") or 0)
             if 200 <= status < 300:
-                self.stats["indexed"] += 1
+                self._counts["indexed"] += 1
             elif status in RETRYABLE_STATUSES or status == 0:
                 again.append(action)
             else:
-                self.stats["failed"] += 1
+                self._counts["failed"] += 1
+                self._failed_ids.add(str(action.get("_id")))
                 error = result.get("error") or {}
                 if isinstance(error, dict):
                     cause = error.get("caused_by") or {}
@@ -390,11 +378,11 @@ class ElasticsearchSink:
         client = self._client().options(request_timeout=_remaining(deadline))
         if not self._installed:
             prefix = self.index_prefix
-            self.stats["requests"] += 1
+            self._counts["requests"] += 1
             client.ilm.put_lifecycle(name=tpl.policy_name(prefix),
                                      body=tpl.retention_policy(self.retention_days))
             for family in tpl.FAMILIES:
-                self.stats["requests"] += 1
+                self._counts["requests"] += 1
                 client.indices.put_index_template(name=tpl.template_name(prefix, family),
                                                   body=tpl.index_template(prefix, family,
                                                                           self.results))
@@ -405,7 +393,7 @@ class ElasticsearchSink:
             origin = tpl.month_end_ms(index)
             settings = ({"index": {"lifecycle": {"origination_date": origin}}}
                         if origin is not None else None)
-            self.stats["requests"] += 1
+            self._counts["requests"] += 1
             try:
                 client.indices.create(index=index, settings=settings)
             except ApiError as exc:
@@ -443,17 +431,13 @@ class ElasticsearchSink:
             return False
         return not self._stopping.wait(delay)
 
-    def _set_outage(self, reason: str | None) -> None:
-        """Log once when Elasticsearch stops taking documents and once when it is back."""
-        if reason is not None and self._outage is None:
-            log.error("Elasticsearch %s cannot take documents (%s); spooling to %s",
-                      ",".join(self.hosts), reason, self.spool.directory)
-        elif reason is None and self._outage is not None:
-            log.warning("Elasticsearch %s takes documents again", ",".join(self.hosts))
-        self._outage = reason
-
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _payload(actions: list[Action]) -> Payload:
+    """Bulk actions as a payload: JSON lines, one per document, of so many pods."""
+    return Payload(encode_lines(actions), len(actions), len({a.get("_id") for a in actions}))
 
 
 def _operations(actions: list[Action]) -> list[dict[str, Any]]:

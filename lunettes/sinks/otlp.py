@@ -2,10 +2,20 @@
 
 Each pod record becomes one trace (trace id = the pod UID's 128 bits) with one span per
 stage; see :mod:`lunettes.model.spans` for the mapping, :mod:`lunettes.sinks.otlp_encode`
-for the protobuf bytes and :mod:`lunettes.sinks.otlp_transport` for the wire. Export is
-synchronous: ``export`` returns once every request of the batch was delivered or given up
-on (logged and counted in ``stats``), so ``force_flush`` has nothing pending and reports
-whether nothing was lost.
+for the protobuf bytes and :mod:`lunettes.sinks.otlp_transport` for the wire.
+
+``export`` only encodes: the requests are sent by a background thread through
+:class:`~lunettes.sinks.delivery.SpooledDelivery`, with a bounded queue and a disk spool
+(``spool_dir``, the encoded requests as they are sent), so a collector that is down,
+hung, overloaded or failing never stalls the pipeline and loses nothing: what it does
+not take waits in the spool and is sent once it is back, by this run or the next one with
+the same ``spool_dir``; a request it took is never sent again. Connection failures,
+timeouts, 429 and 5xx (gRPC: the specification's retryable codes, INTERNAL and UNKNOWN)
+are retried with exponential backoff and jitter (at least the Retry-After asked for)
+within ``timeout_s``, then spooled; refused credentials (401/403, UNAUTHENTICATED,
+PERMISSION_DENIED) are spooled at once; any other refusal (4xx, INVALID_ARGUMENT...) and
+spans a partial success rejects are logged and counted, never re-sent. ``lost`` counts the
+pod records refused or dropped by the spool's size limit (see :mod:`lunettes.cli.exitcodes`).
 
 This module imports grpcio and opentelemetry-proto (the ``otlp`` extra, for the
 receiver's answers); nothing else in lunettes imports it, so the core works without them.
@@ -17,7 +27,9 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -26,6 +38,7 @@ from lunettes.model.record import PodRecord
 from lunettes.model.spans import pod_trace
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import SinkClosedError
+from lunettes.sinks.delivery import Outcome, Payload, SpooledDelivery
 from lunettes.sinks.otlp_encode import OTLPEncoder
 from lunettes.sinks.otlp_transport import (
     GrpcTransport,
@@ -34,6 +47,7 @@ from lunettes.sinks.otlp_transport import (
     TransportError,
     has_scheme,
 )
+from lunettes.sinks.spool import DiskSpool
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +61,10 @@ DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_SERVICE_NAME = "lunettes"
+DEFAULT_QUEUE_SIZE = 64
+DEFAULT_SPOOL_MAX_MB = 512.0
+SPOOL_ROOT = ".lunettes-spool"
+SPOOL_SUFFIX = ".otlp"
 
 
 def traces_url(endpoint: str, append_path: bool = True, insecure: bool = True) -> str:
@@ -76,16 +94,19 @@ def _env_bool(value: str | None) -> bool | None:
 
 
 class OTLPSink:
-    """Exports pod records as OTLP traces.
+    """Exports pod records as OTLP traces; see the module docstring.
 
     ``endpoint`` defaults to the local collector for ``protocol``; for ``http/protobuf``
     ``/v1/traces`` is appended unless ``append_traces_path`` is false or the endpoint
     already ends with it. ``insecure`` (plaintext gRPC, ``http://`` for a scheme-less
     HTTP endpoint) defaults to true for ``http://`` endpoints. ``timeout_s`` bounds each
     request including its retries; ``batch_size`` is the number of pods per request;
-    ``max_retries`` caps retries of retryable failures (exponential backoff with jitter).
-    ``link_as_parent`` makes a Pod's root span the child of the caller's span named by
-    its trace context annotation (in the caller's trace), instead of linking to it.
+    ``max_retries`` caps retries of retryable failures. ``link_as_parent`` makes a
+    Pod's root span the child of the caller's span named by its trace context annotation
+    (in the caller's trace), instead of linking to it. ``queue_size`` requests wait in
+    memory for the sending thread; ``spool_dir`` holds at most ``spool_max_mb`` of
+    requests the collector did not take. ``backoff_base_s``/``backoff_max_s`` space the
+    retries and the probes of a collector that is down.
     """
 
     def __init__(
@@ -99,6 +120,9 @@ class OTLPSink:
         max_retries: int = DEFAULT_MAX_RETRIES,
         service_name: str = DEFAULT_SERVICE_NAME,
         *,
+        spool_dir: str | Path = f"{SPOOL_ROOT}/otlp",
+        spool_max_mb: float = DEFAULT_SPOOL_MAX_MB,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
         append_traces_path: bool = True,
         link_as_parent: bool = False,
         backoff_base_s: float = 0.1,
@@ -107,12 +131,12 @@ class OTLPSink:
         if protocol not in PROTOCOLS:
             supported = ", ".join(PROTOCOLS)
             raise ValueError(f"unsupported protocol {protocol!r}; supported: {supported}")
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        if batch_size < 1 or queue_size < 1:
+            raise ValueError("batch_size and queue_size must be at least 1")
         if max_retries < 0:
             raise ValueError("max_retries must not be negative")
-        if timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
+        if timeout_s <= 0 or spool_max_mb <= 0:
+            raise ValueError("timeout_s and spool_max_mb must be positive")
         endpoint = endpoint or DEFAULT_ENDPOINTS[protocol]
         if insecure is None:
             insecure = endpoint.lower().startswith("http://")
@@ -121,41 +145,64 @@ class OTLPSink:
         self.timeout_s = float(timeout_s)
         self.insecure = insecure
         self.batch_size = batch_size
-        self.max_retries = max_retries
         self.service_name = service_name
         self.link_as_parent = link_as_parent
         self._encoder = OTLPEncoder(service_name)
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
-        self.transport: Transport
+        transport: Transport
         if protocol == GRPC:
-            self.transport = GrpcTransport(endpoint, self.headers, insecure)
+            transport = GrpcTransport(endpoint, self.headers, insecure)
         else:
-            self.transport = HttpTransport(
-                traces_url(endpoint, append_traces_path, insecure), self.headers
-            )
-        self.endpoint = self.transport.target
-        self.stats: dict[str, int] = {
-            "exported_spans": 0,
-            "failed_spans": 0,
-            "rejected_spans": 0,
-            "requests": 0,
-            "retries": 0,
-            "skipped_records": 0,
-        }
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
+            transport = HttpTransport(traces_url(endpoint, append_traces_path, insecure),
+                                      self.headers)
+        self.transport = transport
+        self.endpoint = transport.target
+        self._sender = _Sender(transport, max_retries, backoff_base_s, backoff_max_s)
+        self._skipped = 0
+        self._delivery = SpooledDelivery(
+            f"OTLP collector {self.endpoint}", self._sender,
+            DiskSpool(spool_dir, int(spool_max_mb * 2**20), SPOOL_SUFFIX),
+            queue_size=queue_size, timeout_s=self.timeout_s,
+            backoff_base_s=max(backoff_base_s, 0.01), backoff_max_s=max(backoff_max_s, 0.01))
         self._closed = False
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Spans ``exported``, ``refused`` for good (``rejected`` by a partial success
+        among them), ``spooled``, ``drained`` from the spool, ``dropped`` by its limit;
+        ``requests``, ``retries``, ``skipped_records`` (no time to place a span)."""
+        sender, delivery = self._sender.stats, self._delivery.stats
+        return {
+            "exported_spans": sender["exported"], "refused_spans": sender["refused"],
+            "rejected_spans": sender["rejected"], "spooled_spans": delivery["spooled"],
+            "drained_spans": delivery["drained"], "dropped_spans": delivery["dropped"],
+            "requests": sender["requests"], "retries": sender["retries"],
+            "skipped_records": self._skipped,
+        }
+
+    @property
+    def lost(self) -> int:
+        """Pod records lost for good: refused by the collector or dropped by the spool."""
+        return self._delivery.lost
+
+    @property
+    def spool(self) -> DiskSpool:
+        return self._delivery.spool
+
+    def pending(self) -> int:
+        """Spans not delivered yet (queued, on the wire or spooled)."""
+        return self._delivery.pending()
 
     @classmethod
     def from_config(cls, name: str, section: Section, context: BuildContext) -> OTLPSink:
         """Build from a ``type: otlp`` sink section; problems go to ``section.problems``.
 
         Keys: endpoint, protocol, headers, timeout_s, insecure, batch_size, max_retries,
-        service_name. Unset keys fall back to the OTEL_EXPORTER_OTLP_* variables of
-        ``context.env`` (traces-specific first), then to built-in defaults. A section
-        with problems still returns a sink (with defaults in place of the bad values):
-        the caller raises :class:`~lunettes.config.errors.ConfigError` for all problems.
+        service_name, spool_dir (default ``.lunettes-spool/<sink name>``, relative to the
+        working directory), spool_max_mb, queue_size. Unset keys fall back to the
+        OTEL_EXPORTER_OTLP_* variables of ``context.env`` (traces-specific first), then to
+        built-in defaults. A section with problems still returns a sink (with defaults in
+        place of the bad values): the caller raises
+        :class:`~lunettes.config.errors.ConfigError` for all problems.
         """
         env = context.env
 
@@ -233,6 +280,14 @@ class OTLPSink:
             section.problem("service_name", "must not be empty")
             service_name = DEFAULT_SERVICE_NAME
         link_as_parent = section.get("link_as_parent", False, bool)
+        spool_dir = section.get("spool_dir", f"{SPOOL_ROOT}/{name.replace('/', '-')}", str)
+        spool_max_mb = _positive(section, "spool_max_mb",
+                                 section.get("spool_max_mb", DEFAULT_SPOOL_MAX_MB, float),
+                                 DEFAULT_SPOOL_MAX_MB)
+        queue_size = section.get("queue_size", DEFAULT_QUEUE_SIZE, int)
+        if queue_size < 1:
+            section.problem("queue_size", f"must be at least 1, got {queue_size}")
+            queue_size = DEFAULT_QUEUE_SIZE
         section.check_unknown()
 
         return cls(
@@ -244,6 +299,9 @@ class OTLPSink:
             batch_size=batch_size,
             max_retries=max_retries,
             service_name=service_name,
+            spool_dir=spool_dir,
+            spool_max_mb=spool_max_mb,
+            queue_size=queue_size,
             append_traces_path=append_path,
             link_as_parent=link_as_parent,
         )
@@ -251,45 +309,43 @@ class OTLPSink:
     # -- Sink contract -------------------------------------------------------------------
 
     def export(self, batch: Sequence[PodRecord]) -> None:
-        """Send the records, ``batch_size`` pods per request; failures are logged and
-        counted in ``stats['failed_spans']``, never raised."""
+        """Encode the records, ``batch_size`` pods per request, and hand the requests to
+        the sending thread (or the spool); never waits on the collector."""
         if self._closed:
             raise SinkClosedError("OTLP sink is shut down")
-        with self._lock:
-            if self._closed:
-                raise SinkClosedError("OTLP sink is shut down")
-            encode = self._encoder.resource_spans
-            chunk: list[bytes] = []
-            n_spans = 0
-            for record in batch:
-                trace = pod_trace(record, self.link_as_parent)
-                if trace is None:
-                    self.stats["skipped_records"] += 1
-                    log.debug("pod %s/%s (%s) has no time to place a span; skipped",
-                              record.namespace, record.name, record.uid)
-                    continue
-                chunk.append(encode(trace))
-                n_spans += len(trace.spans)
-                if len(chunk) >= self.batch_size:
-                    self._send(b"".join(chunk), len(chunk), n_spans)
-                    chunk, n_spans = [], 0
-            if chunk:
-                self._send(b"".join(chunk), len(chunk), n_spans)
+        encode = self._encoder.resource_spans
+        chunk: list[bytes] = []
+        n_spans = 0
+        for record in batch:
+            trace = pod_trace(record, self.link_as_parent)
+            if trace is None:
+                self._skipped += 1
+                log.debug("pod %s/%s (%s) has no time to place a span; skipped",
+                          record.namespace, record.name, record.uid)
+                continue
+            chunk.append(encode(trace))
+            n_spans += len(trace.spans)
+            if len(chunk) >= self.batch_size:
+                self._delivery.submit(Payload(b"".join(chunk), n_spans, len(chunk)))
+                chunk, n_spans = [], 0
+        if chunk:
+            self._delivery.submit(Payload(b"".join(chunk), n_spans, len(chunk)))
 
     def force_flush(self, timeout_s: float = 30.0) -> bool:
-        """Nothing is ever pending (export is synchronous): whether no span was lost."""
-        return self.stats["failed_spans"] == 0
+        """Wait until every span exported so far reached the collector; False when the
+        collector is down (what it did not take is spooled) or ``timeout_s`` passed."""
+        return self._delivery.flush(timeout_s)
 
     def shutdown(self) -> None:
-        """Stop retrying, wait for an export in progress, close the channel. Idempotent."""
+        """Flush (unless the collector is down, within ``timeout_s``), then stop: what is
+        left is spooled for the next run. Idempotent."""
         if self._closed:
             return
-        self._stopping.set()
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self.transport.close()
+        self._closed = True
+        if self._delivery.down is None:
+            self._delivery.flush(self.timeout_s)
+        self._delivery.close()
+        self.transport.close()
 
     def __enter__(self) -> OTLPSink:
         return self
@@ -297,53 +353,66 @@ class OTLPSink:
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
 
-    # -- sending -------------------------------------------------------------------------
 
-    def _send(self, request: bytes, n_pods: int, n_spans: int) -> None:
-        """Send one encoded ExportTraceServiceRequest, retrying as configured."""
-        deadline = time.monotonic() + self.timeout_s
+class _Sender:
+    """Sends one request with retries (see :class:`~lunettes.sinks.delivery.Sender`)."""
+
+    def __init__(self, transport: Transport, max_retries: int, backoff_base_s: float,
+                 backoff_max_s: float) -> None:
+        self.transport = transport
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.stats: Counter[str] = Counter()
+        self._stopping = threading.Event()
+        self._random = random.Random()
+
+    def interrupt(self) -> None:
+        self._stopping.set()
+        self.transport.interrupt()
+
+    def send(self, payload: Payload, deadline: float, retry: bool) -> Outcome:
         attempt = 0
+        n_spans, n_pods = payload.count, payload.pods
         while True:
             self.stats["requests"] += 1
-            remaining = deadline - time.monotonic()
             try:
-                result = self.transport.send(request, max(remaining, 0.001))
+                result = self.transport.send(payload.data, max(deadline - time.monotonic(),
+                                                               0.001))
             except TransportError as exc:
-                reason = self._give_up_reason(exc, attempt, deadline)
-                if reason is None:
+                if exc.retryable and retry and self._backoff(exc, attempt, deadline):
                     attempt += 1
                     self.stats["retries"] += 1
                     continue
-                self.stats["failed_spans"] += n_spans
-                log.error(
-                    "OTLP export to %s failed after %d attempt(s): %s (%s); dropped %d spans "
-                    "of %d pods", self.endpoint, attempt + 1, exc, reason, n_spans, n_pods,
-                )
-                return
+                if exc.retryable or exc.hold:
+                    return Outcome(rest=payload, reason=str(exc),
+                                   retry_after_s=exc.retry_after_s)
+                self.stats["refused"] += n_spans
+                log.error("OTLP collector %s refused %d spans of %d pods: %s; not retried",
+                          self.transport.target, n_spans, n_pods, exc)
+                return Outcome(refused_pods=n_pods)
             rejected = min(result.rejected_spans, n_spans)
-            if rejected:
-                self.stats["rejected_spans"] += rejected
-                self.stats["failed_spans"] += rejected
-                log.warning("OTLP receiver %s rejected %d of %d spans: %s",
-                            self.endpoint, rejected, n_spans, result.message or "no reason given")
-            self.stats["exported_spans"] += n_spans - rejected
-            return
+            self.stats["exported"] += n_spans - rejected
+            if not rejected:
+                return Outcome()
+            self.stats["rejected"] += rejected
+            self.stats["refused"] += rejected
+            log.warning("OTLP collector %s rejected %d of %d spans: %s; not retried",
+                        self.transport.target, rejected, n_spans,
+                        result.message or "no reason given")
+            return Outcome(refused_pods=min(n_pods, rejected))
 
-    def _give_up_reason(self, exc: TransportError, attempt: int, deadline: float) -> str | None:
-        """Wait the backoff and return None to retry, or say why not to."""
-        if not exc.retryable:
-            return "not retryable"
+    def _backoff(self, exc: TransportError, attempt: int, deadline: float) -> bool:
+        """Wait before retry ``attempt + 1``; False when no retry is allowed."""
         if attempt >= self.max_retries:
-            return f"max_retries={self.max_retries} reached"
+            return False
         cap = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
-        delay = cap * random.uniform(0.5, 1.0)
+        delay = cap * self._random.uniform(0.5, 1.0)
         if exc.retry_after_s is not None:
             delay = max(delay, exc.retry_after_s)
         if time.monotonic() + delay >= deadline:
-            return f"timeout_s={self.timeout_s:g} would pass before the next attempt"
-        if self._stopping.wait(delay):
-            return "sink shutting down"
-        return None
+            return False
+        return not self._stopping.wait(delay)
 
 
 def _positive(section: Section, key: str, value: float, default: float) -> float:

@@ -3,13 +3,17 @@
 A request is an encoded ``ExportTraceServiceRequest`` (:mod:`lunettes.sinks.otlp_encode`),
 sent as it is: the body of an HTTP POST, or the message of a unary gRPC call to
 ``TraceService/Export``. Retrying is the sink's business; a transport makes exactly one
-attempt per ``send``.
+attempt per ``send``, bounded by its timeout, and ``interrupt`` aborts it from another
+thread.
 """
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import contextlib
+import http.client
+import socket
+import ssl
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -26,20 +30,39 @@ RETRYABLE_GRPC_CODES = frozenset(
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.DATA_LOSS,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
     }
 )
-RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})
+"""The OTLP specification's retryable codes, and the server errors (HTTP 5xx's kin)."""
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+"""The sink spaces its own retries: gRPC's reconnect backoff (up to 120 s by default) would
+fail them without trying the collector that came back."""
+HOLD_GRPC_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+HOLD_HTTP_STATUSES = frozenset({401, 403})
 USER_AGENT = f"lunettes/{__version__}"
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
 class TransportError(Exception):
-    """One failed attempt; ``retryable`` says whether trying again may succeed."""
+    """One failed attempt. ``retryable``: trying again may succeed (connection failures,
+    timeouts, 429, 5xx); ``hold``: not now, but keep the data (refused credentials);
+    neither: refused for good (any other 4xx, an invalid request)."""
 
-    def __init__(self, message: str, retryable: bool, retry_after_s: float | None = None):
+    def __init__(self, message: str, retryable: bool, retry_after_s: float | None = None,
+                 hold: bool = False):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+        self.hold = hold
 
 
 @dataclass(frozen=True)
@@ -55,6 +78,10 @@ class Transport(Protocol):
 
     def send(self, request: bytes, timeout_s: float) -> ExportResult:
         """Send one encoded ExportTraceServiceRequest."""
+        ...
+
+    def interrupt(self) -> None:
+        """Abort a request in progress (from another thread)."""
         ...
 
     def close(self) -> None: ...
@@ -79,25 +106,44 @@ class GrpcTransport:
         else:
             self.target = endpoint.split("/", 1)[0]
         if insecure:
-            self._channel = grpc.insecure_channel(self.target)
+            self._channel = grpc.insecure_channel(self.target, CHANNEL_OPTIONS)
         else:
-            self._channel = grpc.secure_channel(self.target, grpc.ssl_channel_credentials())
+            self._channel = grpc.secure_channel(self.target, grpc.ssl_channel_credentials(),
+                                                CHANNEL_OPTIONS)
         self._export = self._channel.unary_unary(  # no request serializer: bytes as they are
             EXPORT_METHOD, response_deserializer=ExportTraceServiceResponse.FromString)
         self._metadata = tuple((k.lower(), v) for k, v in headers.items())
+        self._lock = threading.Lock()
+        self._call: grpc.Future | None = None
 
     def send(self, request: bytes, timeout_s: float) -> ExportResult:
+        call = self._export.future(request, timeout=timeout_s, metadata=self._metadata)
+        with self._lock:
+            self._call = call
         try:
-            response = self._export(request, timeout=timeout_s, metadata=self._metadata)
+            response = call.result()
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
             details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
             raise TransportError(
-                f"gRPC {code.name}: {details}", retryable=code in RETRYABLE_GRPC_CODES
+                f"gRPC {code.name}: {details}", retryable=code in RETRYABLE_GRPC_CODES,
+                hold=code in HOLD_GRPC_CODES,
             ) from exc
+        except grpc.FutureCancelledError as exc:
+            raise TransportError("gRPC call cancelled", retryable=True) from exc
+        finally:
+            with self._lock:
+                self._call = None
         return _result(response)
 
+    def interrupt(self) -> None:
+        with self._lock:
+            call = self._call
+        if call is not None:
+            call.cancel()
+
     def close(self) -> None:
+        self.interrupt()
         self._channel.close()
 
 
@@ -115,37 +161,54 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class HttpTransport:
-    """OTLP/HTTP with binary protobuf bodies, POSTed with urllib (proxies not used)."""
+    """OTLP/HTTP with binary protobuf bodies, POSTed with http.client (no proxy), one
+    connection per request; ``timeout_s`` bounds connecting and every read."""
 
     def __init__(self, url: str, headers: dict[str, str]) -> None:
         self.target = url
+        parts = urlsplit(url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or "localhost"
+        self._port = parts.port
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._headers = {
             "User-Agent": USER_AGENT,
             **headers,
             "Content-Type": "application/x-protobuf",
         }
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._lock = threading.Lock()
+        self._connection: http.client.HTTPConnection | None = None
 
     def send(self, request: bytes, timeout_s: float) -> ExportResult:
-        http_request = urllib.request.Request(
-            self.target, data=request, headers=self._headers, method="POST"
-        )
+        connection: http.client.HTTPConnection
+        if self._https:
+            connection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=timeout_s,
+                context=ssl.create_default_context())
+        else:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=timeout_s)
+        with self._lock:
+            self._connection = connection
         try:
-            with self._opener.open(http_request, timeout=timeout_s) as response:
-                body = response.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:200].decode("utf-8", "replace") if exc.fp else ""
+            connection.request("POST", self._path, body=request, headers=self._headers)
+            response = connection.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransportError(f"connection failed: {exc or type(exc).__name__}",
+                                 retryable=True) from exc
+        finally:
+            with self._lock:
+                self._connection = None
+            connection.close()
+        status = response.status
+        if not 200 <= status < 300:
+            detail = body[:200].decode("utf-8", "replace").strip()
             raise TransportError(
-                f"HTTP {exc.code} {exc.reason}" + (f": {detail}" if detail else ""),
-                retryable=exc.code in RETRYABLE_HTTP_STATUSES,
-                retry_after_s=_retry_after(exc.headers.get("Retry-After")),
-            ) from exc
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            retryable = isinstance(reason, ConnectionError | TimeoutError)
-            raise TransportError(f"connection failed: {reason}", retryable=retryable) from exc
-        except (ConnectionError, TimeoutError) as exc:
-            raise TransportError(f"connection failed: {exc}", retryable=True) from exc
+                f"HTTP {status} {response.reason}" + (f": {detail}" if detail else ""),
+                retryable=status == 429 or status >= 500,
+                retry_after_s=_retry_after(response.getheader("Retry-After")),
+                hold=status in HOLD_HTTP_STATUSES,
+            )
         response_message = ExportTraceServiceResponse()
         try:
             response_message.ParseFromString(body)
@@ -153,5 +216,14 @@ class HttpTransport:
             return ExportResult()
         return _result(response_message)
 
+    def interrupt(self) -> None:
+        """Abort a request in progress (from another thread)."""
+        with self._lock:
+            connection = self._connection
+        sock = connection.sock if connection is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def close(self) -> None:
-        pass
+        self.interrupt()
