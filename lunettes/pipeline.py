@@ -288,7 +288,7 @@ class Pipeline:
         batch: list[PodRecord] = []
         now_us = 0
 
-        def finish(timelines: list[PodTimeline]) -> None:
+        def finish(timelines: Iterable[PodTimeline]) -> None:
             for timeline in timelines:
                 timeline.observed_until_us = now_us
                 record = self.record_of(timeline)
@@ -296,8 +296,8 @@ class Pipeline:
                 batch.append(record)
                 if on_record is not None:
                     on_record(record)
-            if len(batch) >= self.batch_size:
-                self._export(batch)
+                if len(batch) >= self.batch_size:  # the end of input drains in batches too
+                    self._export(batch)
 
         accept, push, add, advance = dedupe.accept, window.push, folder.add, folder.advance
         slim = folder.slim
@@ -350,7 +350,7 @@ class Pipeline:
         self._export(batch)
         for sink in self.sinks:
             sink.force_flush()
-        stats["sink_lost"] += sink_losses(self.sinks)
+        stats["sink_lost"] = sink_losses(self.sinks)
         return stats
 
     @property
@@ -397,8 +397,10 @@ class Pipeline:
             batch.clear()
 
     def shutdown(self) -> None:
-        """Close every source and shut every sink down (safe twice)."""
+        """Close every source and shut every sink down (safe twice); ``stats['sink_lost']``
+        then counts what the sinks lost, during the shutdown too."""
         for source in self.sources:
             source.close()
         for sink in self.sinks:
             sink.shutdown()
+        self.stats["sink_lost"] = sink_losses(self.sinks)

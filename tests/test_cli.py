@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -113,3 +114,90 @@ def test_validate_config_and_graph(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["validate-config", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "analyzers.stages.confg: unknown key (did you mean config?)" in err
+
+
+# -- replay with a collector in trouble --------------------------------------------------
+
+SAMPLE = str(Path(__file__).resolve().parent.parent / "lunettes" / "data" /
+             "sample-audit.jsonl.gz")
+
+
+def _otlp_config(tmp_path: Path, endpoint: str, **otlp: object) -> Path:
+    """A copy of the bundled config whose only sink is OTLP to ``endpoint``."""
+    import shutil
+
+    import yaml
+
+    config = tmp_path / "config"
+    shutil.copytree(DEFAULT_CONFIG_DIR, config, ignore=shutil.ignore_patterns("*.py"))
+    pipeline = yaml.safe_load((config / "pipeline.yaml").read_text())
+    pipeline["sinks"] = {"otlp": {"endpoint": endpoint, "spool_dir": str(tmp_path / "spool"),
+                                  "batch_size": 10, "timeout_s": 2, **otlp}}
+    (config / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    return config
+
+
+def _replay_s(*args: str) -> tuple[int, float]:
+    began = time.monotonic()
+    rc = main(["replay", SAMPLE, "--format", "none", *args])
+    return rc, time.monotonic() - began
+
+
+def test_a_hung_collector_neither_stalls_the_replay_nor_loses_a_span(
+        tmp_path: Path, otlp_receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    from otlp_receiver import OTLPReceiver
+
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    # What a healthy collector gets: the reference the faulty run must end up equal to.
+    healthy = tmp_path / "healthy"
+    rc, base_s = _replay_s("--config", str(_otlp_config(healthy, otlp_receiver.grpc_endpoint)))
+    assert rc == 0
+    reference = otlp_receiver.spans_per_trace()
+    assert len(reference) > 100
+
+    hung = OTLPReceiver().start()
+    try:
+        hung.fail("hang")
+        config = _otlp_config(tmp_path, hung.grpc_endpoint)
+        rc, hung_s = _replay_s("--config", str(config))
+        assert rc == 0  # nothing lost: everything waits in the spool
+        # Synchronous export took timeout_s per request (30 of them): one at most here.
+        assert hung_s < base_s + 2 + 6
+        assert hung.spans == []
+        spooled = sum(f.pods for f in _spool_files(tmp_path / "spool"))
+        assert spooled == len(reference)
+
+        hung.recover()
+        # The next run with the same spool_dir sends it, once, before its own records
+        # (an input with no Pod in it: only what was spooled goes out).
+        lease = tmp_path / "lease.jsonl"
+        lease.write_text(orjson.dumps({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+            "auditID": str(uuid.uuid4()), "stage": "ResponseComplete", "verb": "update",
+            "objectRef": {"resource": "leases", "namespace": "kube-system", "name": "x",
+                          "apiGroup": "coordination.k8s.io"},
+            "requestReceivedTimestamp": "2024-01-01T00:00:00.000000Z",
+            "stageTimestamp": "2024-01-01T00:00:00.001000Z"}).decode() + "\n")
+        assert main(["replay", str(lease), "--format", "none", "--config", str(config)]) == 0
+        assert hung.spans_per_trace() == reference
+        assert _spool_files(tmp_path / "spool") == []
+    finally:
+        hung.stop()
+
+
+def test_a_spool_too_small_for_the_outage_exits_3(tmp_path: Path, otlp_receiver,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    otlp_receiver.go_down()
+    config = _otlp_config(tmp_path, otlp_receiver.http_endpoint, protocol="http/protobuf",
+                          spool_max_mb=0.01)
+    rc, _ = _replay_s("--config", str(config))
+    assert rc == 3
+    assert "data lost" in capsys.readouterr().err
+
+
+def _spool_files(directory: Path) -> list:
+    from lunettes.sinks.otlp import SPOOL_SUFFIX
+    from lunettes.sinks.spool import DiskSpool
+
+    return DiskSpool(directory, 2**30, SPOOL_SUFFIX).files()

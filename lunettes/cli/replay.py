@@ -220,7 +220,6 @@ def _run_workers(args: argparse.Namespace, data: dict[str, Any], configured: lis
                 report = run_workers(job, on_records, lambda n: progress.advance(task, n))
         for sink in parent.sinks:
             sink.force_flush()
-        report.stats["sink_lost"] += exitcodes.sink_losses(parent.sinks)
     except ConfigError as exc:
         return report_config_error(exc)
     except WorkerFailed as exc:
@@ -230,6 +229,7 @@ def _run_workers(args: argparse.Namespace, data: dict[str, Any], configured: lis
         return 1
     finally:
         parent.shutdown()
+    report.stats["sink_lost"] += parent.stats["sink_lost"]
     _print_table(records, parent.results, args.wide)
     _summary(err, report.stats, report, skipped)
     return _exit(err, report.stats, report.bad, args)

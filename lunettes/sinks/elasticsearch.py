@@ -316,6 +316,8 @@ class ElasticsearchSink:
         pending = chunk
         attempt = 0
         while True:
+            if self._stopping.is_set():  # closing: nothing is sent after shutdown
+                return _Undelivered(pending, "shutting down")
             setup = True
             try:
                 client = self._ready(pending, deadline)

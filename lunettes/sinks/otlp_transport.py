@@ -81,7 +81,8 @@ class Transport(Protocol):
         ...
 
     def interrupt(self) -> None:
-        """Abort a request in progress (from another thread)."""
+        """Abort a request in progress and refuse later ones (from another thread: the
+        sink is closing, and nothing may reach the collector after it closed)."""
         ...
 
     def close(self) -> None: ...
@@ -115,10 +116,13 @@ class GrpcTransport:
         self._metadata = tuple((k.lower(), v) for k, v in headers.items())
         self._lock = threading.Lock()
         self._call: grpc.Future | None = None
+        self._interrupted = False
 
     def send(self, request: bytes, timeout_s: float) -> ExportResult:
-        call = self._export.future(request, timeout=timeout_s, metadata=self._metadata)
         with self._lock:
+            if self._interrupted:
+                raise TransportError("interrupted: the sink is closing", retryable=True)
+            call = self._export.future(request, timeout=timeout_s, metadata=self._metadata)
             self._call = call
         try:
             response = call.result()
@@ -138,6 +142,7 @@ class GrpcTransport:
 
     def interrupt(self) -> None:
         with self._lock:
+            self._interrupted = True
             call = self._call
         if call is not None:
             call.cancel()
@@ -178,6 +183,7 @@ class HttpTransport:
         }
         self._lock = threading.Lock()
         self._connection: http.client.HTTPConnection | None = None
+        self._interrupted = False
 
     def send(self, request: bytes, timeout_s: float) -> ExportResult:
         connection: http.client.HTTPConnection
@@ -187,9 +193,12 @@ class HttpTransport:
                 context=ssl.create_default_context())
         else:
             connection = http.client.HTTPConnection(self._host, self._port, timeout=timeout_s)
-        with self._lock:
-            self._connection = connection
         try:
+            connection.connect()
+            with self._lock:  # connected: from here on interrupt() can cut the socket
+                if self._interrupted:
+                    raise ConnectionAbortedError("interrupted: the sink is closing")
+                self._connection = connection
             connection.request("POST", self._path, body=request, headers=self._headers)
             response = connection.getresponse()
             body = response.read()
@@ -217,8 +226,9 @@ class HttpTransport:
         return _result(response_message)
 
     def interrupt(self) -> None:
-        """Abort a request in progress (from another thread)."""
+        """Abort a request in progress and refuse later ones (from another thread)."""
         with self._lock:
+            self._interrupted = True
             connection = self._connection
         sock = connection.sock if connection is not None else None
         if sock is not None:
