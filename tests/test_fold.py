@@ -26,7 +26,7 @@ def _fold(*paths: str, delivered=_never) -> tuple[list[PodTimeline], Counter[str
     for record in FileSource(paths):
         if record.stage == "ResponseComplete":
             folder.add(record)
-    return folder.drain(), stats
+    return list(folder.drain()), stats
 
 
 def test_gke_create_then_status_patches_share_one_uid() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from sys import intern
 from typing import Any
@@ -372,15 +372,14 @@ class Folder:
         self._forget(now_us)
         return out
 
-    def drain(self) -> list[PodTimeline]:
-        """Every Pod still in memory, at the end of the input."""
-        out = []
+    def drain(self) -> Iterator[PodTimeline]:
+        """Every Pod still in memory, at the end of the input, one at a time: each leaves
+        memory as it is taken, so the caller can finish them in batches."""
+        self._due.clear()
         for live in list(self.live.values()):
             if not live.timeline.end_reason:
                 live.timeline.end_reason = "end_of_input"
-            out.append(self._retire(live, live.last_us))
-        self._due.clear()
-        return out
+            yield self._retire(live, live.last_us)
 
     def _retire(self, live: _Live, now_us: int) -> PodTimeline:
         timeline = live.timeline
