@@ -195,3 +195,100 @@ def test_prometheus_sink_in_pipeline_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sinks\.prometheus\.max_clases: unknown key "
                                           r"\(did you mean max_classes\?\)"):
         Pipeline.from_config(DEFAULT_CONFIG_DIR, data)
+
+
+# -- a backfill file sized by the data ---------------------------------------------------
+
+DAY_S = 86_400
+
+
+def _bursts(gap_s: int) -> tuple[list[PodRecord], list[PodRecord]]:
+    """Two bursts of Pods, ``gap_s`` of audit time apart, of several results and delays."""
+    first = [record(n, at_s=n * 13, result=("met", "violated")[n % 2], total=5 + n)
+             for n in range(10)]
+    second = [record(100 + n, at_s=gap_s + n * 17, result=("met", "killed")[n % 3 == 0],
+                     total=3 + 2 * n) for n in range(8)]
+    return first, second
+
+
+def _backfill(tmp: Path, records: list[PodRecord], **options: Any) -> tuple[Path, list[str]]:
+    path = tmp / "backfill.om"
+    sink = OpenMetricsFileSink(path, interval_s=60, **options)
+    sink.export(records)
+    sink.shutdown()
+    return path, path.read_text().splitlines()
+
+
+def _stamps(lines: list[str]) -> set[float]:
+    return {float(ln.rsplit(" ", 1)[1]) for ln in lines if ln and not ln.startswith("#")}
+
+
+def test_a_gap_of_months_makes_a_file_sized_by_the_records(tmp_path: Path) -> None:
+    first, second = _bursts(gap_s=120 * DAY_S)
+    path, lines = _backfill(tmp_path, first + second)
+    # Every minute of four months was 172,800 snapshots; now: the bursts and 5 min around.
+    snapshots = sorted(_stamps([ln for ln in lines if not ln.startswith(
+        "lunettes_pods_created")]))
+    assert len(snapshots) <= 2 * (5 + 1) + 2 + 3 + 3
+    assert path.stat().st_size < 200_000
+    gap = [t for t in snapshots if T0 / S + DAY_S < t < T0 / S + 119 * DAY_S]
+    assert gap == []  # nothing to say in the gap, nothing written
+    need = shutil.which("promtool") and shutil.which("prometheus")
+    if not need:
+        pytest.skip("the prometheus package is not installed (.ci/run installs it)")
+    from test_serve import prometheus, query, wait_for
+
+    tsdb = _promtool_backfill(path, tmp_path / "tsdb")
+    start_b = (T0 + 120 * DAY_S * S) / S
+    with prometheus(tmp_path, tsdb=tsdb) as prom:
+        end = max(snapshots)
+        total = wait_for(lambda: query(prom, "sum(lunettes_pods_total)", end) or None,
+                         "the backfilled blocks to load", 30)
+        assert total == {"": 18.0}
+        # Right before the second burst the counters hold what the first one counted.
+        assert query(prom, "sum(lunettes_pods_total)", start_b) == {"": 10.0}
+        assert query(prom, "sum(lunettes_pods_total)", T0 / S + 60 * DAY_S) == {}
+
+
+def test_sparse_and_every_interval_files_answer_alike_at_the_data_times(
+        tmp_path: Path) -> None:
+    if not (shutil.which("promtool") and shutil.which("prometheus")):
+        pytest.skip("the prometheus package is not installed (.ci/run installs it)")
+    from test_serve import prometheus, query, wait_for
+
+    first, second = _bursts(gap_s=6 * 3600)
+    records = first + second
+    dense_dir, sparse_dir = tmp_path / "dense", tmp_path / "sparse"
+    dense_dir.mkdir()
+    sparse_dir.mkdir()
+    dense, dense_lines = _backfill(dense_dir, records, hold_s=10**9)  # every interval
+    sparse, sparse_lines = _backfill(sparse_dir, records)
+    assert len(_stamps(sparse_lines)) < len(_stamps(dense_lines)) / 10
+    # When the records became final, and a little later while their counts change.
+    times = sorted({(r.finished_us or 0) / S + later for r in records
+                    for later in (0, 30, 90)})
+    queries = [
+        "sum by (result) (lunettes_pod_slo_results_total)",
+        "lunettes_pods_total",
+        "sum(rate(lunettes_pod_delivery_duration_seconds_count[5m]))",
+        "histogram_quantile(0.5, sum by (le) "
+        "(rate(lunettes_pod_delivery_duration_seconds_bucket[5m])))",
+        "increase(lunettes_pod_stage_duration_seconds_sum[5m])",
+    ]
+    answers: dict[str, list[list[dict[str, str]]]] = {}
+    for name, path, tmp in (("dense", dense, dense_dir), ("sparse", sparse, sparse_dir)):
+        tsdb = _promtool_backfill(path, tmp / "tsdb")
+        with prometheus(tmp, tsdb=tsdb) as prom:
+            wait_for(lambda prom=prom: query(prom, "sum(lunettes_pods_total)",  # type: ignore
+                                             times[-1]) or None, "the blocks to load", 30)
+            answers[name] = [[{k: repr(v) for k, v in query(prom, q, t).items()}  # NaN too
+                              for t in times] for q in queries]
+    assert answers["sparse"] == answers["dense"]
+    assert any(answers["sparse"][0])  # the queries did find data
+
+
+def _promtool_backfill(path: Path, tsdb: Path) -> Path:
+    out = subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(path),
+                          str(tsdb)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return tsdb

@@ -8,9 +8,14 @@ format that ``promtool tsdb create-blocks-from openmetrics FILE DIR`` backfills:
 family once, each series' points in time order, ``_total``/``_bucket``/``_count``/``_sum``
 samples and ``_created`` (the audit time the series first appeared), ending in ``# EOF``.
 
-Snapshots are kept in memory until shutdown (one tuple of numbers per series per
-interval); idle intervals between records are filled so a query anywhere in the span of
-the log finds a sample.
+Samples are written only while there is something to say: from ``hold_s`` of audit time
+before a record to ``hold_s`` after one (5 minutes by default: Prometheus' lookback, so an
+instant query or a ``[5m]`` range at any time a record was made finds the same samples as
+if every interval were written, and a series neither vanishes right after a change nor
+starts from nothing right before one). An idle gap longer than that is left empty, so the
+file grows with the records, not with the time between them: two records months apart
+make a few dozen snapshots, not one per minute of the gap. Snapshots are kept in memory
+until shutdown (one tuple of numbers per series per written interval).
 """
 
 from __future__ import annotations
@@ -31,9 +36,8 @@ from lunettes.sinks.prometheus import PrometheusSink
 __all__ = ["OpenMetricsFileSink", "record_time_us"]
 
 _S = 1_000_000
-MAX_FILL = 100_000
-"""At most this many idle snapshots are filled between two records (a guard against a
-record with a time far in the future)."""
+DEFAULT_HOLD_S = 300
+"""Prometheus' default lookback delta (``--query.lookback-delta``)."""
 
 
 def record_time_us(record: PodRecord) -> int | None:
@@ -60,22 +64,26 @@ class _Family:
 
 class OpenMetricsFileSink:
     """Writes ``path`` on shutdown (see the module docstring); ``interval_s`` is the audit
-    time between snapshots. ``force_flush`` writes nothing: a backfill file is complete
-    only when the run is."""
+    time between snapshots, ``hold_s`` how long before and after a record they are taken.
+    ``force_flush`` writes nothing: a backfill file is complete only when the run is."""
 
     def __init__(self, path: str | Path, interval_s: int = 60, *, max_namespaces: int = 200,
                  max_classes: int = 50, slo_key: str = "slo",
-                 diagnosis_key: str = "diagnosis") -> None:
+                 diagnosis_key: str = "diagnosis", hold_s: int = DEFAULT_HOLD_S) -> None:
         if interval_s < 1:
             raise ValueError("interval_s must be at least 1")
+        if hold_s < 0:
+            raise ValueError("hold_s must not be negative")
         self.path = Path(path)
         self.interval_us = interval_s * _S
+        self.hold_us = hold_s * _S
         self.registry = CollectorRegistry()
         self.metrics = PrometheusSink(self.registry, max_namespaces=max_namespaces,
                                       max_classes=max_classes, slo_key=slo_key,
                                       diagnosis_key=diagnosis_key)
         self.families: dict[str, _Family] = {}
         self._boundary_us: int | None = None
+        self._last_us = 0
         self._closed = False
 
     def export(self, batch: Sequence[PodRecord]) -> None:
@@ -88,17 +96,22 @@ class OpenMetricsFileSink:
             self.metrics.observe(record)
 
     def _advance(self, when_us: int) -> None:
-        """Snapshot every interval boundary passed before ``when_us``."""
+        """Snapshot the interval boundaries passed before ``when_us`` that lie within
+        ``hold_us`` after the previous record or before this one; skip the rest."""
+        interval = self.interval_us
         if self._boundary_us is None:
-            self._boundary_us = (when_us // self.interval_us + 1) * self.interval_us
+            self._boundary_us = (when_us // interval + 1) * interval
+            self._last_us = when_us
             return
-        filled = 0
-        while when_us >= self._boundary_us and filled <= MAX_FILL:
-            self._snapshot(self._boundary_us)
-            self._boundary_us += self.interval_us
-            filled += 1
-        if when_us >= self._boundary_us:  # a jump past the guard: resume at the new time
-            self._boundary_us = (when_us // self.interval_us + 1) * self.interval_us
+        lead_from = -(-(when_us - self.hold_us) // interval) * interval  # first one >= it
+        while when_us >= self._boundary_us:
+            if self._boundary_us <= self._last_us + self.hold_us \
+                    or self._boundary_us >= lead_from:
+                self._snapshot(self._boundary_us)
+                self._boundary_us += interval
+            else:  # an idle gap: nothing to say until the lead-in of this record
+                self._boundary_us = lead_from
+        self._last_us = max(self._last_us, when_us)
 
     def _snapshot(self, at_us: int) -> None:
         at_s = at_us / _S
