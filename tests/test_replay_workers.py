@@ -22,7 +22,7 @@ import pytest
 
 import lunettes
 from lunettes.cli.main import main
-from lunettes.cli.workers import Job, Report, WorkerFailed, merge, run_workers
+from lunettes.cli.workers import Job, Report, WorkerFailed, merge, own_spools, run_workers
 from lunettes.pipeline import DEFAULT_CONFIG_DIR, load_config
 from lunettes.sources.errors import BadRecords
 
@@ -239,3 +239,13 @@ def test_progress_on_a_terminal_counts_every_byte(log: Path) -> None:
     assert "reading" in text and "60 pods" in text
     sizes = re.findall(r"([\d.]+)/([\d.]+) MB", text)
     assert sizes and sizes[-1][0] == sizes[-1][1]  # worker 1 read every byte
+
+
+def test_each_worker_spools_otlp_to_a_directory_of_its_own() -> None:
+    data = {"sinks": {"otlp": None, "otlp/b": {"spool_dir": "/var/spool/b", "timeout_s": 2},
+                      "sqlite": {"path": "x.db"}}}
+    assert own_spools(data, 1)["sinks"] == {
+        "otlp": {"spool_dir": ".lunettes-spool/otlp/worker-2"},
+        "otlp/b": {"spool_dir": "/var/spool/b/worker-2", "timeout_s": 2},
+        "sqlite": {"path": "x.db"}}
+    assert data["sinks"]["otlp/b"]["spool_dir"] == "/var/spool/b"  # the job's data as it was

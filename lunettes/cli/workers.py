@@ -5,10 +5,10 @@ and reads every path with ``Partition(k, N)`` (see :mod:`lunettes.sources.partit
 decodes only the records of its own Pods and sees the others' as clock ticks, so it writes
 the pod records one process writes for those Pods. Workers run the sinks several processes
 can share themselves (:data:`WORKER_SINKS`: the SQLite store, which serialises its writers,
-and OTLP). The parent runs every other sink (JSON lines, the OpenMetrics file,
-Elasticsearch, whose spool directory takes one writer, plug-ins) on the pod records the
-workers send back, merges their counters and bad-record reports, and stops every worker as
-soon as one fails.
+and OTLP, each worker with a spool directory of its own). The parent runs every other sink
+(JSON lines, the OpenMetrics file, Elasticsearch, whose spool directory takes one writer,
+plug-ins) on the pod records the workers send back, merges their counters and bad-record
+reports, and stops every worker as soon as one fails.
 
 Workers start from a forkserver with the pipeline's modules preloaded (spawn where there is
 no forkserver): no worker is forked from a process that may run gRPC threads, and two
@@ -33,11 +33,13 @@ from lunettes.config.errors import ConfigError
 from lunettes.model.record import PodRecord
 from lunettes.pipeline import Pipeline
 from lunettes.sinks.base import Sink
+from lunettes.sinks.spool import default_dir
 from lunettes.sources.errors import BadRecords
 from lunettes.sources.files import MAX_LINE_BYTES, FileSource
 from lunettes.sources.partition import Partition
 
-__all__ = ["WORKER_SINKS", "Job", "Report", "TimeOrdered", "WorkerFailed", "run_workers",
+__all__ = ["WORKER_SINKS", "Job", "Report", "TimeOrdered", "WorkerFailed", "own_spools",
+           "run_workers",
            "split_sinks"]
 
 WORKER_SINKS = frozenset({"sqlite", "otlp"})
@@ -238,8 +240,26 @@ def _work(job: Job, index: int, out: Connection) -> None:
         pass  # the parent is gone
 
 
+def own_spools(data: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """Worker ``index``'s pipeline.yaml data: each OTLP sink spools to a directory of its
+    own, ``<spool_dir>/worker-<index + 1>`` (a spool directory takes one writer); a later
+    run with as many workers sends what it left."""
+    sinks = data.get("sinks")
+    if not isinstance(sinks, Mapping):
+        return dict(data)
+    own: dict[str, Any] = {}
+    for key, section in sinks.items():
+        if str(key).split("/")[0] == "otlp" and isinstance(section, Mapping | None):
+            section = dict(section or {})
+            base = section.get("spool_dir")
+            base = base if isinstance(base, str) else default_dir(str(key))
+            section["spool_dir"] = f"{base}/worker-{index + 1}"
+        own[key] = section
+    return {**data, "sinks": own}
+
+
 def _replay(job: Job, index: int, out: Connection) -> Report:
-    pipeline = Pipeline.from_config(job.config, job.data, job.env)
+    pipeline = Pipeline.from_config(job.config, own_spools(job.data, index), job.env)
     limit = next((s.max_line_bytes for s in pipeline.sources if isinstance(s, FileSource)),
                  MAX_LINE_BYTES)
     source = FileSource(job.paths, partition=Partition(index, job.count),

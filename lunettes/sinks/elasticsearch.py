@@ -51,7 +51,7 @@ from lunettes.registry import BuildContext
 from lunettes.sinks import es_templates as tpl
 from lunettes.sinks.base import SinkClosedError
 from lunettes.sinks.delivery import Outcome, Payload, SpooledDelivery
-from lunettes.sinks.spool import DiskSpool, decode_lines, encode_lines
+from lunettes.sinks.spool import ROOT, DiskSpool, decode_lines, default_dir, encode_lines
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,6 @@ DEFAULT_MAX_RETRIES = 5
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_SPOOL_MAX_MB = 512.0
 DEFAULT_QUEUE_SIZE = 16
-SPOOL_ROOT = ".lunettes-spool"
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _HOLD_STATUSES = frozenset({401, 403})
@@ -107,7 +106,7 @@ class ElasticsearchSink:
         bulk_size: int = DEFAULT_BULK_SIZE,
         max_retries: int = DEFAULT_MAX_RETRIES,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        spool_dir: str | Path = f"{SPOOL_ROOT}/elasticsearch",
+        spool_dir: str | Path = f"{ROOT}/elasticsearch",
         spool_max_mb: float = DEFAULT_SPOOL_MAX_MB,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         backoff_base_s: float = 0.2,
@@ -220,7 +219,7 @@ class ElasticsearchSink:
         bulk_size = _at_least(section, "bulk_size", DEFAULT_BULK_SIZE, 1)
         max_retries = _at_least(section, "max_retries", DEFAULT_MAX_RETRIES, 0)
         timeout_s = _positive(section, "timeout_s", DEFAULT_TIMEOUT_S)
-        spool_dir = section.get("spool_dir", f"{SPOOL_ROOT}/{name.replace('/', '-')}", str)
+        spool_dir = section.get("spool_dir", default_dir(name), str)
         spool_max_mb = _positive(section, "spool_max_mb", DEFAULT_SPOOL_MAX_MB)
         queue_size = _at_least(section, "queue_size", DEFAULT_QUEUE_SIZE, 1)
         section.check_unknown()

@@ -47,7 +47,7 @@ from lunettes.sinks.otlp_transport import (
     TransportError,
     has_scheme,
 )
-from lunettes.sinks.spool import DiskSpool
+from lunettes.sinks.spool import ROOT, DiskSpool, default_dir
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,6 @@ DEFAULT_MAX_RETRIES = 5
 DEFAULT_SERVICE_NAME = "lunettes"
 DEFAULT_QUEUE_SIZE = 64
 DEFAULT_SPOOL_MAX_MB = 512.0
-SPOOL_ROOT = ".lunettes-spool"
 SPOOL_SUFFIX = ".otlp"
 
 
@@ -120,7 +119,7 @@ class OTLPSink:
         max_retries: int = DEFAULT_MAX_RETRIES,
         service_name: str = DEFAULT_SERVICE_NAME,
         *,
-        spool_dir: str | Path = f"{SPOOL_ROOT}/otlp",
+        spool_dir: str | Path = f"{ROOT}/otlp",
         spool_max_mb: float = DEFAULT_SPOOL_MAX_MB,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         append_traces_path: bool = True,
@@ -280,7 +279,7 @@ class OTLPSink:
             section.problem("service_name", "must not be empty")
             service_name = DEFAULT_SERVICE_NAME
         link_as_parent = section.get("link_as_parent", False, bool)
-        spool_dir = section.get("spool_dir", f"{SPOOL_ROOT}/{name.replace('/', '-')}", str)
+        spool_dir = section.get("spool_dir", default_dir(name), str)
         spool_max_mb = _positive(section, "spool_max_mb",
                                  section.get("spool_max_mb", DEFAULT_SPOOL_MAX_MB, float),
                                  DEFAULT_SPOOL_MAX_MB)

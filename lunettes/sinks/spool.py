@@ -31,6 +31,12 @@ from lunettes.private_files import make_private_dir, open_private
 log = logging.getLogger(__name__)
 
 JSONL = ".jsonl"
+ROOT = ".lunettes-spool"
+
+
+def default_dir(sink_name: str) -> str:
+    """A sink's spool directory unless configured: ``.lunettes-spool/<sink name>``."""
+    return f"{ROOT}/{sink_name.replace('/', '-')}"
 
 
 @dataclass(slots=True, eq=False)
