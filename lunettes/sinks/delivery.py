@@ -148,7 +148,9 @@ class SpooledDelivery:
     def flush(self, timeout_s: float) -> bool:
         """Wait until everything submitted is delivered (True), or give up (False) once
         ``timeout_s`` passed or the destination is down: it went down during the call, or
-        an attempt begun after the call failed (one is begun at once)."""
+        an attempt begun after the call failed (one is begun at once). Whatever it returns,
+        nothing submitted before the call is left only in memory but a payload on the
+        wire."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
             if self._closed:
@@ -170,6 +172,7 @@ class SpooledDelivery:
                         self._cond.notify_all()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    self._spool_queue()  # on disk, at least, when the call returns
                     return False
                 self._cond.wait(remaining)
 
