@@ -62,7 +62,8 @@ def test_store_jsonl_and_openmetrics_files_are_created_0600(tmp_path: Path,
 
 def test_spool_files_and_directory_are_private(tmp_path: Path, open_umask: int) -> None:
     spool = DiskSpool(tmp_path / "spool" / "es", max_bytes=1 << 20)
-    assert spool.append([{"a": 1}]) == (1, 0)
+    spooled, dropped = spool.append([{"a": 1}])
+    assert spooled is not None and spooled.count == 1 and dropped.count == 0
     files = list((tmp_path / "spool" / "es").iterdir())
     assert files and all(mode(p) == 0o600 for p in files)
     assert mode(tmp_path / "spool" / "es") == 0o700
