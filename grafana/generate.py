@@ -49,6 +49,7 @@ ES_DIAGNOSES_UID = "lunettes-es-diagnoses"
 SLO_UID = "lunettes-pod-slo"
 TRACE_UID = "lunettes-pod-trace"
 DIAGNOSIS_UID = "lunettes-diagnosis"
+CONTROL_PLANE_UID = "lunettes-control-plane"
 
 PROM = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 JAEGER = dm.DataSourceRef(type_val="jaeger", uid="${jaeger}")
@@ -529,7 +530,146 @@ def diagnosis_dashboard() -> board.Dashboard:
         variables, panels, time_from="now-24h")
 
 
+# -- Control plane (Prometheus: what kube-apiserver exports) ------------------------------
+
+def worst_instance_quantile(q: float, metric: str, selector: str, by: str = "") -> str:
+    """The ``q`` quantile of each instance's histogram, then the worst instance: a slow API
+    server stays visible (a quantile of the buckets summed over instances, or an average
+    of the instances' quantiles, would dilute it with the healthy ones)."""
+    labels = f"le, instance, {by}" if by else "le, instance"
+    return (f"max without (instance) (histogram_quantile({q}, sum by ({labels}) "
+            f"(rate({metric}_bucket{{{selector}}}[$__rate_interval]))))")
+
+
+def control_plane_dashboard() -> board.Dashboard:
+    """Metric and label names as kube-apiserver registers them (k8s.io/apiserver
+    pkg/endpoints/metrics, pkg/util/flowcontrol/metrics, pkg/storage/etcd3/metrics)."""
+    inst = 'job=~"$job",instance=~"$instance"'
+    req = f'{inst},verb=~"$verb",resource=~"$resource"'
+    # WATCH and CONNECT (exec, attach, port-forward) last as long as the client wants.
+    timed = f'{req},verb!~"WATCH|CONNECT"'
+    requests = "apiserver_request_total"
+    latency = "apiserver_request_duration_seconds"
+    etcd = "etcd_request_duration_seconds"
+    apf = "apiserver_flowcontrol"
+    job = 'job=~"$job"'
+    variables = [
+        datasource_var("datasource", "Prometheus", "prometheus", PROMETHEUS_UID),
+        prom_var("job", "Job", f"label_values({requests}, job)", multi=False),
+        prom_var("instance", "Instance", f"label_values({requests}{{{job}}}, instance)"),
+        prom_var("verb", "Verb", f"label_values({requests}{{{job}}}, verb)"),
+        prom_var("resource", "Resource", f"label_values({requests}{{{job}}}, resource)"),
+    ]
+    panels: list[Panel | board.Row] = [
+        board.Row("Requests"),
+        big_stat("p99 latency, worst instance",
+                 prom_target(worst_instance_quantile(0.99, latency, timed)), "s",
+                 description="The slowest API server's p99 over non-streaming requests.")
+        .thresholds(thresholds((None, "green"), (1, "orange"), (5, "red"))),
+        big_stat("Requests per second",
+                 prom_target(f"sum(rate({requests}{{{req}}}[$__rate_interval]))"), "reqps"),
+        big_stat("Rejected by priority and fairness (time range)",
+                 prom_target(f"sum(increase({apf}_rejected_requests_total{{{inst}}}"
+                             "[$__range])) or vector(0)"), "short")
+        .thresholds(thresholds((None, "green"), (1, "red"))),
+        big_stat("Requests in flight",
+                 prom_target(f"sum(apiserver_current_inflight_requests{{{inst}}})"), "short",
+                 description="Summed over instances: each reports its highest count of the "
+                             "last second."),
+        stacked("lines", seconds_series(
+            "Request rate by verb",
+            [prom_target(f"sum by (verb) (rate({requests}{{{req}}}[$__rate_interval]))",
+                         "{{verb}}")], w=8, unit="reqps")),
+        seconds_series("Request rate by resource (top 10)",
+                       [prom_target(f"topk(10, sum by (resource) (rate({requests}{{{req}}}"
+                                    "[$__rate_interval])))", "{{resource}}")],
+                       w=8, unit="reqps"),
+        seconds_series("Errors and throttling by code",
+                       [prom_target(f'sum by (code) (rate({requests}{{{req},code=~"5..|429"}}'
+                                    "[$__rate_interval]))", "{{code}}")], w=8, unit="reqps",
+                       description="Responses 5xx and 429 (too many requests)."),
+
+        board.Row("Latency (never averaged across instances)"),
+        seconds_series("p99 latency by verb, worst instance",
+                       [prom_target(worst_instance_quantile(0.99, latency, timed, "verb"),
+                                    "{{verb}}")],
+                       description="Per verb, the p99 of the slowest instance. WATCH and "
+                                   "CONNECT left out (they last as long as the client "
+                                   "wants)."),
+        seconds_series("p99 latency by resource, worst instance (top 10)",
+                       [prom_target("topk(10, " + worst_instance_quantile(
+                           0.99, latency, timed, "resource") + ")", "{{resource}}")]),
+        seconds_series("p99 latency per instance",
+                       [prom_target(f"histogram_quantile(0.99, sum by (le, instance) (rate("
+                                    f"{latency}_bucket{{{timed}}}[$__rate_interval])))",
+                                    "{{instance}}")],
+                       description="One line per API server: a slow one stands out."),
+        seconds_series("p50 and p99, worst instance",
+                       [prom_target(worst_instance_quantile(q, latency, timed),
+                                    f"p{int(q * 100)}", ref)
+                        for q, ref in ((0.5, "A"), (0.99, "B"))]),
+
+        board.Row("API server vs etcd"),
+        seconds_series("p99: API server vs etcd, worst instance", [
+            prom_target(worst_instance_quantile(0.99, latency, timed), "API server"),
+            prom_target(worst_instance_quantile(0.99, etcd, inst), "etcd", "B")],
+            description="The API server's request latency against its own calls to etcd "
+                        "(etcd_request_duration_seconds, measured by the API server): "
+                        "when both rise, etcd is the bottleneck."),
+        seconds_series("etcd p99 by operation and type, worst instance (top 10)",
+                       [prom_target("topk(10, " + worst_instance_quantile(
+                           0.99, etcd, inst, "operation, type") + ")",
+                                    "{{operation}} {{type}}")]),
+
+        board.Row("API Priority and Fairness"),
+        stacked("lines", seconds_series(
+            "Seats executing by priority level",
+            [prom_target(f"sum by (priority_level) ({apf}_current_executing_seats"
+                         f"{{{inst}}})", "{{priority_level}}")], w=8, unit="short")),
+        seconds_series("Requests executing by priority level",
+                       [prom_target(f"sum by (priority_level) ({apf}_current_executing_"
+                                    f"requests{{{inst}}})", "{{priority_level}}")],
+                       w=8, unit="short"),
+        seconds_series("Requests queued by priority level and flow schema",
+                       [prom_target(f"sum by (priority_level, flow_schema) ({apf}_current_"
+                                    f"inqueue_requests{{{inst}}})",
+                                    "{{priority_level}} / {{flow_schema}}")],
+                       w=8, unit="short"),
+        seconds_series("Rejections by flow schema and priority level",
+                       [prom_target(f"sum by (flow_schema, priority_level, reason) (rate("
+                                    f"{apf}_rejected_requests_total{{{inst}}}"
+                                    "[$__rate_interval]))",
+                                    "{{flow_schema}} / {{priority_level}} ({{reason}})")],
+                       w=24, unit="reqps",
+                       description="Requests priority and fairness refused (429): queue "
+                                   "full, concurrency limit, time out in queue."),
+
+        board.Row("Per instance"),
+        seconds_series("Requests in flight per instance",
+                       [prom_target(f"sum by (instance, request_kind) (apiserver_current_"
+                                    f"inflight_requests{{{inst}}})",
+                                    "{{instance}} {{request_kind}}")], w=8, unit="short",
+                       description="readOnly and mutating requests in flight (each "
+                                   "instance's highest of the last second)."),
+        seconds_series("Request rate per instance",
+                       [prom_target(f"sum by (instance) (rate({requests}{{{req}}}"
+                                    "[$__rate_interval]))", "{{instance}}")],
+                       w=8, unit="reqps"),
+        seconds_series("etcd p99 per instance",
+                       [prom_target(f"histogram_quantile(0.99, sum by (le, instance) (rate("
+                                    f"{etcd}_bucket{{{inst}}}[$__rate_interval])))",
+                                    "{{instance}}")], w=8),
+    ]
+    return dashboard(
+        CONTROL_PLANE_UID, "Control plane",
+        "kube-apiserver and its etcd, from the metrics the API server exports: request rate "
+        "and latency by verb and resource (quantiles per instance, the worst shown), API "
+        "server vs etcd latency, priority and fairness, requests in flight.",
+        variables, panels)
+
+
 DASHBOARDS: dict[str, Callable[[], board.Dashboard]] = {
+    "lunettes-control-plane.json": control_plane_dashboard,
     "lunettes-pod-slo.json": slo_dashboard,
     "lunettes-pod-trace.json": trace_dashboard,
     "lunettes-diagnosis.json": diagnosis_dashboard,

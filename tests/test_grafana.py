@@ -8,6 +8,9 @@
   that follows a log growing with the bundled sample. Every PromQL expression of the
   dashboards and the rules must then return data, and every metric they name must be in
   lunettes' exposition (or recorded by the rules).
+- The Control plane dashboard reads what kube-apiserver exports: its PromQL runs against a
+  real Prometheus over series backfilled with promtool (synthetic API servers, one of them
+  slowing down), and shows the slow instance's latency, not an average.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import gzip
 import importlib.util
 import json
 import re
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -31,11 +35,12 @@ from lunettes.model.ids import trace_id
 from lunettes.sinks.es_templates import DIAGNOSES, MAPPINGS, PODS
 
 pytest.importorskip("fastapi", reason="needs the serve extra")
-from test_serve import SAMPLE, lunettes_serve, need_prometheus, run_prometheus, wait_for
+from test_serve import SAMPLE, lunettes_serve, need_prometheus, prometheus, run_prometheus, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+CONTROL_PLANE = "lunettes-control-plane.json"  # over kube-apiserver's metrics, not lunettes'
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "lunettes.yaml"
 PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "lunettes.yaml"
 RULES = ROOT / "deploy" / "prometheus" / "lunettes-rules.yaml"
@@ -47,6 +52,8 @@ SUBSTITUTIONS = {
     "__rate_interval": "5m", "__interval": "1m", "__range": "1h",
     "job": "lunettes", "namespace": ".*", "slo_class": ".*", "objective": "0.99",
 }
+CONTROL_PLANE_SUBSTITUTIONS = {
+    **SUBSTITUTIONS, "job": "apiserver", "instance": ".*", "verb": ".*", "resource": ".*"}
 GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range", "__value", "__data",
                     "__url_time_range", "__all", "__field", "__series", "__from", "__to",
                     "__dashboard", "__org", "__user", "__name"}
@@ -85,26 +92,30 @@ def referenced_vars(value: Any) -> set[str]:
     return set()
 
 
-def substitute(expr: str) -> str:
+def substitute(expr: str, values: dict[str, str] = SUBSTITUTIONS) -> str:
     def one(match: re.Match[str]) -> str:
         name = match[1] or match[2]
-        assert name in SUBSTITUTIONS, f"no test value for ${name} in {expr}"
-        return SUBSTITUTIONS[name]
+        assert name in values, f"no test value for ${name} in {expr}"
+        return values[name]
 
     return VAR_RE.sub(one, expr)
 
 
 # -- PromQL: expressions of the dashboards and rules --------------------------------------
 
-def dashboard_exprs() -> list[tuple[str, str]]:
-    """(where, PromQL) of every Prometheus target and query variable, substituted."""
+def dashboard_exprs(control_plane: bool = False) -> list[tuple[str, str]]:
+    """(where, PromQL) of every Prometheus target and query variable, substituted: of the
+    dashboards over lunettes' metrics, or of the Control plane dashboard."""
     found = []
+    values = CONTROL_PLANE_SUBSTITUTIONS if control_plane else SUBSTITUTIONS
     for name, board in load_dashboards().items():
+        if (name == CONTROL_PLANE) != control_plane:
+            continue
         for panel in all_panels(board):
             for target in panel.get("targets", []):
                 if "expr" in target:
                     found.append((f"{name}: {panel['title']} [{target['refId']}]",
-                                  substitute(target["expr"])))
+                                  substitute(target["expr"], values)))
         for var in board["templating"]["list"]:
             query = var.get("query")
             if var["type"] == "query" and isinstance(query, dict) and "query" in query:
@@ -113,7 +124,7 @@ def dashboard_exprs() -> list[tuple[str, str]]:
                 match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", query["query"])
                 assert match, f"{name}: ${var['name']}: unexpected query {query['query']}"
                 found.append((f"{name}: ${var['name']}",
-                              f"count by ({match[2]}) ({substitute(match[1])})"))
+                              f"count by ({match[2]}) ({substitute(match[1], values)})"))
     return found
 
 
@@ -216,7 +227,7 @@ def test_dashboard_files_are_what_the_generator_writes() -> None:
 def test_dashboards_are_valid_models() -> None:
     boards = load_dashboards()
     assert {b["title"] for b in boards.values()} == {
-        "Pod delivery SLO", "Pod delivery trace", "Diagnosis"}
+        "Pod delivery SLO", "Pod delivery trace", "Diagnosis", "Control plane"}
     assert len({b["uid"] for b in boards.values()}) == len(boards)
     for name, board in boards.items():
         assert board["schemaVersion"] >= 36, name
@@ -503,6 +514,218 @@ def test_every_query_returns_data_from_lunettes(tmp_path: Path) -> None:
                 return float(ratio[0]) if close else None
 
             assert 0 < wait_for(agree, "the recorded error ratio", 30) < 1
+
+# -- the Control plane dashboard over backfilled kube-apiserver series --------------------
+
+# The metrics as kube-apiserver registers them (k8s.io/apiserver: pkg/endpoints/metrics,
+# pkg/util/flowcontrol/metrics, pkg/storage/etcd3/metrics), with their labels.
+APISERVER_METRICS = {
+    "apiserver_request_total": ("counter", ("verb", "resource", "scope", "code")),
+    "apiserver_request_duration_seconds": ("histogram", ("verb", "resource", "scope")),
+    "etcd_request_duration_seconds": ("histogram", ("operation", "type")),
+    "apiserver_flowcontrol_current_executing_requests": ("gauge", ("priority_level",
+                                                                   "flow_schema")),
+    "apiserver_flowcontrol_current_executing_seats": ("gauge", ("priority_level",
+                                                                "flow_schema")),
+    "apiserver_flowcontrol_current_inqueue_requests": ("gauge", ("priority_level",
+                                                                 "flow_schema")),
+    "apiserver_flowcontrol_rejected_requests_total": ("counter", ("priority_level",
+                                                                  "flow_schema", "reason")),
+    "apiserver_current_inflight_requests": ("gauge", ("request_kind",)),
+}
+CP_START = 1767225600  # 2026-01-01T00:00:00Z
+CP_STEP = 30
+CP_END = CP_START + 3 * 3600
+SPIKE = (CP_START + 90 * 60, CP_START + 120 * 60)
+SLOW = "10.0.0.3:6443"
+# Requests of each (verb, resource) per step: the slow instance serves a tenth of them.
+PER_STEP = {"10.0.0.1:6443": 900, "10.0.0.2:6443": 900, SLOW: 200}
+BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 1.0, 2.0, 4.0, 8.0, 60.0)
+VERBS = ("GET", "LIST", "CREATE")
+RESOURCES = ("pods", "configmaps")
+WATCHES = 100  # WATCH requests per step and resource, each lasting 30 s
+APF = (("workload-low", "service-accounts"), ("global-default", "global-default"),
+       ("exempt", "exempt"))
+ETCD = {"get": "*core.Pod", "list": "*core.ConfigMap"}
+
+
+def apiserver_openmetrics() -> str:
+    """Three API servers for three hours. Each (verb, resource) takes 80 ms, WATCH 30 s,
+    etcd 10 ms. During SPIKE, 5% of the slow instance's requests take 3 s (its etcd calls
+    1.5 s), 5 requests per step are rejected with queue-full and 40 wait in queue."""
+    times = range(CP_START, CP_END + 1, CP_STEP)
+
+    def spiking(instance: str, t: int) -> bool:
+        return instance == SLOW and SPIKE[0] <= t < SPIKE[1]
+
+    out: list[str] = []
+
+    def labels(instance: str, **extra: str) -> str:
+        pairs = {"job": "apiserver", "instance": instance, **extra}
+        return "{" + ",".join(f'{k}="{v}"' for k, v in pairs.items()) + "}"
+
+    def counter(name: str, instance: str, increments: Any, **extra: str) -> None:
+        total = 0.0
+        for t in times:
+            total += increments(t)
+            out.append(f"{name}{labels(instance, **extra)} {total} {t}")
+
+    def histogram(name: str, instance: str, observe: Any, **extra: str) -> None:
+        """``observe(t)`` -> [(seconds, count)] of the step ending at t."""
+        buckets = dict.fromkeys(BUCKETS, 0.0)
+        total = count = 0.0
+        for t in times:
+            for seconds, n in observe(t):
+                for le in BUCKETS:
+                    buckets[le] += n if seconds <= le else 0
+                total += seconds * n
+                count += n
+            for le, cumulative in buckets.items():
+                out.append(f"{name}_bucket{labels(instance, **extra, le=str(le))} "
+                           f"{cumulative} {t}")
+            out.append(f'{name}_bucket{labels(instance, **extra, le="+Inf")} {count} {t}')
+            out.append(f"{name}_sum{labels(instance, **extra)} {total} {t}")
+            out.append(f"{name}_count{labels(instance, **extra)} {count} {t}")
+
+    def gauge(name: str, instance: str, value: Any, **extra: str) -> None:
+        out.extend(f"{name}{labels(instance, **extra)} {float(value(t))} {t}" for t in times)
+
+    def family(name: str) -> None:
+        kind = APISERVER_METRICS[name][0]
+        out.append(f"# TYPE {name.removesuffix('_total')} {kind}")
+
+    family("apiserver_request_total")
+    for i, per_step in PER_STEP.items():
+        for verb in (*VERBS, "WATCH"):
+            for resource in RESOURCES:
+                scope = "namespace"
+                n = WATCHES if verb == "WATCH" else per_step
+                counter("apiserver_request_total", i, lambda t, n=n: n, verb=verb,
+                        resource=resource, scope=scope, code="200")
+            counter("apiserver_request_total", i, lambda t: 1, verb=verb, resource="pods",
+                    scope="namespace", code="500")
+        counter("apiserver_request_total", i, lambda t, i=i: 5 if spiking(i, t) else 0,
+                verb="LIST", resource="pods", scope="cluster", code="429")
+    family("apiserver_request_duration_seconds")
+    for i, per_step in PER_STEP.items():
+        for verb in (*VERBS, "WATCH"):
+            for resource in RESOURCES:
+                def observe(t: int, i: str = i, n: int = per_step, verb: str = verb) -> Any:
+                    if verb == "WATCH":
+                        return [(30.0, WATCHES)]
+                    slow = n // 20 if spiking(i, t) else 0
+                    return [(0.08, n - slow), (3.0, slow)]
+
+                histogram("apiserver_request_duration_seconds", i, observe, verb=verb,
+                          resource=resource, scope="namespace")
+    family("etcd_request_duration_seconds")
+    for i in PER_STEP:
+        for operation, kind in ETCD.items():
+            histogram("etcd_request_duration_seconds", i,
+                      lambda t, i=i: [(0.01, 95), (1.5 if spiking(i, t) else 0.01, 5)],
+                      operation=operation, type=kind)
+    for name, normal, spike in (("apiserver_flowcontrol_current_executing_requests", 3, 30),
+                                ("apiserver_flowcontrol_current_executing_seats", 4, 40),
+                                ("apiserver_flowcontrol_current_inqueue_requests", 0, 40)):
+        family(name)
+        for i in PER_STEP:
+            for level, schema in APF:
+                gauge(name, i, lambda t, i=i, level=level, high=spike, low=normal: high
+                      if spiking(i, t) and level == "workload-low" else low,
+                      priority_level=level, flow_schema=schema)
+    family("apiserver_flowcontrol_rejected_requests_total")
+    for i in PER_STEP:
+        counter("apiserver_flowcontrol_rejected_requests_total", i,
+                lambda t, i=i: 5 if spiking(i, t) else 0, priority_level="workload-low",
+                flow_schema="service-accounts", reason="queue-full")
+    family("apiserver_current_inflight_requests")
+    for i in PER_STEP:
+        gauge("apiserver_current_inflight_requests", i,
+              lambda t, i=i: 180 if spiking(i, t) else 20, request_kind="readOnly")
+        gauge("apiserver_current_inflight_requests", i, lambda t: 5, request_kind="mutating")
+    return "\n".join(out) + "\n# EOF\n"
+
+
+def panel_expr(board: dict[str, Any], title: str, ref: str = "A") -> str:
+    panel = next(p for p in all_panels(board) if p["title"] == title)
+    target = next(t for t in panel["targets"] if t["refId"] == ref)
+    return substitute(target["expr"], CONTROL_PLANE_SUBSTITUTIONS)
+
+
+def by_label(url: str, promql: str, at: float, *labels: str) -> dict[str, float]:
+    """An instant query's values keyed by ``labels``' values joined by ','."""
+    body = httpx.get(f"{url}/api/v1/query", params={"query": promql, "time": at},
+                     timeout=10).json()
+    assert body["status"] == "success", (promql, body)
+    return {",".join(r["metric"].get(label, "") for label in labels): float(r["value"][1])
+            for r in body["data"]["result"]}
+
+
+def test_control_plane_queries_over_backfilled_apiserver_series(tmp_path: Path) -> None:
+    """Every query of the Control plane dashboard returns data from kube-apiserver series
+    backfilled with promtool, and its latency is the slow instance's: by Prometheus'
+    linear interpolation in the (2, 4] bucket where 5% of that instance's requests fall,
+    p99 = 2 + 2 * (0.99 * 200 - 190) / 10 = 3.6 s, while the buckets summed over all
+    instances (0.5% slow) put p99 at 0.05 + 0.05 * 1980 / 1990 s, and an average of the
+    instances' p99 would be about 1.27 s."""
+    need_prometheus()
+    exprs = dashboard_exprs(control_plane=True)
+    assert len(exprs) >= 20
+    used = set().union(*(metric_names(expr) for _, expr in exprs))
+    histograms = {f"{n}_bucket" for n, (kind, _) in APISERVER_METRICS.items()
+                  if kind == "histogram"}
+    plain = {n for n, (kind, _) in APISERVER_METRICS.items() if kind != "histogram"}
+    assert used == histograms | plain  # every upstream metric listed, and only those
+
+    om = tmp_path / "apiserver.om"
+    om.write_text(apiserver_openmetrics())
+    tsdb = tmp_path / "tsdb"
+    out = subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(om),
+                          str(tsdb)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    board = load_dashboards()[CONTROL_PLANE]
+    during, before = SPIKE[0] + 15 * 60, SPIKE[0] - 30 * 60
+    with prometheus(tmp_path, tsdb=tsdb) as prom:
+        wait_for(lambda: instant(prom, "count(apiserver_request_total)", during)[1],
+                 "the backfilled blocks to load", 60)
+        empty, all_nan = [], []
+        for where, expr in exprs:
+            _, values = instant(prom, expr, during)
+            if not values:
+                empty.append(f"{where}: {expr}")
+            elif all(v in ("NaN", "+Inf", "-Inf") for v in values):
+                all_nan.append(f"{where}: {expr} -> {values}")
+        assert not empty, "no data:\n" + "\n".join(empty)
+        assert not all_nan, "no finite value:\n" + "\n".join(all_nan)
+
+        per_instance = by_label(prom, panel_expr(board, "p99 latency per instance"), during,
+                                "instance")
+        assert per_instance == pytest.approx({SLOW: 3.6, "10.0.0.1:6443": 0.0995,
+                                              "10.0.0.2:6443": 0.0995}, rel=1e-6)
+        worst = panel_expr(board, "p99 latency, worst instance")
+        assert by_label(prom, worst, during) == pytest.approx({"": 3.6}, rel=1e-6)
+        assert by_label(prom, worst, before) == pytest.approx({"": 0.0995}, rel=1e-6)
+        # The same data summed over instances hides the slow one: the data can tell.
+        summed = worst.replace("max without (instance) (", "(").replace("le, instance", "le")
+        assert by_label(prom, summed, during) == pytest.approx(
+            {"": 0.05 + 0.05 * 1980 / 1990}, rel=1e-6)
+        # WATCH (30 s, 3.6% of a healthy instance's requests) is left out of latency.
+        assert by_label(prom, panel_expr(board, "p99 latency by verb, worst instance"),
+                        during, "verb") == pytest.approx(dict.fromkeys(VERBS, 3.6), rel=1e-6)
+        versus = panel_expr(board, "p99: API server vs etcd, worst instance", "B")
+        assert by_label(prom, versus, during) == pytest.approx(
+            {"": 1 + (0.99 * 100 - 95) / 5}, rel=1e-6)  # etcd: 5% in (1, 2]
+        rejected = by_label(prom, panel_expr(board, "Rejections by flow schema and priority "
+                                                    "level"), during, "flow_schema")
+        assert rejected == pytest.approx({"service-accounts": 5 / CP_STEP}, rel=1e-6)
+        queued = by_label(prom, panel_expr(board, "Requests queued by priority level and "
+                                                  "flow schema"), during, "priority_level")
+        assert queued == {"workload-low": 40.0, "global-default": 0.0, "exempt": 0.0}
+        inflight = by_label(prom, panel_expr(board, "Requests in flight per instance"),
+                            during, "instance", "request_kind")
+        assert inflight[f"{SLOW},readOnly"] == 180.0
+        assert inflight["10.0.0.1:6443,readOnly"] == 20.0
+
 
 if __name__ == "__main__":  # list the expressions the end-to-end test runs
     for where, expr in dashboard_exprs() + rule_exprs():
