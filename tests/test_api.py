@@ -450,3 +450,18 @@ def test_store_file_not_written_yet_reads_empty(tmp_path: Path) -> None:
     assert store.get("x") is None and store.count() == 0
     assert store.search(PodQuery()).items == [] and store.by_name("a", "b") == []
     assert store.slo_rows(None, None, None, None, 10) == ([], False)
+
+
+def test_delivery_analysis_is_the_cli_report_over_the_same_store(
+        world: World, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    """The API serves what ``lunettes analyze delivery --store`` prints for its store."""
+    pytest.importorskip("statsmodels", reason="needs the analyze extra")
+    from lunettes.cli.main import main
+
+    assert main(["analyze", "delivery", "--store", str(world.store), "--format",
+                 "json"]) == 0
+    cli = orjson.loads(capsysbinary.readouterr().out)
+    api = world.ok("/api/v1/analysis/delivery")
+    assert api.pop("read") == len(world.records) and api.pop("truncated") is False
+    assert [api.pop(k) for k in ("since", "until", "namespace")] == [None, None, None]
+    assert api == cli and cli["pods"] > 0

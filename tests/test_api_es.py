@@ -138,3 +138,20 @@ def test_unreachable_elasticsearch_is_a_503(tmp_path: Path) -> None:
         answer = httpx.get(f"{base}/api/v1/pods", timeout=30)
         assert answer.status_code == 503
         assert "Elasticsearch unreachable" in answer.json()["detail"]
+
+
+def test_records_for_the_analysis_read_like_the_sqlite_store(stores: Any) -> None:
+    _, es, reference, records = stores
+
+    def by_uid(found: tuple[list[dict[str, Any]], bool]) -> tuple[list[Any], bool]:
+        return sorted(found[0], key=lambda r: r["uid"]), found[1]
+
+    everything = by_uid(es.records(None, None, None, 10_000))
+    assert everything == by_uid(reference.records(None, None, None, 10_000))
+    assert len(everything[0]) == len(records) and not everything[1]
+    first, truncated = es.records(None, None, "payments", 10)
+    assert len(first) == 10 and truncated and {r["namespace"] for r in first} == {"payments"}
+    created = sorted(r.created_us or 0 for r in records.values())
+    since, until = created[50] - created[50] % 1000, created[200] - created[200] % 1000
+    assert by_uid(es.records(since, until, None, 10_000)) == by_uid(
+        reference.records(since, until, None, 10_000))

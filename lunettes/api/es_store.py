@@ -126,31 +126,47 @@ class ElasticsearchStore:
             cursor = encode_cursor(query.sort, list(hits[query.limit - 1]["sort"]))
         return Page(items, cursor)
 
+    def _sources(self, filters: list[dict[str, Any]], source: list[str] | None, limit: int
+                 ) -> tuple[list[dict[str, Any]], bool]:
+        """The ``source`` fields (None: all) of the documents ``filters`` match, oldest
+        first, page by page: at most ``limit``, and whether there were more."""
+        found: list[dict[str, Any]] = []
+        after: list[Any] | None = None
+        while len(found) <= limit:
+            body: dict[str, Any] = {"query": {"bool": {"filter": filters}},
+                                    "sort": _SORTS["created"],
+                                    "size": min(_PAGE, limit + 1 - len(found))}
+            if source is not None:
+                body["source"] = source
+            if after is not None:
+                body["search_after"] = after
+            hits = self._search(**body)
+            found.extend(hit["_source"] for hit in hits)
+            if len(hits) < body["size"]:
+                break
+            after = list(hits[-1]["sort"])
+        return found[:limit], len(found) > limit
+
     def slo_rows(self, since_us: int | None, until_us: int | None, namespace: str | None,
                  slo_class: str | None, limit: int) -> tuple[list[SLORow], bool]:
         filters = _filters(PodQuery(namespace=namespace, slo_class=slo_class,
                                     since_us=since_us, until_us=until_us))
         filters.append({"exists": {"field": "slo.result"}})
-        rows: list[SLORow] = []
-        after: list[Any] | None = None
-        while len(rows) <= limit:
-            body: dict[str, Any] = {"query": {"bool": {"filter": filters}},
-                                    "sort": _SORTS["created"], "source": _SLO_SOURCE,
-                                    "size": min(_PAGE, limit + 1 - len(rows))}
-            if after is not None:
-                body["search_after"] = after
-            hits = self._search(**body)
-            for hit in hits:
-                source = hit["_source"]
-                slo = source.get("slo") or {}
-                rows.append(SLORow(str(source.get("namespace", "")),
-                                   str(slo.get("class") or ""), str(slo.get("result")),
-                                   str(source.get("outcome", "")), _float(slo.get("platform_s")),
-                                   _float(slo.get("total_s"))))
-            if len(hits) < body["size"]:
-                break
-            after = list(hits[-1]["sort"])
-        return rows[:limit], len(rows) > limit
+        sources, truncated = self._sources(filters, _SLO_SOURCE, limit)
+        rows = []
+        for source in sources:
+            slo = source.get("slo") or {}
+            rows.append(SLORow(str(source.get("namespace", "")), str(slo.get("class") or ""),
+                               str(slo.get("result")), str(source.get("outcome", "")),
+                               _float(slo.get("platform_s")), _float(slo.get("total_s"))))
+        return rows, truncated
+
+    def records(self, since_us: int | None, until_us: int | None, namespace: str | None,
+                limit: int) -> tuple[list[dict[str, Any]], bool]:
+        filters = _filters(PodQuery(namespace=namespace, since_us=since_us,
+                                    until_us=until_us))
+        sources, truncated = self._sources(filters, None, limit)
+        return [dict(source) for source in sources], truncated
 
     def slo_summary(self, since_us: int | None, until_us: int | None, namespace: str | None,
                     slo_class: str | None, limit: int

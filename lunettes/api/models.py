@@ -237,6 +237,51 @@ class ReasonsAnswer(BaseModel):
     no_progress_after_s: float
 
 
+class DeliverySeries(BaseModel):
+    pods: list[int] = Field(description="delivered Pods created in each interval")
+    mean_s: list[float] = Field(description="their mean delivery time (an interval "
+                                            "without Pods: the median of the others)")
+    expected_s: list[float] = Field(description="the baseline of mean_s")
+
+
+class DeliveryCulprit(BaseModel):
+    attributes: dict[str, str] = Field(description="node, node_pool, registry, namespace, "
+                                                   "owner_kind and/or stage")
+    expected_s: float
+    real_s: float
+    difference: float = Field(description="extra seconds in the window")
+    share: float = Field(description="share of the window's extra seconds it explains")
+    purity: float
+    surprise: float
+    support: float = Field(description="seconds of stage time it holds in the window")
+
+
+class DeliveryRegression(BaseModel):
+    start: str
+    end: str
+    score: float = Field(description="in [0, 1]")
+    mean_s: float
+    expected_mean_s: float
+    p99_s: float
+    reference_p99_s: float = Field(description="p99 outside every window")
+    culprits: list[DeliveryCulprit]
+
+
+class DeliveryAnalysis(BaseModel):
+    since: str | None
+    until: str | None
+    namespace: str | None
+    read: int = Field(description="pod records read from the store")
+    truncated: bool = Field(description="true when more Pods matched than one analysis "
+                                        "reads (limit): the oldest ones were analysed")
+    interval_s: int
+    pods: int = Field(description="delivered Pods analysed")
+    start: str | None
+    end: str | None
+    series: DeliverySeries
+    regressions: list[DeliveryRegression]
+
+
 class Problem(BaseModel):
     detail: str
 

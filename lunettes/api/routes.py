@@ -1,13 +1,16 @@
 """The read-only API under ``/api/v1``: Pods, their stages, diagnosis, SLO and trace, the
-SLO summary and the reason codes. Every answer is redacted (:mod:`lunettes.model.redact`).
+SLO summary, the reason codes and the delivery analysis (``lunettes analyze delivery``
+over the store). Every answer is redacted (:mod:`lunettes.model.redact`).
 
 Bad parameters answer 400 (or FastAPI's 422 for a value of the wrong type or out of
 range), each with a ``detail`` naming the parameter; a Pod the store does not hold
-answers 404; a server without a store answers 503.
+answers 404; a server without a store answers 503 (as does an analysis without the
+``analyze`` extra installed).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -22,7 +25,7 @@ from lunettes.api.store import InvalidQuery, PodQuery, PodStore
 from lunettes.api.trace import jaeger_link, trace_of
 from lunettes.model.ids import trace_id
 from lunettes.model.redact import redact
-from lunettes.model.times import format_time
+from lunettes.model.times import format_time, parse_time
 
 __all__ = ["ApiSettings", "api_router"]
 
@@ -53,6 +56,14 @@ class ApiSettings:
     auth: BearerAuth | None = None
     summary_limit: int = 1_000_000
     """At most this many Pods go into one SLO summary (``truncated`` says when more)."""
+    analysis_limit: int = 200_000
+    """At most this many Pods go into one delivery analysis (the ``limit`` parameter's
+    ceiling)."""
+
+
+MAX_INTERVALS = 100_000
+"""Intervals one delivery analysis may span (its series and baseline are this long)."""
+ANALYZE_MODULES = ("numpy", "statsmodels")
 
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -78,6 +89,14 @@ def instant_us(value: datetime | None, name: str) -> int | None:
         raise HTTPException(400, f"{name}: out of range ({value.isoformat()}): in UTC it "
                                  "must fall in the years 1 to 9999")
     return us
+
+
+def window(since: datetime | None, until: datetime | None) -> tuple[int | None, int | None]:
+    """[since, until) in microseconds, or a 400."""
+    since_us, until_us = instant_us(since, "since"), instant_us(until, "until")
+    if since_us is not None and until_us is not None and since_us > until_us:
+        raise HTTPException(400, "since: must not be after until")
+    return since_us, until_us
 
 
 def api_router(settings: ApiSettings) -> APIRouter:
@@ -206,15 +225,58 @@ def api_router(settings: ApiSettings) -> APIRouter:
         namespace: Text = None,
         slo_class: Text = None,
     ) -> dict[str, Any]:
-        since_us, until_us = instant_us(since, "since"), instant_us(until, "until")
-        if since_us is not None and until_us is not None and since_us > until_us:
-            raise HTTPException(400, "since: must not be after until")
+        since_us, until_us = window(since, until)
         overall, groups, truncated = store().slo_summary(
             since_us, until_us, namespace or None, slo_class or None, settings.summary_limit)
         return {"since": format_time(since_us) if since_us is not None else None,
                 "until": format_time(until_us) if until_us is not None else None,
                 "namespace": namespace or None, "slo_class": slo_class or None,
                 "truncated": truncated, "overall": overall, "groups": redact(groups)}
+
+    @router.get("/analysis/delivery", response_model=models.DeliveryAnalysis,
+                summary="Windows where Pod delivery got slower, and what explains them",
+                description="lunettes analyze delivery over the store: the delivered Pods "
+                            "created in [since, until) (default: all; at most limit, oldest "
+                            "first) grouped in intervals of interval_s seconds by creation; "
+                            "windows where their mean delivery time leaves its baseline "
+                            "(robust z above threshold; seasonal period in intervals, 0: "
+                            "none), each with the node, node pool, registry, namespace, "
+                            "owner kind and stage that hold the extra seconds.")
+    def delivery_analysis(
+        since: Instant = None,
+        until: Instant = None,
+        namespace: Text = None,
+        interval_s: Annotated[int, Query(ge=1, le=86_400)] = 300,
+        period: Annotated[int, Query(ge=0, le=10_000)] = 0,
+        threshold: Annotated[float, Query(gt=0, le=1_000)] = 4.0,
+        limit: Annotated[int | None, Query(ge=1, description="Pods read at most (default "
+                                                             "and ceiling: the server's)")
+                         ] = None,
+    ) -> dict[str, Any]:
+        since_us, until_us = window(since, until)
+        if limit is not None and limit > settings.analysis_limit:
+            raise HTTPException(400, f"limit: at most {settings.analysis_limit}")
+        missing = [m for m in ANALYZE_MODULES if importlib.util.find_spec(m) is None]
+        if missing:
+            raise HTTPException(503, f"the analysis needs {', '.join(missing)}: pip install "
+                                     "'lunettes[analyze]'")
+        records, truncated = store().records(since_us, until_us, namespace or None,
+                                             limit or settings.analysis_limit)
+        created = [parse_time(r["created"]) for r in records if r.get("created")]
+        if created and (max(created) - min(created)) // (interval_s * 1_000_000) \
+                >= MAX_INTERVALS:
+            raise HTTPException(400, f"interval_s: these Pods span more than {MAX_INTERVALS} "
+                                     "intervals; widen interval_s or narrow since/until")
+        from lunettes.apiserver.delivery import analyze_delivery, delivery_json
+
+        try:
+            analysis = analyze_delivery(records, interval_s, period, threshold)
+        except ValueError as exc:  # a period the series is too short for
+            raise HTTPException(400, f"period: {exc}") from None
+        return {"since": format_time(since_us) if since_us is not None else None,
+                "until": format_time(until_us) if until_us is not None else None,
+                "namespace": namespace or None, "read": len(records),
+                "truncated": truncated, **redact(delivery_json(analysis))}
 
     @router.get("/reasons", response_model=models.ReasonsAnswer,
                 summary="The diagnosis reason codes (configs/diagnosis.yaml)")

@@ -122,6 +122,12 @@ class PodStore(Protocol):
         Pods short): :mod:`lunettes.api.slo_summary`."""
         ...
 
+    def records(self, since_us: int | None, until_us: int | None, namespace: str | None,
+                limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Whole pod records created in [since, until), oldest first, at most ``limit``;
+        and whether ``limit`` cut them short."""
+        ...
+
     def count(self) -> int: ...
 
     def close(self) -> None: ...
@@ -340,6 +346,15 @@ class SQLiteStore:
             key = (ns, cls) if grouped else None
             out.setdefault(key, (n, {}))[1][r] = v
         return out
+
+    def records(self, since_us: int | None, until_us: int | None, namespace: str | None,
+                limit: int) -> tuple[list[dict[str, Any]], bool]:
+        where, params = _where(PodQuery(namespace=namespace, since_us=since_us,
+                                        until_us=until_us))
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(f"SELECT record FROM pods{cond} ORDER BY at_us, uid LIMIT ?",
+                          [*params, limit + 1])
+        return [orjson.loads(r[0]) for r in rows[:limit]], len(rows) > limit
 
     def count(self) -> int:
         rows = self._rows("SELECT count(*) FROM pods", ())
