@@ -46,7 +46,9 @@ def _write(path: Path, events: list[dict]) -> Path:
 def test_requestresponse_pod_never_scheduled_times_out_at_scheduling(tmp_path: Path) -> None:
     create = _falco_create()
     at = parse_time(create["requestReceivedTimestamp"])
-    log = _write(tmp_path / "audit.log", [create, _clock(create, at + 40 * 60 * S)])
+    # the clock moves a minute at a time (a record far ahead of it would be quarantined)
+    log = _write(tmp_path / "audit.log", [create, *(_clock(create, at + m * 60 * S)
+                                                   for m in range(1, 41))])
     (record,), _ = replay(log)
     assert record.outcome == "timeout"  # nothing for 40 min > the 35 min pod timeout
     diagnosis = record.results["diagnosis"]
