@@ -61,4 +61,8 @@ def load(group: str, type_name: str) -> Any:
                     f"{type_name}: needs an optional dependency ({exc.name}); "
                     f"install it with: pip install 'lunettes[{type_name}]'"
                 ) from exc
-    raise KeyError(f"unknown type {type_name!r}; supported: {', '.join(names(group))}")
+    known = names(group)
+    if not known:  # an install older than the group: its metadata lacks the entry points
+        raise KeyError(f"unknown type {type_name!r}: no {group} entry points are installed; "
+                       f"reinstall lunettes (pip install -e .)")
+    raise KeyError(f"unknown type {type_name!r}; supported: {', '.join(known)}")
