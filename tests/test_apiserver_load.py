@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+import numpy as np
 import pytest
 
+from lunettes.apiserver.anomaly import detect_period
 from lunettes.apiserver.load import Anomaly, find_anomalies
 from lunettes.apiserver.scan import RequestFacts, scan
 from lunettes.apiserver.series import SeriesBuilder
@@ -86,3 +88,10 @@ def test_injected_clients_windows_and_culprits_precision_recall() -> None:
 def test_steady_traffic_has_few_false_windows(period: int | None) -> None:
     anomalies = _analyse(generate(3, injections=[]), period)
     assert len(anomalies) <= 1, [a.window for a in anomalies]
+
+
+@pytest.mark.parametrize("cycle", [[10.0, 20.0], [10.0, 20.0, 12.0], [5.0, 9.0, 14.0, 9.0, 5.0]])
+def test_short_cycles_are_found(cycle: list[float]) -> None:
+    """Periods under 4 intervals (the bundled sample's series has one of 2) are detected,
+    not an empty slice's error."""
+    assert detect_period(np.tile(cycle, 60 // len(cycle))) == len(cycle)

@@ -63,7 +63,7 @@ def detect_period(values: np.ndarray, max_period: int | None = None) -> int | No
         return None
     for lag in range(int(negative[0]) + 1, len(corr) - 1):  # the first peak after a trough
         if corr[lag] > 0.15 and corr[lag] >= corr[lag - 1] and corr[lag] >= corr[lag + 1] \
-                and corr[lag] >= corr[lag:min(len(corr), lag + lag // 4)].max():
+                and corr[lag] >= corr[lag:max(lag + 1, lag + lag // 4)].max():
             return lag
     return None
 
