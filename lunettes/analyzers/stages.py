@@ -56,7 +56,7 @@ class StagesAnalyzer:
         stages = _spans(definitions[0], *hits[0], events, fallback_start=0)
         for definition, (starts, ends) in zip(definitions[1:], hits[1:], strict=True):
             stages.extend(_spans(definition, starts, ends, events))
-        stages = stages[:1] + _seen_whole(stages[1:], events, timeline)
+        stages = stages[:1] + _of_a_pod(stages[1:], events)
         root = stages[0]
         for stage in stages[1:]:
             stage.parent = root.name
@@ -94,21 +94,14 @@ class StagesAnalyzer:
         return plan
 
 
-def _seen_whole(stages: list[Stage], events: list[HyperEvent],
-                timeline: PodTimeline) -> list[Stage]:
-    """The non-root stages the log really shows begin. None for a refused create (no Pod
-    ever existed). For a partial timeline, none that starts before its binding, or -- no
-    binding in the log -- at the first record seen: such a start may stand for a marker
-    the log missed (the kubelet's first call, a container first seen running)."""
+def _of_a_pod(stages: list[Stage], events: list[HyperEvent]) -> list[Stage]:
+    """The non-root stages: none for a refused create (no Pod ever existed). A partial
+    timeline keeps the stages it starts at its first sight (the log cannot tell them from
+    starts before it: :meth:`PodRecord.measured_stages` leaves them out of histograms)."""
     first = events[0]
     if first.op == "create" and first.code >= 300:
         return []
-    if not timeline.partial:
-        return stages
-    bound = next((e.time_us for e in events if e.op == "bind"), None)
-    if bound is not None:
-        return [s for s in stages if s.start_us >= bound]
-    return [s for s in stages if s.start_us > first.time_us]
+    return stages
 
 
 def _spans(stage: StageDef, start_hits: list[tuple[int, list[Instance]]],
