@@ -3,8 +3,10 @@
 It answers the requests the official client sends the way Elasticsearch 8 does (the
 ``X-Elastic-Product`` header the client checks, compatible-with=8 media types, ``GET /``,
 ``PUT _ilm/policy``, ``PUT _index_template``, ``PUT <index>``, ``POST _bulk`` with per-item
-results, ``GET <index>/_doc/<id>``, and ``<index>/_search`` and ``_count`` through
-:mod:`fake_es_search`) and records every request so tests can read the
+results, ``GET <index>/_doc/<id>``, ``<index>/_search`` and ``_count`` through
+:mod:`fake_es_search`, and points in time: ``POST <index>/_pit?keep_alive=``, ``POST
+_search`` with a ``pit`` (searching the documents as they were when it was opened, no
+index in the path) and ``DELETE _pit``) and records every request so tests can read the
 bodies. Documents are kept by (index, id), so a replay overwrites. Faults are injected:
 refused connections (``go_down``/``come_back``), failing requests (``fail_requests``),
 items refused per document id (``fail_item``), requests taken and never answered
@@ -86,6 +88,9 @@ class FakeElasticsearch:
         self._released.set()
         self._hung_cond = threading.Condition()
         self.hung = 0
+        self.pits: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+        """Open points in time: id -> the documents of their indices when opened."""
+        self.pits_opened = 0
         self.port = 0
 
     # -- control -------------------------------------------------------------------------
@@ -209,9 +214,10 @@ class FakeElasticsearch:
                     return status, _error("unavailable_shards_exception"
                                           if status >= 500 else "too_many_requests",
                                           "injected failure")
-            return self._route(method, path, body)
+            return self._route(method, path, body, params)
 
-    def _route(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+    def _route(self, method: str, path: str, body: bytes, params: dict[str, str]
+               ) -> tuple[int, Any]:
         segments = [s for s in path.split("/") if s]
         if method in ("GET", "HEAD") and not segments:
             return 200, {"name": "fake", "cluster_name": "lunettes-test",
@@ -233,7 +239,17 @@ class FakeElasticsearch:
             settings = (json.loads(body) if body else {}).get("settings") or {}
             self._create_index(index, settings, explicit=True)
             return 200, {"acknowledged": True, "shards_acknowledged": True, "index": index}
+        if method == "POST" and len(segments) == 2 and segments[1] == "_pit":
+            return self._open_pit(segments[0], params)
+        if method == "DELETE" and segments == ["_pit"]:
+            found = self.pits.pop(json.loads(body).get("id", ""), None) is not None
+            return (200 if found else 404), {"succeeded": found, "num_freed": int(found)}
+        if method in ("GET", "POST") and segments == ["_search"]:
+            return self._pit_search(json.loads(body) if body else {})
         if method in ("GET", "POST") and len(segments) == 2 and segments[1] == "_search":
+            if body and "pit" in json.loads(body):
+                return 400, _error("action_request_validation_exception",
+                                   "[indices] cannot be used with point in time")
             return fake_es_search.search(self.documents, segments[0],
                                          json.loads(body) if body else {})
         if method in ("GET", "POST") and len(segments) == 2 and segments[1] == "_count":
@@ -245,6 +261,31 @@ class FakeElasticsearch:
             return 200, {"_index": key[0], "_id": key[1], "found": True,
                          "_source": self.documents[key]}
         return 400, _error("illegal_argument_exception", f"no handler for {method} {path}")
+
+    def _open_pit(self, target: str, params: dict[str, str]) -> tuple[int, Any]:
+        if "keep_alive" not in params:
+            return 400, _error("action_request_validation_exception",
+                               "[keep_alive] is not specified")
+        patterns = target.split(",")
+        self.pits_opened += 1
+        pit_id = f"pit-{self.pits_opened}"
+        self.pits[pit_id] = {key: dict(source) for key, source in self.documents.items()
+                             if any(fnmatch.fnmatchcase(key[0], p) for p in patterns)}
+        return 200, {"id": pit_id, "_shards": {"total": 1, "successful": 1, "skipped": 0,
+                                                "failed": 0}}
+
+    def _pit_search(self, body: dict[str, Any]) -> tuple[int, Any]:
+        pit = body.pop("pit", None)
+        if not isinstance(pit, dict) or "id" not in pit:
+            return 400, _error("action_request_validation_exception",
+                               "a search without index needs a point in time here")
+        if pit["id"] not in self.pits:
+            return 404, _error("search_context_missing_exception",
+                               f"No search context found for id [{pit['id']}]")
+        status, answer = fake_es_search.search(self.pits[pit["id"]], "*", body)
+        if status == 200:
+            answer["pit_id"] = pit["id"]
+        return status, answer
 
     def _create_index(self, index: str, settings: dict[str, Any], explicit: bool) -> None:
         matching = sorted(

@@ -5,10 +5,12 @@ Elasticsearch reader sends, the way Elasticsearch 8 does:
 - queries: ``bool.filter``, ``term``, ``prefix``, ``range`` (gte/gt/lte/lt), ``exists``,
   ``ids``, ``match_all``; dotted field paths;
 - ``sort`` on fields with ``order`` and ``missing`` (``_last``/``_first``), date fields
-  (``created``, ``finished``, ``last_seen``) sorted and compared as epoch milliseconds, as
+  (``created``, ``finished``, ``last_seen``; audit documents' ``@timestamp`` and
+  ``kubernetes.audit.requestReceivedTimestamp``) sorted and compared as epoch ms, as
   the ``date`` type indexes them, and each hit's ``sort`` values; missing values sort as
   Elasticsearch's long sentinels;
-- ``search_after``, ``size`` (default 10), ``_source`` includes (dotted paths).
+- ``search_after``, ``size`` (default 10), ``_source`` includes (a list or
+  ``{includes}``, dotted paths).
 
 Anything else answers 400, as Elasticsearch does for a query it cannot parse.
 """
@@ -19,7 +21,8 @@ import fnmatch
 from datetime import datetime
 from typing import Any
 
-DATE_FIELDS = frozenset({"created", "finished", "last_seen"})
+DATE_FIELDS = frozenset({"created", "finished", "last_seen", "@timestamp",
+                         "kubernetes.audit.requestReceivedTimestamp"})
 LONG_MAX = 9223372036854775807
 LONG_MIN = -9223372036854775808
 
@@ -162,6 +165,8 @@ def search(documents: dict[tuple[str, str], dict[str, Any]], target: str,
     size = int(body.get("size", 10))
     start = int(body.get("from", 0))
     includes = body.get("_source")
+    if isinstance(includes, dict):
+        includes = includes.get("includes")
     out = []
     for _, values, index, doc_id, source in rows[start:start + size]:
         hit: dict[str, Any] = {"_index": index, "_id": doc_id, "_score": None,

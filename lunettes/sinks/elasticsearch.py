@@ -173,42 +173,7 @@ class ElasticsearchSink:
         ``ca_certs`` are relative to the config directory, ``spool_dir`` (default
         ``.lunettes-spool/<sink name>``) to the working directory.
         """
-        hosts = _hosts(section, context.env)
-
-        api_key = section.get("api_key", None, str)
-        username = section.get("username", None, str)
-        password = section.get("password", None, str)
-        password_file = section.get("password_file", None, str)
-        if password is not None and password_file is not None:
-            section.problem("password_file", "set password or password_file, not both")
-        elif password_file is not None:
-            path = context.config_dir / password_file
-            try:
-                password = path.read_text().rstrip("\r\n")
-            except OSError as exc:
-                section.problem("password_file", f"cannot read {path}: {exc.strerror or exc}")
-        basic_auth = None
-        if username is not None and password is not None:
-            basic_auth = (username, password)
-        elif username is not None and password_file is None:
-            section.problem("username", "needs password or password_file")
-        elif username is None and (password is not None or password_file is not None):
-            section.problem("password" if password_file is None else "password_file",
-                            "needs username")
-        if api_key is not None and username is not None:
-            section.problem("api_key", "use api_key or username/password, not both")
-
-        ca_certs = section.get("ca_certs", None, str)
-        if ca_certs is not None:
-            ca_path = context.config_dir / ca_certs
-            if not ca_path.is_file():
-                section.problem("ca_certs", f"no such file: {ca_path}")
-            ca_certs = str(ca_path)
-        verify_certs = section.get("verify_certs", None, bool)
-        if (ca_certs is not None or verify_certs is not None) and any(
-                h.lower().startswith("http://") for h in hosts):
-            key = "ca_certs" if ca_certs is not None else "verify_certs"
-            section.problem(key, "TLS options need https:// hosts")
+        connection = connection_from_config(section, context)
 
         prefix = section.get("index_prefix", DEFAULT_PREFIX, str)
         problem = tpl.prefix_problem(prefix)
@@ -225,8 +190,7 @@ class ElasticsearchSink:
         section.check_unknown()
 
         return cls(
-            hosts, api_key=api_key, basic_auth=basic_auth, ca_certs=ca_certs,
-            verify_certs=verify_certs, index_prefix=prefix, retention_days=retention_days,
+            **connection, index_prefix=prefix, retention_days=retention_days,
             bulk_size=bulk_size, max_retries=max_retries, timeout_s=timeout_s,
             spool_dir=spool_dir, spool_max_mb=spool_max_mb, queue_size=queue_size,
             results=context.results,
@@ -405,21 +369,9 @@ class ElasticsearchSink:
 
     def _client(self) -> Elasticsearch:
         if self._es is None:
-            options: dict[str, Any] = {
-                "request_timeout": self.timeout_s,
-                "max_retries": 0,  # retries are ours: backoff, item-level, the spool
-                "retry_on_timeout": False,
-            }
-            if self.api_key is not None:
-                options["api_key"] = self.api_key
-            if self.basic_auth is not None:
-                options["basic_auth"] = self.basic_auth
-            if self.ca_certs is not None:
-                options["ca_certs"] = self.ca_certs
-            if self.verify_certs is not None:
-                options["verify_certs"] = self.verify_certs
-            options.update(self.client_options)
-            self._es = Elasticsearch(self.hosts, **options)
+            self._es = client(self.hosts, api_key=self.api_key, basic_auth=self.basic_auth,
+                              ca_certs=self.ca_certs, verify_certs=self.verify_certs,
+                              request_timeout=self.timeout_s, options=self.client_options)
         return self._es
 
     def _backoff(self, attempt: int, deadline: float) -> bool:
@@ -477,6 +429,70 @@ def _classify(exc: Exception, setup: bool) -> tuple[str, str]:
     if isinstance(exc, elastic_transport.ConnectionError | elastic_transport.ConnectionTimeout):
         return "retry", f"{type(exc).__name__}: {exc.message}"
     return "hold", f"{type(exc).__name__}: {exc}"
+
+
+def connection_from_config(section: Section, context: BuildContext) -> dict[str, Any]:
+    """The connection keys of an Elasticsearch section (the sink's, the source's): hosts,
+    api_key, username with password or password_file, ca_certs, verify_certs; as keyword
+    arguments of :func:`client`. Problems go to ``section.problems``."""
+    hosts = _hosts(section, context.env)
+
+    api_key = section.get("api_key", None, str)
+    username = section.get("username", None, str)
+    password = section.get("password", None, str)
+    password_file = section.get("password_file", None, str)
+    if password is not None and password_file is not None:
+        section.problem("password_file", "set password or password_file, not both")
+    elif password_file is not None:
+        path = context.config_dir / password_file
+        try:
+            password = path.read_text().rstrip("\r\n")
+        except OSError as exc:
+            section.problem("password_file", f"cannot read {path}: {exc.strerror or exc}")
+    basic_auth = None
+    if username is not None and password is not None:
+        basic_auth = (username, password)
+    elif username is not None and password_file is None:
+        section.problem("username", "needs password or password_file")
+    elif username is None and (password is not None or password_file is not None):
+        section.problem("password" if password_file is None else "password_file",
+                        "needs username")
+    if api_key is not None and username is not None:
+        section.problem("api_key", "use api_key or username/password, not both")
+
+    ca_certs = section.get("ca_certs", None, str)
+    if ca_certs is not None:
+        ca_path = context.config_dir / ca_certs
+        if not ca_path.is_file():
+            section.problem("ca_certs", f"no such file: {ca_path}")
+        ca_certs = str(ca_path)
+    verify_certs = section.get("verify_certs", None, bool)
+    if (ca_certs is not None or verify_certs is not None) and any(
+            h.lower().startswith("http://") for h in hosts):
+        key = "ca_certs" if ca_certs is not None else "verify_certs"
+        section.problem(key, "TLS options need https:// hosts")
+    return {"hosts": hosts, "api_key": api_key, "basic_auth": basic_auth,
+            "ca_certs": ca_certs, "verify_certs": verify_certs}
+
+
+def client(hosts: Sequence[str], *, api_key: str | None = None,
+           basic_auth: tuple[str, str] | None = None, ca_certs: str | None = None,
+           verify_certs: bool | None = None, request_timeout: float = DEFAULT_TIMEOUT_S,
+           options: Mapping[str, Any] | None = None) -> Elasticsearch:
+    """The official client for these hosts and credentials; the client's own retries are
+    off (callers retry with their own backoff). ``options`` are extra client arguments."""
+    kwargs: dict[str, Any] = {"request_timeout": request_timeout, "max_retries": 0,
+                              "retry_on_timeout": False}
+    if api_key is not None:
+        kwargs["api_key"] = api_key
+    if basic_auth is not None:
+        kwargs["basic_auth"] = basic_auth
+    if ca_certs is not None:
+        kwargs["ca_certs"] = ca_certs
+    if verify_certs is not None:
+        kwargs["verify_certs"] = verify_certs
+    kwargs.update(options or {})
+    return Elasticsearch(list(hosts), **kwargs)
 
 
 def _hosts(section: Section, env: Mapping[str, str]) -> list[str]:
