@@ -97,19 +97,7 @@ class Settings:
 
 def build_sinks(section: Section, context: BuildContext) -> list[Sink]:
     """One sink per key of the ``sinks`` section (``type`` or ``type/name``)."""
-    sinks = []
-    for key in section.data:
-        sub = section.sub(str(key))
-        try:
-            factory = registry.load(registry.SINKS, str(key).split("/")[0])
-        except (KeyError, ImportError) as exc:
-            section.problem(str(key), str(exc).strip('"'))
-            continue
-        try:
-            sinks.append(factory.from_config(str(key), sub, context))
-        except ConfigError as exc:
-            section.problems.extend(exc.problems)
-    return sinks
+    return registry.build_section(registry.SINKS, section, context)
 
 
 def load_config(config_dir: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from lunettes.config.errors import ConfigError, Section
 from lunettes.model.results import Results, ResultSchema
 from lunettes.sources.errors import BadRecords
 
@@ -42,6 +43,25 @@ def default_results() -> Results:
 
     return Results.of([ResultSchema.of("diagnosis", DiagnosisAnalyzer),
                        ResultSchema.of("slo", SLOAnalyzer)])
+
+
+def build_section(group: str, section: Section, context: BuildContext) -> list[Any]:
+    """One component of ``group`` per key of a config section (``type`` or ``type/name``,
+    so several of one type coexist), each built by its class's ``from_config``; every
+    problem is added to the section's, none stops the others."""
+    built = []
+    for key in section.data:
+        sub = section.sub(str(key))
+        try:
+            factory = load(group, str(key).split("/")[0])
+        except (KeyError, ImportError) as exc:
+            section.problem(str(key), str(exc).strip('"'))
+            continue
+        try:
+            built.append(factory.from_config(str(key), sub, context))
+        except ConfigError as exc:
+            section.problems.extend(exc.problems)
+    return built
 
 
 def names(group: str) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from lunettes import registry
-from lunettes.config.errors import ConfigError, Section
+from lunettes.config.errors import Section
 from lunettes.model.audit import AuditRecord
 from lunettes.registry import BuildContext
 from lunettes.sources.errors import BadRecords
@@ -60,19 +60,7 @@ class Source(Protocol):
 
 def build_sources(section: Section, context: BuildContext) -> list[Source]:
     """One source per key of the ``sources`` section (``type`` or ``type/name``)."""
-    sources: list[Source] = []
-    for key in section.data:
-        sub = section.sub(str(key))
-        try:
-            factory = registry.load(registry.SOURCES, str(key).split("/")[0])
-        except (KeyError, ImportError) as exc:
-            section.problem(str(key), str(exc).strip('"'))
-            continue
-        try:
-            sources.append(factory.from_config(str(key), sub, context))
-        except ConfigError as exc:
-            section.problems.extend(exc.problems)
-    return sources
+    return registry.build_section(registry.SOURCES, section, context)
 
 
 def source_overrides(data: Mapping[str, Any], paths: Iterable[str] = (), *,
