@@ -465,3 +465,9 @@ def test_delivery_analysis_is_the_cli_report_over_the_same_store(
     assert api.pop("read") == len(world.records) and api.pop("truncated") is False
     assert [api.pop(k) for k in ("since", "until", "namespace")] == [None, None, None]
     assert api == cli and cli["pods"] > 0
+
+
+def test_serve_analyzes_the_api_server_load_of_its_audit_files(world: World) -> None:
+    pytest.importorskip("statsmodels", reason="needs the analyze extra")
+    report = world.ok("/api/v1/analysis/apiserver", top=3)
+    assert report["requests"] > 0 and len(report["top"]["user_agent"]) <= 3

@@ -1,4 +1,5 @@
-"""``GET /api/v1/analysis/delivery``: the delivery analysis over the store the API reads.
+"""``GET /api/v1/analysis/delivery``: the delivery analysis over the store the API reads;
+``GET /api/v1/analysis/apiserver``: the load analysis of the served audit files.
 
 The truth is the delivery simulator's injected regressions (their intervals and the
 attributes every slowed stage shares), written into a SQLite store as pod records; the
@@ -7,11 +8,14 @@ answers come from the API in process (FastAPI's test client over a real SQLiteSt
 
 from __future__ import annotations
 
+import gzip
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from api_server import SAMPLE
 
 pytest.importorskip("fastapi", reason="needs the serve extra")
 pytest.importorskip("statsmodels", reason="needs the analyze extra")
@@ -19,6 +23,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from lunettes.api.app import create_app
+from lunettes.api.load_report import LoadReports
 from lunettes.api.routes import MAX_INTERVALS, ApiSettings
 from lunettes.api.store import SQLiteStore
 from lunettes.model.times import format_time, parse_time
@@ -121,3 +126,29 @@ def test_an_empty_store_answers_an_empty_analysis(tmp_path: Path) -> None:
         "/api/v1/analysis/delivery").json()
     assert body["read"] == 0 and body["pods"] == 0 and body["regressions"] == []
     assert body["start"] is None and body["series"]["pods"] == []
+
+
+def test_apiserver_analysis_is_kept_until_a_served_file_changes(
+        tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    from lunettes.cli.main import main
+
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
+    log = tmp_path / "audit.jsonl"
+    log.write_bytes(b"".join(lines[:len(lines) // 2]))
+    client = client_over(None, load=LoadReports([str(log)]))
+    first = client.get("/api/v1/analysis/apiserver", params={"top": 5}).json()
+    computed_at = first.pop("computed_at")
+    assert main(["analyze", "apiserver", str(log), "--top", "5", "--format", "json"]) == 0
+    assert first == orjson.loads(capsysbinary.readouterr().out)  # what the CLI prints
+    assert first["requests"] > 0
+
+    log.write_bytes(b"".join(lines))
+    kept = client.get("/api/v1/analysis/apiserver", params={"top": 5}).json()
+    assert kept["computed_at"] == computed_at and kept["requests"] == first["requests"]
+    again = client.get("/api/v1/analysis/apiserver", params={"refresh": True}).json()
+    assert again["computed_at"] > computed_at and again["requests"] > first["requests"]
+    same = client.get("/api/v1/analysis/apiserver", params={"refresh": True}).json()
+    assert same["computed_at"] == again["computed_at"]  # unchanged files: not recomputed
+
+    answer = client_over(None).get("/api/v1/analysis/apiserver")
+    assert answer.status_code == 404 and "no audit files" in answer.json()["detail"]

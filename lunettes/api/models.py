@@ -282,6 +282,29 @@ class DeliveryAnalysis(BaseModel):
     regressions: list[DeliveryRegression]
 
 
+class ApiserverLoad(BaseModel):
+    """``lunettes analyze apiserver --format json`` of the served audit files."""
+
+    computed_at: str = Field(description="when the analysis was computed (refresh=true "
+                                         "computes it again if a file changed)")
+    interval_s: int
+    start: str | None
+    end: str | None
+    requests: int
+    bad_records: int
+    where: dict[str, str]
+    guard: dict[str, Any]
+    period: int | None
+    series: dict[str, list[float]]
+    top: dict[str, list[dict[str, Any]]]
+    anomalies: list[dict[str, Any]]
+    slow: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    apf_queue_wait: list[dict[str, Any]]
+    controllers: list[dict[str, Any]]
+    unbounded_lists: list[dict[str, Any]]
+
+
 class Problem(BaseModel):
     detail: str
 

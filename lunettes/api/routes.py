@@ -21,6 +21,7 @@ from lunettes import __version__
 from lunettes.analyzers.diagnosisdefs import DiagnosisConfig
 from lunettes.api import models
 from lunettes.api.auth import BearerAuth
+from lunettes.api.load_report import LoadReports
 from lunettes.api.store import InvalidQuery, PodQuery, PodStore
 from lunettes.api.trace import jaeger_link, trace_of
 from lunettes.model.ids import trace_id
@@ -56,6 +57,8 @@ class ApiSettings:
     auth: BearerAuth | None = None
     summary_limit: int = 1_000_000
     """At most this many Pods go into one SLO summary (``truncated`` says when more)."""
+    load: LoadReports | None = None
+    """The audit files ``lunettes serve`` reads, for the API server load analysis."""
     analysis_limit: int = 200_000
     """At most this many Pods go into one delivery analysis (the ``limit`` parameter's
     ceiling)."""
@@ -277,6 +280,34 @@ def api_router(settings: ApiSettings) -> APIRouter:
                 "until": format_time(until_us) if until_us is not None else None,
                 "namespace": namespace or None, "read": len(records),
                 "truncated": truncated, **redact(delivery_json(analysis))}
+
+    @router.get("/analysis/apiserver", response_model=models.ApiserverLoad,
+                responses={**_PROBLEMS, 404: {"model": models.Problem,
+                                              "description": "no audit files served"}},
+                summary="API server load of the served audit files",
+                description="lunettes analyze apiserver over the audit files lunettes serve "
+                            "was given: requests per interval, anomalous windows and the "
+                            "clients that explain them, slow and rejected requests (top rows "
+                            "per table; slow requests with at least min_count). Computed on "
+                            "the first ask and kept; refresh=true computes it again when a "
+                            "file changed.")
+    def apiserver_analysis(
+        top: Annotated[int, Query(ge=1, le=1000)] = 10,
+        min_count: Annotated[int, Query(ge=1, le=1_000_000_000)] = 5,
+        refresh: bool = False,
+    ) -> dict[str, Any]:
+        if settings.load is None:
+            raise HTTPException(404, "this server reads no audit files (no PATH given, or "
+                                     "stdin, or only the webhook): run lunettes analyze "
+                                     "apiserver PATH...")
+        missing = [m for m in ANALYZE_MODULES if importlib.util.find_spec(m) is None]
+        if missing:
+            raise HTTPException(503, f"the analysis needs {', '.join(missing)}: pip install "
+                                     "'lunettes[analyze]'")
+        from lunettes.apiserver.report import to_json
+
+        analysis, computed_at = settings.load.analysis(refresh)
+        return {"computed_at": computed_at, **redact(to_json(analysis, top, min_count))}
 
     @router.get("/reasons", response_model=models.ReasonsAnswer,
                 summary="The diagnosis reason codes (configs/diagnosis.yaml)")

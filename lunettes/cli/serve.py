@@ -223,6 +223,7 @@ def _api_settings(args: argparse.Namespace, data: dict[str, Any], env: dict[str,
     from lunettes.analyzers.diagnosisdefs import DiagnosisConfig
     from lunettes.analyzers.stagedefs import StageSet
     from lunettes.api.auth import BearerAuth, read_token_file
+    from lunettes.api.load_report import LoadReports
     from lunettes.api.routes import ApiSettings
     from lunettes.api.store import PodStore, SQLiteStore
 
@@ -249,8 +250,9 @@ def _api_settings(args: argparse.Namespace, data: dict[str, Any], env: dict[str,
     elif args.auth_health:
         raise ValueError("--auth-health needs a token (--api-token-file or "
                          "$LUNETTES_API_TOKEN)")
+    files = [p for p in args.paths or [] if p != STDIN]
     return ApiSettings(store=store, jaeger_url=args.jaeger_url or None, reasons=reasons,
-                       auth=auth)
+                       auth=auth, load=LoadReports(files) if files else None)
 
 
 def _es_store(args: argparse.Namespace, sinks: dict[str, Any], env: dict[str, str],
