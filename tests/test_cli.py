@@ -201,3 +201,23 @@ def _spool_files(directory: Path) -> list:
     from lunettes.sinks.spool import DiskSpool
 
     return DiskSpool(directory, 2**30, SPOOL_SUFFIX).files()
+
+
+def test_the_core_install_replays_without_the_analyze_extra(tmp_path: Path) -> None:
+    """numpy, statsmodels and matplotlib (the analyze extra) are not needed by the first
+    README command: with them unimportable, the CLI builds every subcommand and replays."""
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('numpy', 'statsmodels', 'matplotlib'):\n"
+        "            raise ImportError(f'{name} blocked by the test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from lunettes.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    sample = Path(__file__).resolve().parents[1] / "lunettes" / "data" / "sample-audit.jsonl.gz"
+    done = subprocess.run([sys.executable, "-c", blocker, "replay", str(sample), "--format",
+                           "none", "--no-store"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "300 pods" in done.stderr

@@ -4,4 +4,10 @@ the combination of attributes that explains them, slow and rejected requests.
 The records that are not about Pods are read from their bytes only (:mod:`.scan`); the
 analysis keeps bounded per-interval counts (:mod:`.series`), finds anomalous windows
 against a seasonal baseline (:mod:`.anomaly`) and names what changed (:mod:`.drilldown`).
+Only this module imports without the ``analyze`` extra (numpy, statsmodels, matplotlib).
 """
+
+from typing import Final
+
+DIMENSIONS: Final = ("user_agent", "user", "verb", "resource", "namespace", "scope", "code")
+"""The attributes a request is counted by."""

@@ -19,10 +19,10 @@ from typing import Final
 
 import numpy as np
 
+from lunettes.apiserver import DIMENSIONS
 from lunettes.apiserver.clients import client_of
 from lunettes.apiserver.scan import RequestFacts
 
-DIMENSIONS: Final = ("user_agent", "user", "verb", "resource", "namespace", "scope", "code")
 OTHER: Final = "(other)"
 NONE: Final = "-"
 _WIDE = tuple(i for i, name in enumerate(DIMENSIONS)

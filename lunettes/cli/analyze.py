@@ -16,7 +16,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from lunettes.apiserver.series import DIMENSIONS
+from lunettes.apiserver import DIMENSIONS
 from lunettes.cli.common import add_config_arg, input_overrides, report_config_error
 from lunettes.config.errors import ConfigError
 
