@@ -176,6 +176,15 @@ class SpooledDelivery:
                     return False
                 self._cond.wait(remaining)
 
+    def finish(self, timeout_s: float) -> None:
+        """A sink's shutdown: flush within ``timeout_s`` unless the destination is known to
+        be down (no wait for it), then :meth:`close`."""
+        try:
+            if self.down is None:
+                self.flush(timeout_s)
+        finally:
+            self.close()
+
     def close(self) -> None:
         """Stop the thread; spool what is queued or on the wire. Safe twice."""
         with self._cond:

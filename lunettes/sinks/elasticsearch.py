@@ -242,10 +242,8 @@ class ElasticsearchSink:
             return
         self._closed = True
         try:
-            if self._delivery.down is None:
-                self._delivery.flush(self.timeout_s)
+            self._delivery.finish(self.timeout_s)
         finally:
-            self._delivery.close()
             self._stopping.set()
             if self._es is not None:
                 self._es.close()

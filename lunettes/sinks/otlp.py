@@ -341,9 +341,7 @@ class OTLPSink:
         if self._closed:
             return
         self._closed = True
-        if self._delivery.down is None:
-            self._delivery.flush(self.timeout_s)
-        self._delivery.close()
+        self._delivery.finish(self.timeout_s)
         self.transport.close()
 
     def __enter__(self) -> OTLPSink:
