@@ -47,6 +47,24 @@ def pod_key(resource: str, namespace: str, name: str) -> str | None:
     return f"{namespace}/{name}" if name else None
 
 
+def record_key(record: AuditRecord) -> str | None:
+    """:func:`pod_key` of a decoded record; a created Pod's generated name comes from the
+    response body."""
+    name = record.name
+    if not name and record.resource == "pods" and record.verb == "create":
+        metadata = (record.response or {}).get("metadata")
+        name = str(metadata.get("name") or "") if isinstance(metadata, dict) else ""
+    return pod_key(record.resource, record.namespace, name)
+
+
+def owner(key: str | None, number: int, count: int) -> int:
+    """Which of ``count`` partitions owns a record with Pod ``key``: the key's CRC-32
+    modulo ``count``; a record naming no Pod goes by its ``number`` (a line number)."""
+    if key is None:
+        return number % count
+    return zlib.crc32(key.encode()) % count
+
+
 @dataclass(frozen=True)
 class Partition:
     """Worker ``index`` of ``count``."""
@@ -59,9 +77,7 @@ class Partition:
             raise ValueError(f"worker {self.index} of {self.count}: out of range")
 
     def _owner(self, key: str | None, number: int) -> int:
-        if key is None:
-            return number % self.count
-        return zlib.crc32(key.encode()) % self.count
+        return owner(key, number, self.count)
 
     def route(self, raw: bytes, seen: Peek, number: int) -> int | None:
         """The worker of a line :func:`~lunettes.sources.peek.peek` read; None when its
@@ -81,12 +97,7 @@ class Partition:
         """A decoded record if this worker owns it, else its tick (final stages only)."""
         _, _, line = origin.rpartition(":")
         number = int(line) if line.isdigit() else 0
-        name = record.name
-        if not name and record.resource == "pods" and record.verb == "create":
-            metadata = (record.response or {}).get("metadata")
-            name = str(metadata.get("name") or "") if isinstance(metadata, dict) else ""
-        if self._owner(pod_key(record.resource, record.namespace, name), number) \
-                == self.index:
+        if self._owner(record_key(record), number) == self.index:
             yield record
         elif record.stage in _FINAL_STAGES:
             yield tick(record.received_us, origin)
