@@ -28,7 +28,7 @@ from lunettes.api.routes import MAX_INTERVALS, ApiSettings
 from lunettes.api.store import SQLiteStore
 from lunettes.model.times import format_time, parse_time
 from lunettes.simulate.delivery_regressions import _START_S, generate
-from lunettes.sinks.sqlite import COLUMNS, ensure_schema, row_of
+from lunettes.store.sqlite_schema import COLUMNS, ensure_schema, row_of
 
 SEED = 2
 INTERVAL_S = 300

@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from lunettes.model.ids import trace_id
-from lunettes.sinks.es_templates import DIAGNOSES, MAPPINGS, PODS
+from lunettes.store.es_indices import DIAGNOSES, MAPPINGS, PODS
 
 pytest.importorskip("fastapi", reason="needs the serve extra")
 from test_serve import SAMPLE, lunettes_serve, need_prometheus, prometheus, run_prometheus, wait_for

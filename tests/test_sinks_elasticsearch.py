@@ -26,10 +26,10 @@ from lunettes.config.errors import ConfigError, Section
 from lunettes.model.record import PodRecord, Stage
 from lunettes.pipeline import build_sinks
 from lunettes.registry import SINKS, BuildContext, load
-from lunettes.sinks import es_templates as tpl
 from lunettes.sinks.base import Sink, SinkClosedError
 from lunettes.sinks.elasticsearch import ElasticsearchSink
 from lunettes.sinks.spool import DiskSpool
+from lunettes.store import es_indices as tpl
 
 T0 = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z, in microseconds
 PODS = "lunettes-pods-2023.11"

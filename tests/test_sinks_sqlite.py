@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from lunettes.model.record import PodRecord
-from lunettes.sinks.sqlite import SCHEMA_VERSION, SQLiteSink
+from lunettes.sinks.sqlite import SQLiteSink
+from lunettes.store.sqlite_schema import SCHEMA_VERSION
 
 WRITERS = 6
 V1_SCHEMA = """

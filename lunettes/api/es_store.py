@@ -1,7 +1,7 @@
 """ElasticsearchStore: the API's read side over the indices the Elasticsearch sink writes.
 
 It searches ``<prefix>-pods-*`` (every month at once) with the official client's search
-API, on the fields :mod:`lunettes.sinks.es_templates` maps: keyword ``term`` filters,
+API, on the fields :mod:`lunettes.store.es_indices` maps: keyword ``term`` filters,
 ``prefix`` on the Pod name, a ``range`` on ``created``, sorts with the UID as tie-breaker
 and ``search_after`` paging (the cursor carries the last hit's sort values). SLO summaries
 page through the window the same way, reading only the SLO fields. Needs the
@@ -12,7 +12,7 @@ page through the window the same way, reading only the SLO fields. Needs the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import elastic_transport
 from elasticsearch import ApiError, Elasticsearch
@@ -30,9 +30,22 @@ from lunettes.api.store import (
     summary,
 )
 from lunettes.model.times import format_time
-from lunettes.sinks.elasticsearch import ElasticsearchSink
+from lunettes.store.es_indices import PODS, index_pattern
 
 __all__ = ["ElasticsearchStore"]
+
+class SinkSettings(Protocol):
+    """Where an Elasticsearch sink writes (:class:`lunettes.sinks.elasticsearch.ElasticsearchSink`
+    built from its pipeline.yaml section): the reader connects the same way."""
+
+    hosts: list[str]
+    index_prefix: str
+    api_key: str | None
+    basic_auth: tuple[str, str] | None
+    ca_certs: str | None
+    verify_certs: bool | None
+    client_options: dict[str, Any]
+
 
 _SORTS: dict[str, list[dict[str, Any]]] = {
     "-created": [{"created": {"order": "desc", "missing": "_last"}}, {"uid": "desc"}],
@@ -76,12 +89,11 @@ class ElasticsearchStore:
         options.update(client_options or {})
         self.hosts = list(hosts)
         self.index_prefix = index_prefix
-        self.index = f"{index_prefix}-pods-*"
+        self.index = index_pattern(index_prefix, PODS)
         self._es = Elasticsearch(self.hosts, **options)
 
     @classmethod
-    def from_sink(cls, sink: ElasticsearchSink, timeout_s: float = 10.0
-                  ) -> ElasticsearchStore:
+    def from_sink(cls, sink: SinkSettings, timeout_s: float = 10.0) -> ElasticsearchStore:
         """A reader of what ``sink`` (built from its pipeline.yaml section) writes."""
         return cls(sink.hosts, index_prefix=sink.index_prefix, api_key=sink.api_key,
                    basic_auth=sink.basic_auth, ca_certs=sink.ca_certs,

@@ -36,7 +36,7 @@ import orjson
 
 from lunettes.api.slo_summary import DELIVERED, QUANTILES, group_view
 from lunettes.model.times import format_optional
-from lunettes.sinks.sqlite import ensure_schema
+from lunettes.store.sqlite_schema import ensure_schema
 
 __all__ = [
     "SORTS", "InvalidQuery", "Page", "PodQuery", "PodStore", "SLORow", "SQLiteStore",
@@ -187,7 +187,7 @@ _SORT_SQL = {  # sort -> (key expression, SQL direction)
 }
 
 _SUMMARY_INDEX = "INDEXED BY pods_slo_summary"
-"""The SLO summary reads this covering index alone (see :mod:`lunettes.sinks.sqlite`)."""
+"""The SLO summary reads this covering index alone (see :mod:`lunettes.store.sqlite_schema`)."""
 
 _CURSOR_TYPES: dict[str, type | tuple[type, ...]] = {
     "at_us": int, "ifnull(duration_s, -1.0)": (int, float), "namespace || '/' || name": str}

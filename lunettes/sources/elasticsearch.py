@@ -32,9 +32,9 @@ from elasticsearch import ApiError, Elasticsearch, TransportError
 from lunettes.config.errors import Section
 from lunettes.model.audit import AuditRecord, tick
 from lunettes.registry import BuildContext
-from lunettes.sinks.elasticsearch import client, connection_from_config
 from lunettes.sources.decode import decode_document
 from lunettes.sources.errors import BadRecord, BadRecords
+from lunettes.store.es_connection import client, connection_from_config
 
 __all__ = ["ElasticsearchSource"]
 

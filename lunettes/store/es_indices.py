@@ -1,6 +1,7 @@
 """What the Elasticsearch sink writes: index names, documents, templates and the ILM policy.
 
-Pure data, no client: :mod:`lunettes.sinks.elasticsearch` sends it. Two families of
+Pure data, no client: :mod:`lunettes.sinks.elasticsearch` sends it and
+:mod:`lunettes.api.es_store` reads what it names. Two families of
 monthly indices, each with its index template:
 
 - ``<prefix>-pods-YYYY.MM``: one document per Pod (``PodRecord.to_dict()``), id = pod UID;
@@ -68,6 +69,11 @@ def month_of(record: PodRecord, now_us: int) -> str:
 
 def index_name(prefix: str, family: str, month: str) -> str:
     return f"{prefix}-{family}-{month}"
+
+
+def index_pattern(prefix: str, family: str) -> str:
+    """The indices of a family, every month: what its template matches and readers search."""
+    return f"{prefix}-{family}-*"
 
 
 def month_end_ms(index: str) -> int | None:
@@ -217,7 +223,7 @@ def index_template(prefix: str, family: str,
     """The body of ``PUT _index_template/<prefix>-<family>`` (for ``results``, else the
     shipped configuration's)."""
     return {
-        "index_patterns": [f"{prefix}-{family}-*"],
+        "index_patterns": [index_pattern(prefix, family)],
         "priority": 200,
         "version": TEMPLATE_VERSION,
         "template": {
