@@ -74,7 +74,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     records = replay([str(log)])
     store = tmp / "store.db"
     with serve([str(log), "--store", str(store), "--jaeger-url", JAEGER], tmp) as base, \
-            httpx.Client(timeout=10) as client:
+            httpx.Client(timeout=60) as client:
         yield World(base, records, reused, store, client)
 
 
