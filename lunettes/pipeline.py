@@ -32,6 +32,7 @@ from lunettes.processors.reorder import ReorderWindow
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import Sink
 from lunettes.sources.base import Source, build_sources, merged
+from lunettes.sources.deadletter import DEFAULT_MAX_MB, DeadLetter
 from lunettes.sources.errors import BadRecords
 
 DEFAULT_CONFIG_DIR = bundled_config_dir()
@@ -66,6 +67,10 @@ class Settings:
     trace_annotations: tuple[str, ...] = TRACE_ANNOTATIONS
     max_future_us: int = 300 * _S
     """Records further ahead of the audit clock are quarantined (0: never)."""
+    dead_letter: str | None = None
+    """Where every bad (and late) record is written, with where it was and why (see
+    :mod:`lunettes.sources.deadletter`); relative to the config directory."""
+    dead_letter_max_mb: float = DEFAULT_MAX_MB
 
     @classmethod
     def from_config(cls, top: Section) -> Settings:
@@ -87,7 +92,11 @@ class Settings:
             trace_annotations=tuple(pods.get("trace_context_annotations",
                                              list(default.trace_annotations), list)),
             max_future_us=seconds(source, "max_future_s", default.max_future_us),
+            dead_letter=source.get("dead_letter", None, str),
+            dead_letter_max_mb=source.get("dead_letter_max_mb", DEFAULT_MAX_MB, float),
         )
+        if settings.dead_letter_max_mb <= 0:
+            source.problem("dead_letter_max_mb", "must be positive")
         if not all(isinstance(key, str) and key for key in settings.trace_annotations):
             pods.problem("trace_context_annotations", "must be a list of annotation keys")
         source.check_unknown()
@@ -174,9 +183,16 @@ class Pipeline:
                 restored = Checkpoint.load(config_dir / path)
             except ValueError as exc:
                 section.problem("path", f"{exc}; move it away to start afresh")
-        context = BuildContext(config_dir=config_dir, env=dict(env or {}),
-                               resume=dict(restored.positions) if restored else {})
         settings = Settings.from_config(top)
+        bad = BadRecords()
+        if settings.dead_letter and not problems:
+            try:
+                bad.dead_letter = DeadLetter(config_dir / settings.dead_letter,
+                                             int(settings.dead_letter_max_mb * 2**20))
+            except OSError as exc:
+                top.sub("input").problem("dead_letter", f"cannot write it: {exc}")
+        context = BuildContext(config_dir=config_dir, env=dict(env or {}), bad=bad,
+                               resume=dict(restored.positions) if restored else {})
         sources = build_sources(top.sub("sources"), context)
         if path is not None and not all(source.live for source in sources):
             section.problem("path", "checkpoints need resumable sources (follow, webhook); "
@@ -194,6 +210,8 @@ class Pipeline:
                 sink.shutdown()
             for source in sources:
                 source.close()
+            if bad.dead_letter is not None:
+                bad.dead_letter.close()
             raise ConfigError(problems)
         pipeline = cls(dag, [*sinks, *extra_sinks], settings, sources=sources,
                        bad=context.bad)
@@ -259,7 +277,7 @@ class Pipeline:
                     ahead = (record.received_us - clock_us) / _S
                     bad.add("future_timestamp", record.origin or "?",
                             f"{format_time(record.received_us)}, {ahead:.0f} s ahead of "
-                            f"the audit clock ({format_time(clock_us)})")
+                            f"the audit clock ({format_time(clock_us)})", record=record)
             records = FutureGuard(settings.max_future_us, quarantine).admit(records)
         dedupe = Deduplicator(stats, settings.dedupe_horizon_us)
         window = ReorderWindow(stats, settings.reorder_window_us)
@@ -339,6 +357,9 @@ class Pipeline:
         for sink in self.sinks:
             sink.force_flush()
         stats["sink_lost"] = sink_losses(self.sinks)
+        if bad.dead_letter is not None:
+            stats["dead_letter_written"] = bad.dead_letter.written
+            stats["dead_letter_dropped"] = bad.dead_letter.dropped
         return stats
 
     @property
@@ -392,3 +413,5 @@ class Pipeline:
         for sink in self.sinks:
             sink.shutdown()
         self.stats["sink_lost"] = sink_losses(self.sinks)
+        if self.bad.dead_letter is not None:
+            self.bad.dead_letter.close()

@@ -14,7 +14,7 @@ import yaml
 from secret_shapes import SHAPES
 
 import lunettes
-from lunettes.model.redact import REDACTED, redact, redact_text
+from lunettes.model.redact import REDACTED, redact, redact_document, redact_text
 
 REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real"
 SAMPLE = Path(lunettes.__file__).parent / "data" / "sample-audit.jsonl.gz"
@@ -51,6 +51,32 @@ def test_names_and_prose_around_secret_words_stay() -> None:
 def test_structured_values_drop_bodies_and_redact_strings() -> None:
     assert redact({"requestObject": {"a": 1}, "env": [1], "m": "token=x", "n": [1, None]}) == {
         "m": f"token={REDACTED}", "n": [1, None]}
+
+
+def test_env_entries_of_secret_names_quoted_as_json_are_redacted() -> None:
+    assert redact_text('"env":[{"name":"DB_PASSWORD","value":"hunter2"},'
+                       '{"name":"PATH","value":"/bin"}]') == \
+        f'"env":[{{"name":"DB_PASSWORD","value":"{REDACTED}"}},{{"name":"PATH","value":"/bin"}}]'
+
+
+def test_a_document_keeps_its_shape_with_its_secrets_replaced() -> None:
+    doc = {"kind": "Pod", "spec": {"containers": [{"name": "app", "args": ["--token=abc"],
+                                                   "env": [{"name": "API_KEY", "value": "k1"},
+                                                           {"name": "MODE", "value": "x"}]}]},
+           "data": {"tls.key": "c2VjcmV0"}, "password": "pw", "port": 8080,
+           "message": "dial redis://:pw@r:6379"}
+    assert redact_document(doc) == {
+        "kind": "Pod",
+        "spec": {"containers": [{"name": "app", "args": [f"--token={REDACTED}"],
+                                 "env": [{"name": "API_KEY", "value": REDACTED},
+                                         {"name": "MODE", "value": "x"}]}]},
+        "data": {"tls.key": REDACTED}, "password": REDACTED, "port": 8080,
+        "message": f"dial redis://{REDACTED}@r:6379"}
+    deep: Any = "leaf"
+    for _ in range(5000):
+        deep = [deep]
+    out = redact_document({"a": deep}, max_depth=3)
+    assert out == {"a": [["<nested too deep>"]]}
 
 
 def _messages(value: Any) -> Iterator[str]:

@@ -35,6 +35,14 @@ def add_bad_limit_args(parser: argparse.ArgumentParser) -> None:
                              f"bad (default: {DEFAULT_MAX_BAD_RATIO:g}, 1%%; 1 never)")
 
 
+def add_dead_letter_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dead-letter", metavar="FILE",
+                        help="append every bad record (and every late one) to FILE as JSON "
+                             "lines: where, why, the line redacted (overrides "
+                             "input.dead_letter; created 0600, capped by "
+                             "input.dead_letter_max_mb)")
+
+
 def bad_limits(args: argparse.Namespace) -> BadLimits:
     """The bad-record limits of the command line."""
     return BadLimits(args.max_bad, args.max_bad_ratio)
@@ -72,7 +80,12 @@ def input_overrides(args: argparse.Namespace, data: Mapping[str, Any],
                     webhook: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """pipeline.yaml's data with the command line's inputs in its ``sources`` section (the
     one place they become configuration): PATHs (made absolute), --follow, and serve's
-    webhook settings."""
+    webhook settings; and --dead-letter in its ``input`` section."""
     paths = [p if p == STDIN else os.path.abspath(p) for p in getattr(args, "paths", [])]
-    return source_overrides(data, paths, follow=getattr(args, "follow", False),
-                            webhook=webhook)
+    out = source_overrides(data, paths, follow=getattr(args, "follow", False),
+                           webhook=webhook)
+    if getattr(args, "dead_letter", None):
+        section = out.get("input")
+        out["input"] = {**(section if isinstance(section, dict) else {}),
+                        "dead_letter": os.path.abspath(args.dead_letter)}
+    return out

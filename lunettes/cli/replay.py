@@ -16,6 +16,7 @@ from lunettes.cli import exitcodes
 from lunettes.cli.common import (
     add_bad_limit_args,
     add_config_arg,
+    add_dead_letter_arg,
     bad_limits,
     input_overrides,
     report_config_error,
@@ -25,9 +26,10 @@ from lunettes.cli.workers import Job, Report, TimeOrdered, WorkerFailed, run_wor
 from lunettes.config.errors import ConfigError
 from lunettes.model.record import PodRecord
 from lunettes.model.results import Results
-from lunettes.pipeline import Pipeline, load_config
+from lunettes.pipeline import Pipeline, Settings, load_config
 from lunettes.sinks.base import Sink
 from lunettes.sinks.jsonl import JSONLSink
+from lunettes.sources import deadletter
 from lunettes.sources.errors import BadRecords
 from lunettes.sources.files import STDIN, FileSource, expand
 
@@ -63,6 +65,7 @@ def register(sub: Any) -> None:
                              "for stdin). Each reads the whole input and replays its share of "
                              "the Pods")
     add_bad_limit_args(parser)
+    add_dead_letter_arg(parser)
     parser.set_defaults(run=run)
 
 
@@ -168,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         pipeline.shutdown()
     _print_table(records, pipeline.results, args.wide)
-    _summary(err, stats, pipeline, [f for s in sources for f in s.skipped_files])
+    _summary(err, stats, pipeline, [f for s in sources for f in s.skipped_files],
+             pipeline.settings)
     return _exit(err, stats, pipeline.bad, args)
 
 
@@ -231,7 +235,7 @@ def _run_workers(args: argparse.Namespace, data: dict[str, Any], configured: lis
         parent.shutdown()
     report.stats["sink_lost"] += parent.stats["sink_lost"]
     _print_table(records, parent.results, args.wide)
-    _summary(err, report.stats, report, skipped)
+    _summary(err, report.stats, report, skipped, parent.settings)
     return _exit(err, report.stats, report.bad, args)
 
 
@@ -271,7 +275,7 @@ def _total_bytes(paths: list[str]) -> int | None:
 
 
 def _summary(console: Console, stats: Counter[str], source: Pipeline | Report,
-             skipped_files: list[str]) -> None:
+             skipped_files: list[str], settings: Settings) -> None:
     outcomes = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in sorted(stats.items())
                          if k.startswith("outcome:"))
     pods = stats["hyperevents"]  # one per record folded into a Pod's timeline
@@ -289,4 +293,9 @@ def _summary(console: Console, stats: Counter[str], source: Pipeline | Report,
                       highlight=False, markup=False, soft_wrap=True)
     if source.bad.total:
         console.print(source.bad.report(), highlight=False, markup=False)
+    if settings.dead_letter:
+        console.print(deadletter.report(settings.dead_letter, stats["dead_letter_written"],
+                                        stats["dead_letter_dropped"],
+                                        settings.dead_letter_max_mb),
+                      highlight=False, markup=False, soft_wrap=True)
     sys.stderr.flush()

@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Any
 
-from lunettes.cli.common import add_config_arg, report_config_error
+from lunettes.cli.common import add_config_arg, add_dead_letter_arg, report_config_error
 from lunettes.cli.replay import pipeline_data
 from lunettes.config.errors import ConfigError, Section
 from lunettes.pipeline import Pipeline
@@ -57,6 +57,7 @@ def register(sub: Any) -> None:
     hook.add_argument("--webhook-token-file", metavar="FILE",
                       help="require Authorization: Bearer <the token in FILE> on the "
                            "receiver")
+    add_dead_letter_arg(parser)
     parser.add_argument("--checkpoint", metavar="FILE",
                         help="resume from this checkpoint and keep it current (follow and "
                              "webhook sources; overrides checkpoint.path)")

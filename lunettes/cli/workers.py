@@ -264,6 +264,7 @@ def _replay(job: Job, index: int, out: Connection) -> Report:
                  MAX_LINE_BYTES)
     source = FileSource(job.paths, partition=Partition(index, job.count),
                         max_line_bytes=limit)
+    source.bad.dead_letter = pipeline.bad.dead_letter  # every worker appends to it
     batch: list[PodRecord] = []
 
     def keep(record: PodRecord) -> None:
@@ -282,6 +283,7 @@ def _replay(job: Job, index: int, out: Connection) -> Report:
         out.send(("records", batch))
     if progress is not None:
         progress.flush()
+    source.bad.dead_letter = None  # the report is pickled; the file stays here
     return Report(stats, source.bad, source.lines)
 
 

@@ -26,11 +26,16 @@ The catalogue (each shape has a test in ``tests/test_redact.py``), every match r
   secret keys, Google API keys (``AIza``...) and OAuth tokens (``ya29.``...), GitHub tokens
   (``ghp_``, ``gho_``, ``ghu_``, ``ghs_``, ``ghr_``, ``github_pat_``), Slack tokens
   (``xox?-``) and webhooks, Stripe keys (``sk_live_``...), npm tokens;
-- the ``data``/``stringData`` of a Kubernetes Secret quoted as JSON.
+- the ``data``/``stringData`` of a Kubernetes Secret quoted as JSON;
+- the value of an env entry of a secret-like name quoted as JSON
+  (``{"name": "DB_PASSWORD", "value": "..."}``).
 
 In structured values (:func:`redact`), keys that would carry bodies or spec values
 (``requestObject``, ``responseObject``, ``env``, ``envFrom``, ``args``, ``command``,
-``data``, ``stringData``, ...) are dropped wherever they appear.
+``data``, ``stringData``, ...) are dropped wherever they appear. :func:`redact_document`
+keeps a document's shape instead (for a dead-letter file, where the bad record is the
+point): every string redacted, and the values of secret-like keys, of env entries with a
+secret-like name and of ``data``/``stringData``/``binaryData`` replaced.
 
 Ordinary diagnostic text (image names and digests, registry and scheduler messages, volume
 and Secret *names*) is left as it is: ``tests/test_redact.py`` checks every message of the
@@ -42,7 +47,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["DROPPED_KEYS", "REDACTED", "redact", "redact_text"]
+__all__ = ["DROPPED_KEYS", "REDACTED", "redact", "redact_document", "redact_text"]
 
 REDACTED = "<redacted>"
 DROPPED_KEYS = frozenset({
@@ -76,6 +81,8 @@ _TOKEN_SHAPES = re.compile("|".join((
 _AUTH_HEADER = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{6,}")
 _URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]+@")
 _SECRET_DATA = re.compile(r'("(?:data|stringData)"\s*:\s*)\{[^{}]*\}')
+_ENV_VALUE = re.compile(
+    rf'(?i)("name"\s*:\s*"[^"]*(?:{_NAME})[^"]*"\s*,\s*"value"\s*:\s*)"[^"]*"?')
 _VALUE = r"(?P<value>\"[^\"]*\"?|'[^']*'?|[^\s\"',;&}\]]+)"
 _KEY_VALUE = re.compile(
     rf"(?i)(?<![\w.-])(?P<key>[\w.-]*(?:{_NAME})[\w.-]*|[\w.-]*key|auth|sig)"
@@ -108,6 +115,7 @@ def redact_text(text: str) -> str:
     text = _AUTH_HEADER.sub(rf"\1\2{REDACTED}", text)
     text = _URL_CREDENTIALS.sub(rf"\1{REDACTED}@", text)
     text = _SECRET_DATA.sub(rf"\1{REDACTED}", text)
+    text = _ENV_VALUE.sub(rf'\1"{REDACTED}"', text)
     text = _FLAG.sub(_key_value, text)
     return _KEY_VALUE.sub(_key_value, text)
 
@@ -121,3 +129,46 @@ def redact(value: Any) -> Any:
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
+
+
+_SECRET_KEY = re.compile(rf"(?i)[\w.-]*(?:{_NAME})[\w.-]*|[\w.-]*key|auth|sig")
+_DATA_KEYS = frozenset({"data", "stringData", "binaryData"})
+
+
+def redact_document(value: Any, max_depth: int = 200) -> Any:
+    """A copy of a decoded JSON document, shape kept, with every string passed through
+    :func:`redact_text` and the values of secret-like keys (``password``, ``apiKey``...),
+    of env entries named like secrets (``{"name": "DB_PASSWORD", "value": ...}``) and of
+    ``data``/``stringData``/``binaryData`` objects replaced by ``<redacted>``; objects and
+    arrays nested deeper than ``max_depth`` become ``"<nested too deep>"`` (orjson writes
+    254 levels at most). Iterative: any depth."""
+    root: list[Any] = [None]
+    stack: list[tuple[Any, list[Any] | dict[str, Any], Any, int]] = [(value, root, 0, 0)]
+    while stack:
+        item, holder, key, depth = stack.pop()
+        if isinstance(item, str):
+            holder[key] = redact_text(item)
+        elif isinstance(item, (dict, list)) and depth >= max_depth:
+            holder[key] = "<nested too deep>"
+        elif isinstance(item, dict):
+            out: dict[str, Any] = {}
+            holder[key] = out
+            secret_env = isinstance(item.get("name"), str) and "value" in item and \
+                _SECRET_KEY.fullmatch(item["name"]) is not None
+            for k, v in item.items():
+                k = str(k)
+                if (k in _DATA_KEYS and isinstance(v, dict)) or (secret_env and k == "value"):
+                    out[k] = REDACTED if not isinstance(v, dict) else dict.fromkeys(v, REDACTED)
+                elif _SECRET_KEY.fullmatch(k) and isinstance(v, (str, int, float)) \
+                        and not isinstance(v, bool):
+                    out[k] = REDACTED
+                else:
+                    out[k] = None
+                    stack.append((v, out, k, depth + 1))
+        elif isinstance(item, list):
+            copy: list[Any] = [None] * len(item)
+            holder[key] = copy
+            stack.extend((v, copy, i, depth + 1) for i, v in enumerate(item))
+        else:
+            holder[key] = item
+    return root[0]

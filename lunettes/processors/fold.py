@@ -28,8 +28,9 @@ from lunettes.processors.bodies import (
 )
 from lunettes.sources.errors import BadRecord
 
-BadSink = Callable[[str, str, str], None]
-"""Where refused records go: (reason, origin ``file:line``, detail), as BadRecords.add."""
+BadSink = Callable[..., None]
+"""Where refused records go: (reason, origin ``file:line``, detail, record=the record), as
+BadRecords.add."""
 
 # (timeline, the HyperEvent just added) -> True when it ends the Pod's delivery.
 DeliveryCheck = Callable[[PodTimeline, HyperEvent], bool]
@@ -155,7 +156,7 @@ class Folder:
     def _refuse(self, reason: str, record: AuditRecord, detail: str) -> None:
         self.stats["refused"] += 1
         if self.on_bad is not None:
-            self.on_bad(reason, record.origin, detail)
+            self.on_bad(reason, record.origin, detail, record=record)
 
     def _add(self, record: AuditRecord) -> None:
         if record.resource == "pods":

@@ -195,6 +195,6 @@ class ElasticsearchSource:
             return
         for item in decode_document(event, where):
             if isinstance(item, BadRecord):
-                self.bad.add(item.reason, where, str(item))
+                self.bad.add(item.reason, where, str(item), event)
             else:
                 yield item

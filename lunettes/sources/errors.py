@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lunettes.model.audit import AuditRecord
+    from lunettes.sources.deadletter import DeadLetter
 
 
 class BadRecord(ValueError):
@@ -16,18 +21,26 @@ class BadRecord(ValueError):
 
 @dataclass
 class BadRecords:
-    """Counts of bad records by reason, with the first few places each was seen."""
+    """Counts of bad records by reason, with the first few places each was seen; with a
+    ``dead_letter``, every one of them is also written there (see
+    :mod:`lunettes.sources.deadletter`)."""
 
     samples_per_reason: int = 5
     counts: Counter[str] = field(default_factory=Counter)
     samples: dict[str, list[str]] = field(default_factory=dict)
+    dead_letter: DeadLetter | None = None
 
-    def add(self, reason: str, origin: str, detail: str = "") -> None:
-        """Count one bad record seen at ``origin`` (``file:line``)."""
+    def add(self, reason: str, origin: str, detail: str = "", line: Any = None,
+            record: AuditRecord | None = None) -> None:
+        """Count one bad record seen at ``origin`` (``file:line``); for the dead letter,
+        ``line`` is its text as read (bytes) or the document it was (decoded JSON), and
+        ``record`` the record when it was refused after decoding."""
         self.counts[reason] += 1
         places = self.samples.setdefault(reason, [])
         if len(places) < self.samples_per_reason:
             places.append(f"{origin}: {detail}" if detail else origin)
+        if self.dead_letter is not None:
+            self.dead_letter.write(reason, origin, detail, line, record)
 
     @property
     def total(self) -> int:

@@ -252,13 +252,15 @@ class FileSource:
                     self.bad.add("unreadable_file", name, str(exc))
         self.state = "done"
 
-    def _emit(self, doc: Any, origin: str, whole: bool = False) -> Iterator[AuditRecord]:
-        """The records of a document; ``whole``: the partition routed it here entire."""
+    def _emit(self, doc: Any, origin: str, whole: bool = False, line: bytes | None = None
+              ) -> Iterator[AuditRecord]:
+        """The records of a document (read from ``line``, when one line holds it);
+        ``whole``: the partition routed it here entire."""
         part = None if whole else self.partition
         for item in decode_document(doc, origin):
             if isinstance(item, BadRecord):
                 if part is None or part.index == 0:  # counted once over all workers
-                    self.bad.add(item.reason, origin, str(item))
+                    self.bad.add(item.reason, origin, str(item), line)
             elif part is None:
                 yield item
             else:
@@ -309,7 +311,7 @@ class FileSource:
                 size = len(raw) + _skip_line(stream, limit)
                 if mine == 0:
                     bad.add("line_too_long", f"{name}:{number}",
-                            f"{size} bytes, more than max_line_bytes ({limit})")
+                            f"{size} bytes, more than max_line_bytes ({limit})", raw)
                 continue
             try:
                 seen = peek(raw)
@@ -341,10 +343,10 @@ class FileSource:
                         except decode_error:
                             pass
                         else:
-                            yield from self._emit(doc, f"{name}:{number}", whole=routed)
+                            yield from self._emit(doc, f"{name}:{number}", routed, raw)
                             continue
                     if routed or mine == 0:
-                        bad.add("invalid_json", f"{name}:{number}", str(exc))
+                        bad.add("invalid_json", f"{name}:{number}", str(exc), raw)
                     continue
                 # The common case, inline: one audit Event per line.
                 if (routed or part is None) and type(doc) is dict \
@@ -353,15 +355,15 @@ class FileSource:
                     try:
                         record = decode_event(doc, origin)
                     except BadRecord as exc:
-                        bad.add(exc.reason, origin, str(exc))
+                        bad.add(exc.reason, origin, str(exc), raw)
                         continue
                     yield record
                     continue
-                yield from self._emit(doc, f"{name}:{number}", whole=routed)
+                yield from self._emit(doc, f"{name}:{number}", routed, raw)
             except Exception as exc:  # a bug must not stop the run: count it, where it was
                 if mine == 0:
                     bad.add(f"internal_error:{type(exc).__name__}", f"{name}:{number}",
-                            str(exc)[:200])
+                            str(exc)[:200], raw)
 
     def _yaml(self, stream: IO[bytes], name: str) -> Iterator[AuditRecord]:
         """YAML documents (Cloud Logging exports, audit events written as YAML)."""

@@ -322,14 +322,14 @@ class FollowSource:
         try:
             yield from self._records(raw, origin)
         except Exception as exc:  # a bug must not stop the reader: count it, where it was
-            self.bad.add(f"internal_error:{type(exc).__name__}", origin, str(exc)[:200])
+            self.bad.add(f"internal_error:{type(exc).__name__}", origin, str(exc)[:200], raw)
 
     def _records(self, raw: bytes, origin: str) -> Iterator[AuditRecord]:
         if not raw.strip():
             return
         if len(raw) > MAX_LINE_BYTES:
             self.bad.add("line_too_long", origin,
-                         f"{len(raw)} bytes, more than {MAX_LINE_BYTES}")
+                         f"{len(raw)} bytes, more than {MAX_LINE_BYTES}", raw)
             return
         seen = peek(raw)
         received = None if seen is None else clock_only(raw, seen)
@@ -339,11 +339,11 @@ class FollowSource:
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            self.bad.add("invalid_json", origin, str(exc))
+            self.bad.add("invalid_json", origin, str(exc), raw)
             return
         for item in decode_document(doc, origin):
             if isinstance(item, BadRecord):
-                self.bad.add(item.reason, origin, str(item))
+                self.bad.add(item.reason, origin, str(item), raw)
             else:
                 yield item
 

@@ -173,7 +173,8 @@ class WebhookSource:
                     raise BadRecord("not_an_event", type(item).__name__)
                 decode_event({"apiVersion": doc["apiVersion"], **item}, "")
             except BadRecord as exc:
-                self.bad.add(exc.reason, f"{self.name}: batch item {index}", str(exc))
+                self.bad.add(exc.reason, f"{self.name}: batch item {index}", str(exc),
+                             item)
                 continue
             lines.append(orjson.dumps({"kind": "Event", "apiVersion": doc["apiVersion"],
                                        **item}) + b"\n")
