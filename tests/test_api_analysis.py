@@ -24,8 +24,9 @@ from prometheus_client import CollectorRegistry
 
 from lunettes.api.app import create_app
 from lunettes.api.load_report import LoadReports
-from lunettes.api.routes import MAX_INTERVALS, ApiSettings
+from lunettes.api.routes import ApiSettings
 from lunettes.api.store import SQLiteStore
+from lunettes.apiserver import MAX_INTERVALS
 from lunettes.model.times import format_time, parse_time
 from lunettes.simulate.delivery_regressions import _START_S, generate
 from lunettes.store.sqlite_schema import COLUMNS, ensure_schema, row_of

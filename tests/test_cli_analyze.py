@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lunettes.cli import analyze
 from lunettes.cli.main import main
@@ -97,3 +98,46 @@ def test_delivery_from_store_and_from_logs_count_the_same_pods(
     assert main(["analyze", "delivery", sample, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["pods"] == delivered
     assert main(["analyze", "delivery", sample, "--store", str(store)]) == 2
+
+
+GKE = "gke-cloud-logging"
+
+
+def test_cloud_logging_yaml_counts_equal_plain_yaml_counts(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """GKE's Cloud Logging export (YAML protoPayload entries) is read as replay reads it;
+    its requests, verbs, users, clients and codes are the entries' own, read with PyYAML."""
+    files = sorted(Path(real(GKE)).glob("container_recorder_*.yaml"))
+    entries = [yaml.safe_load(path.read_text()) for path in files]
+    assert len(entries) == 3
+    code = main(["analyze", "apiserver", *map(str, files), "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["requests"] == len(entries) and report["bad_records"] == 0
+    payloads = [e["protoPayload"] for e in entries]
+    by_verb = Counter(p["methodName"].rsplit(".", 1)[1] for p in payloads)
+    assert {t["value"]: t["requests"] for t in report["top"]["verb"]} == dict(by_verb) == {
+        "create": 1, "patch": 2}
+    by_user = Counter(p["authenticationInfo"]["principalEmail"] for p in payloads)
+    assert {t["value"]: t["requests"] for t in report["top"]["user"]} == dict(by_user)
+    agents = Counter(p["requestMetadata"]["callerSuppliedUserAgent"].split("/")[0]
+                     for p in payloads)
+    clients = {t["value"]: t["requests"] for t in report["top"]["user_agent"]}
+    assert {c.split("/")[0]: n for c, n in clients.items()} == dict(agents)
+    assert clients["kube-controller-manager/replicaset-controller"] == 1
+    # google.rpc code 0 (OK) is HTTP 200, 201 for a create
+    assert {t["value"]: t["requests"] for t in report["top"]["code"]} == {"201": 1, "200": 2}
+    resources = Counter(p["resourceName"].split("/")[4] for p in payloads)
+    assert sum(t["requests"] for t in report["top"]["resource"]) == sum(resources.values())
+
+
+def test_logs_spanning_too_many_intervals_are_refused_with_the_fix(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The directory holds GKE entries of 2024-01-01 and an event of 2025-04-01: over
+    100,000 one-minute intervals apart. The command says so and names --interval."""
+    assert main(["analyze", "apiserver", real(GKE)]) == 2
+    err = capsys.readouterr().err
+    assert "more than 100000" in err and "--interval" in err
+    assert main(["analyze", "apiserver", real(GKE), "--interval", "86400", "--format",
+                 "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["requests"] == 4

@@ -24,6 +24,7 @@ from lunettes.api.auth import BearerAuth
 from lunettes.api.load_report import LoadReports
 from lunettes.api.store import InvalidQuery, PodQuery, PodStore
 from lunettes.api.trace import jaeger_link, trace_of
+from lunettes.apiserver import MAX_INTERVALS, SpanTooLong
 from lunettes.model.ids import trace_id
 from lunettes.model.redact import redact
 from lunettes.model.times import format_time, parse_time
@@ -64,8 +65,6 @@ class ApiSettings:
     ceiling)."""
 
 
-MAX_INTERVALS = 100_000
-"""Intervals one delivery analysis may span (its series and baseline are this long)."""
 ANALYZE_MODULES = ("numpy", "statsmodels")
 
 
@@ -306,7 +305,10 @@ def api_router(settings: ApiSettings) -> APIRouter:
                                      "'lunettes[analyze]'")
         from lunettes.apiserver.report import to_json
 
-        analysis, computed_at = settings.load.analysis(refresh)
+        try:
+            analysis, computed_at = settings.load.analysis(refresh)
+        except SpanTooLong as exc:
+            raise HTTPException(400, f"the served audit files: {exc}") from None
         return {"computed_at": computed_at, **redact(to_json(analysis, top, min_count))}
 
     @router.get("/reasons", response_model=models.ReasonsAnswer,

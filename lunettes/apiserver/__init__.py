@@ -11,3 +11,11 @@ from typing import Final
 
 DIMENSIONS: Final = ("user_agent", "user", "verb", "resource", "namespace", "scope", "code")
 """The attributes a request is counted by."""
+
+MAX_INTERVALS: Final = 100_000
+"""Intervals one analysis may span (its series and baseline are this long): a longer span
+is refused with :class:`SpanTooLong`, naming the fix."""
+
+
+class SpanTooLong(ValueError):
+    """The input spans more intervals than :data:`MAX_INTERVALS`."""

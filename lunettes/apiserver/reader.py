@@ -13,18 +13,23 @@ from lunettes.sources.cloudlogging import from_log_entry, is_log_entry
 from lunettes.sources.decode import AUDIT_API_VERSIONS
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.exports import batch, strip_time_prefix, unwrap, wrapped
-from lunettes.sources.files import STDIN, expand
+from lunettes.sources.files import STDIN, expand, is_yaml, yaml_documents
 from lunettes.sources.files import _open as open_log  # the sources' opener: gzip, BOM, stdin
 
 
 def read_facts(paths: Iterable[str], bad: BadRecords) -> Iterator[RequestFacts]:
     """The finished requests of audit logs (JSON lines of Events, EventLists, Cloud Logging
-    entries, AKS resource logs, CloudWatch events and exports; files, .gz, directories,
-    ``-``), in file order. Bad lines are counted in ``bad``."""
+    entries, AKS resource logs, CloudWatch events and exports; YAML files of Cloud Logging
+    entries or Events, as GKE exports them; files, .gz, directories, ``-``), in file order.
+    Bad lines are counted in ``bad``."""
     for path in expand(paths):
         name = "<stdin>" if path == STDIN else path
         try:
             with open_log(path) as stream:
+                if is_yaml(path):  # Cloud Logging exports (GKE), events written as YAML
+                    for index, doc in yaml_documents(stream, name, bad):
+                        yield from _facts_of(doc, f"{name}#{index}", bad)
+                    continue
                 for number, raw in enumerate(stream, 1):
                     facts = scan(raw)
                     if facts is UNREADABLE:
@@ -43,6 +48,11 @@ def _decoded(raw: bytes, origin: str, bad: BadRecords) -> Iterator[RequestFacts]
     except orjson.JSONDecodeError as exc:
         bad.add("invalid_json", origin, str(exc))
         return
+    yield from _facts_of(doc, origin, bad)
+
+
+def _facts_of(doc: Any, origin: str, bad: BadRecords) -> Iterator[RequestFacts]:
+    """The finished requests of one decoded document (an Event, a list, an export)."""
     for event in _events(doc, origin, bad):
         facts = facts_from_event(event)
         if facts is not None:

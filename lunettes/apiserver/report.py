@@ -43,9 +43,11 @@ def analyze(facts: Iterable[RequestFacts], interval_s: int = 60, period: int | N
     return LoadAnalysis(series, tables, fit, anomalies, where or {}, bad or BadRecords())
 
 
-def analyze_paths(paths: Iterable[str], **options: Any) -> LoadAnalysis:
-    """:func:`analyze` over audit log files, directories or ``-``."""
-    bad = BadRecords()
+def analyze_paths(paths: Iterable[str], bad: BadRecords | None = None,
+                  **options: Any) -> LoadAnalysis:
+    """:func:`analyze` over audit log files, directories or ``-``; bad lines are counted
+    in ``bad``."""
+    bad = bad if bad is not None else BadRecords()
     return analyze(read_facts(paths, bad), bad=bad, **options)
 
 

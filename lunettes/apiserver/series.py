@@ -19,7 +19,7 @@ from typing import Final
 
 import numpy as np
 
-from lunettes.apiserver import DIMENSIONS
+from lunettes.apiserver import DIMENSIONS, MAX_INTERVALS, SpanTooLong
 from lunettes.apiserver.clients import client_of
 from lunettes.apiserver.scan import RequestFacts
 
@@ -201,7 +201,8 @@ class SeriesBuilder:
 
     def series(self) -> Series:
         """Close every interval and return the counts, one entry per interval from the
-        first to the last (empty intervals included)."""
+        first to the last (empty intervals included); :class:`SpanTooLong` past
+        :data:`~lunettes.apiserver.MAX_INTERVALS` of them."""
         for index in self._open:
             self._close(self._intervals[index])
         self._open.clear()
@@ -209,6 +210,10 @@ class SeriesBuilder:
             return Series(self.interval_s, 0, np.zeros(0), [], [], [], self.overflow,
                           Counter())
         first, last = min(self._intervals), max(self._intervals)
+        if last - first >= MAX_INTERVALS:
+            raise SpanTooLong(
+                f"the requests span {last - first + 1} intervals of {self.interval_s} s, more "
+                f"than {MAX_INTERVALS}: give a longer interval, or logs of a shorter time")
         empty = _Interval(marginals=[Counter() for _ in DIMENSIONS])
         items = [self._intervals.get(i, empty) for i in range(first, last + 1)]
         folded: Counter[str] = Counter()

@@ -10,15 +10,17 @@ import importlib.util
 import os
 import sqlite3
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from rich.console import Console
 from rich.table import Table
 
-from lunettes.apiserver import DIMENSIONS
+from lunettes.apiserver import DIMENSIONS, SpanTooLong
 from lunettes.cli.common import add_config_arg, input_overrides, report_config_error
 from lunettes.config.errors import ConfigError
+from lunettes.sources.errors import BadRecords
 
 EXTRA_MODULES = ("numpy", "statsmodels", "matplotlib")
 EXTRA_HINT = "pip install 'lunettes[analyze]'"
@@ -84,39 +86,70 @@ def _where(items: list[str]) -> dict[str, str]:
     return where
 
 
-def run_apiserver(args: argparse.Namespace) -> int:
+class UsageError(Exception):
+    """A command line the analysis cannot run (exit status 2)."""
+
+
+def _report(args: argparse.Namespace, build: Callable[[], dict[str, Any]],
+            show: Callable[[dict[str, Any], Console], None],
+            empty: Callable[[dict[str, Any]], bool] = lambda report: False) -> int:
+    """The path both analyses share: the extra checked, the report built (a
+    :class:`UsageError` or a configuration error is told and exits 2), printed as JSON or
+    by ``show``; exit status 1 when the report is ``empty``."""
     missing = missing_extra()
     if missing:
         print(f"lunettes analyze needs {', '.join(missing)}: {EXTRA_HINT}", file=sys.stderr)
         return 2
     try:
-        where = _where(args.where)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
+        report = build()
+    except UsageError as exc:
+        print(f"lunettes analyze {args.analysis}: {exc}", file=sys.stderr)
         return 2
-    from lunettes.apiserver.report import analyze_paths, to_json
-
-    analysis = analyze_paths(args.paths, interval_s=args.interval, period=args.period,
-                             threshold=args.threshold, top_k=args.top_k, where=where)
-    report = to_json(analysis, top=args.top, min_count=args.min_count)
-    if args.chart:
-        from lunettes.apiserver.chart import write_chart
-
-        write_chart(analysis, args.chart)
+    except ConfigError as exc:
+        return report_config_error(exc)
     if args.format == "json":
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     else:
-        print_report(report, Console())
-    if analysis.bad.total:
-        print(analysis.bad.report(), file=sys.stderr)
-    return 1 if report["requests"] == 0 else 0
+        show(report, Console())
+    return 1 if empty(report) else 0
+
+
+def run_apiserver(args: argparse.Namespace) -> int:
+    bad = BadRecords()
+
+    def build() -> dict[str, Any]:
+        try:
+            where = _where(args.where)
+        except ValueError as exc:
+            raise UsageError(exc) from None
+        from lunettes.apiserver.report import analyze_paths, to_json
+
+        try:
+            analysis = analyze_paths(args.paths, bad, interval_s=args.interval,
+                                     period=args.period, threshold=args.threshold,
+                                     top_k=args.top_k, where=where)
+        except SpanTooLong as exc:
+            raise UsageError(f"{exc} (--interval)") from None
+        if args.chart:
+            from lunettes.apiserver.chart import write_chart
+
+            write_chart(analysis, args.chart)
+        return to_json(analysis, top=args.top, min_count=args.min_count)
+
+    code = _report(args, build, print_report, lambda report: report["requests"] == 0)
+    if bad.total:
+        print(bad.report(), file=sys.stderr)
+    return code
 
 
 def _pod_records(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The pod records of the store, or of a replay of the audit logs without sinks."""
     if args.store:
-        with sqlite3.connect(f"file:{args.store}?mode=ro", uri=True) as db:
-            return [orjson.loads(row[0]) for row in db.execute("SELECT record FROM pods")]
+        try:
+            with sqlite3.connect(f"file:{args.store}?mode=ro", uri=True) as db:
+                return [orjson.loads(row[0]) for row in db.execute("SELECT record FROM pods")]
+        except sqlite3.Error as exc:
+            raise UsageError(f"--store {args.store}: {exc}") from None
     from lunettes.pipeline import Pipeline, load_config
 
     data = input_overrides(args, load_config(args.config))
@@ -129,29 +162,20 @@ def _pod_records(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def run_delivery(args: argparse.Namespace) -> int:
-    missing = missing_extra()
-    if missing:
-        print(f"lunettes analyze needs {', '.join(missing)}: {EXTRA_HINT}", file=sys.stderr)
-        return 2
-    if bool(args.paths) == bool(args.store):
-        print("lunettes analyze delivery: give audit log PATHs or --store DB (one of them)",
-              file=sys.stderr)
-        return 2
-    try:
+    def build() -> dict[str, Any]:
+        if bool(args.paths) == bool(args.store):
+            raise UsageError("give audit log PATHs or --store DB (one of them)")
         records = _pod_records(args)
-    except ConfigError as exc:
-        return report_config_error(exc)
-    except sqlite3.Error as exc:
-        print(f"--store {args.store}: {exc}", file=sys.stderr)
-        return 2
-    from lunettes.apiserver.delivery import analyze_delivery, delivery_json
+        from lunettes.apiserver.delivery import analyze_delivery, delivery_json
 
-    report = delivery_json(analyze_delivery(records, args.interval, args.period,
-                                            args.threshold))
-    if args.format == "json":
-        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-        return 0
-    console = Console()
+        return delivery_json(analyze_delivery(records, args.interval, args.period,
+                                              args.threshold))
+
+    return _report(args, build, print_delivery)
+
+
+def print_delivery(report: dict[str, Any], console: Console) -> None:
+    """The delivery report: each window of slower delivery and what explains it."""
     console.print(f"{report['pods']} delivered Pods from {report['start']} to "
                   f"{report['end']} ({report['interval_s']} s intervals)")
     for item in report["regressions"]:
@@ -167,7 +191,6 @@ def run_delivery(args: argparse.Namespace) -> int:
             for c in item["culprits"]]))
     if not report["regressions"]:
         console.print("no window of slower delivery")
-    return 0
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:

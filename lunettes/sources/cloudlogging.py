@@ -54,11 +54,21 @@ def _split_resource_name(name: str) -> tuple[str, str]:
     return namespace, (parts[1] if len(parts) > 1 else "")
 
 
+def _request_uri(resource_name: str) -> str:
+    """The path a resourceName was derived from: ``core/v1/namespaces/ns/pods/p`` ->
+    ``/api/v1/namespaces/ns/pods/p``, ``apps/v1/...`` -> ``/apis/apps/v1/...``."""
+    if not resource_name:
+        return ""
+    group, _, rest = resource_name.partition("/")
+    return f"/api/{rest}" if group == "core" else f"/apis/{resource_name}"
+
+
 def from_log_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """Rebuild the audit.k8s.io/v1 Event a Cloud Logging entry was made from."""
     payload = entry["protoPayload"]
     group, version, resource, sub, verb = _split_method(payload["methodName"])
-    namespace, name = _split_resource_name(text(payload, "resourceName", "resourceName"))
+    resource_name = text(payload, "resourceName", "resourceName")
+    namespace, name = _split_resource_name(resource_name)
     status = typed_sub(payload, "status", "protoPayload.status")
     rpc_code = optional_integer(status, "code", "protoPayload.status.code") or 0
     http = _RPC_TO_HTTP.get(rpc_code, 500)
@@ -75,6 +85,7 @@ def from_log_entry(entry: dict[str, Any]) -> dict[str, Any]:
         "auditID": (text(operation, "id", "operation.id")
                     or text(entry, "insertId", "insertId")),
         "stage": "ResponseComplete",
+        "requestURI": _request_uri(resource_name),
         "verb": verb,
         "user": {"username": text(auth, "principalEmail",
                                   "protoPayload.authenticationInfo.principalEmail")},

@@ -121,6 +121,30 @@ def _whole_json(raw: bytes) -> bool:
     return True
 
 
+def is_yaml(path: str) -> bool:
+    """True for a file read as YAML documents (by its name: ``.yaml``, ``.yml``)."""
+    return path.endswith(_YAML_SUFFIXES)
+
+
+def yaml_documents(stream: IO[bytes], name: str, bad: BadRecords) -> Iterator[tuple[int, Any]]:
+    """The non-empty documents of a YAML file with their numbers (from 1); timestamps stay
+    strings, as JSON would have them. A file that does not parse is counted in ``bad``
+    (``invalid_yaml``, with its line) and yields nothing."""
+    try:
+        docs = list(yaml.load_all(io.TextIOWrapper(stream, "utf-8"), Loader=_PlainLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}" if mark else name
+        bad.add("invalid_yaml", where, str(exc).splitlines()[0])
+        return
+    except (UnicodeDecodeError, RecursionError, ValueError) as exc:
+        bad.add("invalid_yaml", name, f"{type(exc).__name__}: {str(exc)[:200]}")
+        return
+    for index, doc in enumerate(docs, 1):
+        if doc is not None:
+            yield index, doc
+
+
 def _skip_line(stream: IO[bytes], limit: int) -> int:
     """Read past the rest of a line too long to keep; return how many bytes that was."""
     size = 0
@@ -238,7 +262,7 @@ class FileSource:
             before = self.lines
             try:
                 with _open(path, self.on_bytes) as stream:
-                    if path.endswith(_YAML_SUFFIXES):
+                    if is_yaml(path):
                         yield from self._yaml(stream, name)
                     else:
                         yield from self._json(stream, name)
@@ -367,20 +391,9 @@ class FileSource:
 
     def _yaml(self, stream: IO[bytes], name: str) -> Iterator[AuditRecord]:
         """YAML documents (Cloud Logging exports, audit events written as YAML)."""
-        try:
-            docs = list(yaml.load_all(io.TextIOWrapper(stream, "utf-8"), Loader=_PlainLoader))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{name}:{mark.line + 1}" if mark else name
-            self.bad.add("invalid_yaml", where, str(exc).splitlines()[0])
-            return
-        except (UnicodeDecodeError, RecursionError, ValueError) as exc:
-            self.bad.add("invalid_yaml", name, f"{type(exc).__name__}: {str(exc)[:200]}")
-            return
-        for index, doc in enumerate(docs, 1):
-            if doc is not None:
-                try:
-                    yield from self._emit(doc, f"{name}#{index}")
-                except Exception as exc:  # a bug must not stop the run
-                    self.bad.add(f"internal_error:{type(exc).__name__}", f"{name}#{index}",
-                                 str(exc)[:200])
+        for index, doc in yaml_documents(stream, name, self.bad):
+            try:
+                yield from self._emit(doc, f"{name}#{index}")
+            except Exception as exc:  # a bug must not stop the run
+                self.bad.add(f"internal_error:{type(exc).__name__}", f"{name}#{index}",
+                             str(exc)[:200])
