@@ -33,7 +33,7 @@ from lunettes.registry import BuildContext
 from lunettes.sinks.base import Sink
 from lunettes.sources.base import Source, build_sources, merged
 from lunettes.sources.deadletter import DEFAULT_MAX_MB, DeadLetter
-from lunettes.sources.errors import BadRecords
+from lunettes.sources.errors import BadRecords, LateRecords
 
 DEFAULT_CONFIG_DIR = bundled_config_dir()
 _S = 1_000_000
@@ -149,6 +149,8 @@ class Pipeline:
         """The checkpoint the run resumes from."""
         self._stopping = False
         self.bad = bad if bad is not None else BadRecords()
+        self.late = LateRecords(dead_letter=self.bad.dead_letter)
+        """Records behind the reorder window: count and first places."""
         self.settings = settings or Settings()
         self.batch_size = batch_size
         self.stats: Counter[str] = Counter()
@@ -280,7 +282,7 @@ class Pipeline:
                             f"the audit clock ({format_time(clock_us)})", record=record)
             records = FutureGuard(settings.max_future_us, quarantine).admit(records)
         dedupe = Deduplicator(stats, settings.dedupe_horizon_us)
-        window = ReorderWindow(stats, settings.reorder_window_us)
+        window = ReorderWindow(stats, settings.reorder_window_us, self.late.add)
         stage_set = self.stage_set
         folder = Folder(lambda t, e: stage_set.delivered(t.spec, e), stats,
                         linger_us=settings.linger_us, timeout_us=settings.timeout_us,

@@ -91,6 +91,9 @@ class ServeState:
     ready: threading.Event = field(default_factory=threading.Event)
     details: dict[str, Any] = field(default_factory=dict)
     sources: list[Any] = field(default_factory=list)
+    late: Any = None
+    """The pipeline's :class:`~lunettes.sources.errors.LateRecords` (shown as
+    ``late_records``: count and first places), when it reads input."""
 
     @property
     def ok(self) -> bool:
@@ -106,6 +109,8 @@ class ServeState:
         if self.sources:
             out["sources"] = {source.name: {"state": source.state, **(
                 {"error": source.error} if source.error else {})} for source in self.sources}
+        if self.late is not None:
+            out["late_records"] = self.late.view()
         if self.error:
             out["error"] = self.error
         return out

@@ -84,6 +84,10 @@ class PipelineCollector(Collector):
         duplicates = CounterMetricFamily("lunettes_audit_duplicate_records",
                                          "Audit records dropped as duplicates.",
                                          value=stats.get("duplicate", 0))
+        late = CounterMetricFamily("lunettes_audit_late_records",
+                                   "Audit records behind the reorder window (where: /healthz "
+                                   "late_records, the dead letter).",
+                                   value=stats.get("late", 0))
         flight = GaugeMetricFamily("lunettes_pods_in_flight",
                                    "Pods being followed, not yet final.", value=in_flight)
         newest = GaugeMetricFamily("lunettes_audit_newest_timestamp_seconds",
@@ -93,4 +97,4 @@ class PipelineCollector(Collector):
         if newest_us is not None:
             newest.add_metric([], newest_us / 1e6)
             lag.add_metric([], max(0.0, self.clock() - newest_us / 1e6))
-        return [read, bad_family, duplicates, flight, newest, lag]
+        return [read, bad_family, duplicates, late, flight, newest, lag]

@@ -293,6 +293,8 @@ def _summary(console: Console, stats: Counter[str], source: Pipeline | Report,
                       highlight=False, markup=False, soft_wrap=True)
     if source.bad.total:
         console.print(source.bad.report(), highlight=False, markup=False)
+    if source.late.count:
+        console.print(source.late.report(), highlight=False, markup=False, soft_wrap=True)
     if settings.dead_letter:
         console.print(deadletter.report(settings.dead_letter, stats["dead_letter_written"],
                                         stats["dead_letter_dropped"],

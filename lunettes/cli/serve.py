@@ -144,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
     assert pipeline is not None
-    state = ServeState(sources=pipeline.sources)
+    state = ServeState(sources=pipeline.sources,
+                       late=pipeline.late if pipeline.sources else None)
     reader: threading.Thread | None = None
     if pipeline.sources:
         pipeline.batch_size = max(1, args.batch_size)

@@ -34,7 +34,7 @@ from lunettes.model.record import PodRecord
 from lunettes.pipeline import Pipeline
 from lunettes.sinks.base import Sink
 from lunettes.sinks.spool import default_dir
-from lunettes.sources.errors import BadRecords
+from lunettes.sources.errors import BadRecords, LateRecords
 from lunettes.sources.files import MAX_LINE_BYTES, FileSource
 from lunettes.sources.partition import Partition
 
@@ -83,6 +83,7 @@ class Report:
     stats: Counter[str] = field(default_factory=Counter)
     bad: BadRecords = field(default_factory=BadRecords)
     lines: int = 0
+    late: LateRecords = field(default_factory=LateRecords)
 
 
 class WorkerFailed(Exception):
@@ -188,10 +189,14 @@ def merge(reports: Iterable[Report], paths: Sequence[str] = ()) -> Report:
         for reason, places in report.bad.samples.items():
             total.bad.samples.setdefault(reason, []).extend(places)
         total.lines = max(total.lines, report.lines)
+        total.late.count += report.late.count
+        total.late.places.extend(report.late.places)
     order = {path: n for n, path in enumerate(paths)}
-    for places in total.bad.samples.values():
+    for places in [*total.bad.samples.values(), total.late.places]:
         places.sort(key=lambda place: _position(place, order))
+    for places in total.bad.samples.values():
         del places[total.bad.samples_per_reason:]
+    del total.late.places[total.late.samples:]
     return total
 
 
@@ -283,8 +288,8 @@ def _replay(job: Job, index: int, out: Connection) -> Report:
         out.send(("records", batch))
     if progress is not None:
         progress.flush()
-    source.bad.dead_letter = None  # the report is pickled; the file stays here
-    return Report(stats, source.bad, source.lines)
+    source.bad.dead_letter = pipeline.late.dead_letter = None  # the report is pickled
+    return Report(stats, source.bad, source.lines, pipeline.late)
 
 
 class _BytesSender:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from heapq import heappop, heappush
 
-from lunettes.model.audit import TICK_STAGE, AuditRecord
+from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
 
 
 class ReorderWindow:
@@ -14,13 +14,18 @@ class ReorderWindow:
     in requestReceivedTimestamp order.
 
     The audit clock (``watermark_us``) is the newest requestReceivedTimestamp seen. A record
-    older than one already released is still passed on (and counted as ``late``): the
-    timeline sorts it into place as long as its Pod is still in flight. Clock ticks (see
-    :func:`~lunettes.model.audit.tick`) move through the window like records.
+    older than one already released is still passed on (and counted as ``late``, and
+    given to ``on_late`` with the time released so far): the timeline sorts it into place
+    as long as its Pod is still in flight. Clock ticks (see
+    :func:`~lunettes.model.audit.tick`) and records read undecoded (not about a Pod; a
+    watch's ResponseComplete is always minutes behind) move through the window like
+    records and are never late.
     """
 
-    def __init__(self, stats: Counter[str], window_us: int = 10_000_000) -> None:
+    def __init__(self, stats: Counter[str], window_us: int = 10_000_000,
+                 on_late: Callable[[AuditRecord, int], None] | None = None) -> None:
         self.stats = stats
+        self.on_late = on_late
         self.window_us = window_us
         self.watermark_us = 0
         self._released_us = 0
@@ -30,8 +35,12 @@ class ReorderWindow:
     def push(self, record: AuditRecord) -> list[AuditRecord]:
         """Add a record; return the records that are now old enough to release, in order."""
         received = record.received_us
-        if received < self._released_us and record.stage is not TICK_STAGE:
+        stage = record.stage
+        if received < self._released_us and stage is not TICK_STAGE \
+                and stage is not SKIPPED_STAGE:
             self.stats["late"] += 1
+            if self.on_late is not None:
+                self.on_late(record, self._released_us)
         self._seq += 1
         heap = self._heap
         heappush(heap, (received, self._seq, record))
@@ -43,14 +52,15 @@ class ReorderWindow:
         out = []
         while heap and heap[0][0] <= cutoff:
             out.append(heappop(heap)[2])
-        self._released_us = out[-1].received_us
+        if out[-1].received_us > self._released_us:  # a late record does not move it back
+            self._released_us = out[-1].received_us
         return out
 
     def flush(self) -> Iterator[AuditRecord]:
         """Release everything held, in order (end of input)."""
         while self._heap:
             released = heappop(self._heap)[2]
-            self._released_us = released.received_us
+            self._released_us = max(self._released_us, released.received_us)
             yield released
 
     def held(self) -> list[AuditRecord]:

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lunettes.model.times import format_time
+
 if TYPE_CHECKING:
     from lunettes.model.audit import AuditRecord
     from lunettes.sources.deadletter import DeadLetter
@@ -55,3 +57,44 @@ class BadRecords:
             lines.append(f"  {reason}: {n}")
             lines.extend(f"    at {place}" for place in self.samples[reason])
         return "\n".join(lines)
+
+
+@dataclass
+class LateRecords:
+    """Records that came behind the reorder window (``late``): how many, the places of the
+    first ``samples`` (``file:line``), and every one in the ``dead_letter`` if there is one.
+    They are not bad: each is still folded into its Pod while the Pod is in flight."""
+
+    samples: int = 10
+    count: int = 0
+    places: list[str] = field(default_factory=list)
+    dead_letter: DeadLetter | None = None
+
+    def add(self, record: AuditRecord, released_us: int) -> None:
+        """Count one ``record`` that came after the window had released ``released_us``."""
+        self.count += 1
+        origin = record.origin or "?"
+        if len(self.places) < self.samples or self.dead_letter is not None:
+            behind = (released_us - record.received_us) / 1e6
+            detail = (f"{format_time(record.received_us)}, {behind:.3f} s behind what the "
+                      f"reorder window had released ({format_time(released_us)})")
+            if len(self.places) < self.samples:
+                self.places.append(origin)
+            if self.dead_letter is not None:
+                self.dead_letter.write("late", origin, detail,
+                                       record=record if record.audit_id else None)
+
+    def report(self) -> str:
+        """The count and the first places, for the end of a run ("" when none)."""
+        if not self.count:
+            return ""
+        lines = [f"{self.count} late record(s), behind the reorder window (folded while "
+                 f"their Pod was in flight, else counted after_final)"
+                 + (f"; the first {len(self.places)}:" if self.count > len(self.places)
+                    else ":")]
+        lines.extend(f"  at {place}" for place in self.places)
+        return "\n".join(lines)
+
+    def view(self) -> dict[str, Any]:
+        """As JSON: ``count`` and ``first`` places."""
+        return {"count": self.count, "first": list(self.places)}
