@@ -11,6 +11,7 @@ Pod of the sample, which lunettes must refuse whole.
 from __future__ import annotations
 
 import gzip
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,13 @@ def kinds(lines: list[bytes]) -> list[Kind]:
     raw("Infinity", base.replace(b'"code":200', b'"code":Infinity'), "invalid_json")
     raw("integer beyond 64 bits (read as a float)",
         base.replace(b'"code":200', b'"code":' + b"9" * 30), "wrong_type:responseStatus.code")
+    raw("a body integer beyond 64 bits (read as a float)",
+        re.sub(rb'"auditID":"[^"]*"', b'"auditID":"hostile-wide"', re.sub(
+            rb'("responseObject".*"restartCount":)[0-9]+', rb"\g<1>" + b"9" * 30, base,
+            count=1), count=1),
+        "wrong_type:status.containerStatuses[].restartCount")
+    raw("an unknown field nested 1100 deep", base.replace(
+        b'"level":', b'"x":' + _nested(1100) + b',"level":', 1), "invalid_json")
     raw("trailing comma", base.rstrip().rstrip(b"}") + b",}\n", "invalid_json")
     raw("two objects on one line", base.rstrip() + base, "invalid_json")
     raw("single quotes", b"{'kind': 'Event'}\n", "invalid_json")

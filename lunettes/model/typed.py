@@ -21,6 +21,7 @@ __all__ = ["EMPTY", "flag", "integer", "objects", "optional_integer", "scalar_ma
 EMPTY: dict[str, Any] = {}
 """The mapping of an absent object (read-only)."""
 _INT64 = re.compile(r"-?[0-9]{1,19}")
+_INT_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -55,11 +56,22 @@ def integer(body: dict[str, Any], key: str, path: str) -> int:
     return 0 if value is None else value
 
 
+def _wide(value: int) -> bool:
+    """True for an integer beyond what orjson reads as one (int64 and uint64: it reads
+    wider ones as floats, msgspec as integers): both decoders' values then read alike."""
+    return not _INT_MIN <= value <= _UINT64_MAX
+
+
 def optional_integer(body: dict[str, Any], key: str, path: str) -> int | None:
     """The integer at ``key``, None when absent or null. A string of decimal digits is
-    read too: the protobuf JSON mapping writes 64-bit integers so (Cloud Logging)."""
+    read too: the protobuf JSON mapping writes 64-bit integers so (Cloud Logging).
+    An integer beyond 64 bits is refused as the float orjson reads it as."""
     value = body.get(key)
-    if value is None or type(value) is int:
+    if value is None:
+        return value
+    if type(value) is int:
+        if _wide(value):
+            raise wrong_type(path, "an integer", float(value))
         return value
     if type(value) is str and _INT64.fullmatch(value):
         return int(value)
@@ -91,9 +103,14 @@ def objects(body: dict[str, Any], key: str, path: str) -> list[dict[str, Any]]:
 
 def scalar_map(body: dict[str, Any], key: str, path: str) -> dict[str, Any]:
     """The object at ``key`` whose values are all scalars (labels, resource quantities:
-    strings, or numbers as a client may send them)."""
+    strings, or numbers as a client may send them); integers beyond 64 bits as floats."""
     value = sub(body, key, path)
+    wide = False
     for item in value.values():
         if not isinstance(item, _SCALARS):
             raise wrong_type(f"{path}.*", "a scalar", item)
+        if type(item) is int and _wide(item):
+            wide = True
+    if wide:  # read as orjson reads them
+        return {k: float(v) if type(v) is int and _wide(v) else v for k, v in value.items()}
     return value

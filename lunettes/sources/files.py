@@ -22,6 +22,7 @@ from lunettes.registry import BuildContext
 from lunettes.sources.decode import audit_version, decode_document, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.exports import strip_time_prefix
+from lunettes.sources.fastdecode import fast_event
 from lunettes.sources.partition import Partition
 from lunettes.sources.peek import clock_only, peek, received_us
 
@@ -325,7 +326,7 @@ class FileSource:
         """The records of JSON lines. Each line is a guarded boundary: whatever it holds
         is either yielded as records or counted as bad with its place, and the next line
         is read."""
-        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        loads, decode_error, fast = orjson.loads, orjson.JSONDecodeError, fast_event
         bad, part = self.bad, self.partition
         mine, workers = (part.index, part.count) if part is not None else (0, 1)
         every, limit = self.every_record, self.max_line_bytes
@@ -355,6 +356,13 @@ class FileSource:
                             yield tick(received, name)
                         continue
                 routed = owner is not None
+                record = fast(raw, f"{name}:{number}")  # None: the checked path below
+                if record is not None:
+                    if routed or part is None:
+                        yield record
+                    else:
+                        yield from part.filter(record, record.origin)
+                    continue
                 try:
                     doc = loads(raw)
                 except decode_error as exc:
