@@ -32,6 +32,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
 import orjson
 
 from lunettes.model.audit import AuditRecord
@@ -110,7 +111,10 @@ class DeadLetter:
                 entry["truncated"] = True
         if record is not None:
             entry["record"] = redact_document(record_fields(record))
-        data = orjson.dumps(entry) + b"\n"
+        try:
+            data = orjson.dumps(entry) + b"\n"
+        except TypeError:  # an integer beyond 64 bits, as msgspec decodes it
+            data = msgspec.json.encode(entry) + b"\n"
         with self._lock:
             file = self._file  # appended unbuffered: one write per entry, so several
             # processes (replay --workers) can share the file and its cap
