@@ -5,8 +5,11 @@ The API server (``--audit-webhook-config-file``, ``--audit-webhook-mode=batch``)
 request (size, gzip, bearer token, document) and, before answering 200, appends its events
 to a local write-ahead spool (one event per line, fsync'ed): an acknowledged batch is on
 disk, and the pipeline reads the spool as a followed file (:class:`FollowSource`, woken at
-each append), so a restart resumes from the spool offset of its checkpoint. The HTTP route
-is :mod:`lunettes.api.webhook`; this module needs no web framework.
+each append), so a restart resumes from the spool offset of its checkpoint. With a
+``publisher`` instead of a spool (the ``nats`` key: :mod:`lunettes.sources.jetstream_publish`)
+the batch is acknowledged once JetStream stored it, and this source yields nothing: the
+``nats`` sources of other instances read the stream. The HTTP route is
+:mod:`lunettes.api.webhook`; this module needs no web framework.
 
 Answers: 200 accepted; 400 not an EventList (counted in ``bad`` as
 ``webhook_invalid_document``); 401 bad or missing token; 413 body (or its gzip content)
@@ -21,10 +24,10 @@ import hmac
 import os
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -49,18 +52,26 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class Publisher(Protocol):
+    """Stores acknowledged batches elsewhere than in the spool (JetStream)."""
+
+    def publish(self, records: Sequence[AuditRecord], lines: Sequence[bytes]) -> Answer: ...
+
+    def close(self) -> None: ...
+
+
 class WebhookSource:
     """Receives EventList batches (:meth:`receive`, called by the HTTP route) and yields
     their records, in the order acknowledged, from the spool in ``spool_dir``."""
 
     live = True
 
-    def __init__(self, spool_dir: str | Path, *, name: str = "webhook", path: str =
+    def __init__(self, spool_dir: str | Path | None, *, name: str = "webhook", path: str =
                  "/audit/webhook", token: str = "", max_body_bytes: int = 32 << 20,
                  queue_events: int = 50_000, retry_after_s: int = 1, fsync: bool = True,
                  spool_max_bytes: int = 256 << 20, spool_keep: int = 2,
-                 bad: BadRecords | None = None, resume: dict[str, Any] | None = None
-                 ) -> None:
+                 bad: BadRecords | None = None, resume: dict[str, Any] | None = None,
+                 publisher: Publisher | None = None) -> None:
         self.name = name
         self.path = path
         self.token = token
@@ -72,16 +83,22 @@ class WebhookSource:
         self.spool_keep = spool_keep
         self.bad = bad if bad is not None else BadRecords()
         self.error = ""
-        self.spool = Path(spool_dir) / SPOOL
-        self.spool.parent.mkdir(parents=True, exist_ok=True)
-        self.spool.touch()
         self._lock = threading.Lock()
         self._pending = 0
         self.stats = {"batches": 0, "events": 0, "refused": 0}
         self._wake = threading.Event()
-        self._follow = FollowSource([str(self.spool)], name=name, bad=self.bad,
-                                    resume=resume, wake=self._wake, poll_s=1.0,
-                                    heartbeat=True)
+        self.publisher = publisher
+        self._closed = threading.Event()
+        self._follow: FollowSource | None = None
+        if spool_dir is not None:
+            self.spool = Path(spool_dir) / SPOOL
+            self.spool.parent.mkdir(parents=True, exist_ok=True)
+            self.spool.touch()
+            self._follow = FollowSource([str(self.spool)], name=name, bad=self.bad,
+                                        resume=resume, wake=self._wake, poll_s=1.0,
+                                        heartbeat=True)
+        elif publisher is None:
+            raise ValueError("a webhook source needs a spool directory or a publisher")
 
     @classmethod
     def from_config(cls, key: str, section: Section, context: BuildContext) -> WebhookSource:
@@ -90,8 +107,15 @@ class WebhookSource:
         it, only the server's TLS client-certificate check guards the receiver),
         ``max_body_bytes`` (32 MiB), ``queue_events`` (50000), ``retry_after_s`` (1),
         ``fsync`` (true), ``spool_max_bytes`` (256 MiB, then the spool rotates) and
-        ``spool_keep`` (2 rotated spools kept)."""
-        spool = section.require("spool_dir", str)
+        ``spool_keep`` (2 rotated spools kept). ``nats`` (the stream's settings, see
+        :class:`~lunettes.sources.jetstream_link.StreamSettings`) publishes the batches
+        to JetStream instead of a spool."""
+        jetstream = section.sub("nats") if "nats" in section.data else None
+        spool = None
+        if jetstream is None:
+            spool = section.require("spool_dir", str)
+        elif section.get("spool_dir", None, str) is not None:
+            section.problem("spool_dir", "not used with nats (JetStream keeps the batches)")
         path = section.get("path", "/audit/webhook", str)
         token_file = section.get("token_file", None, str)
         numbers = {k: section.get(k, d, int) for k, d in (
@@ -110,17 +134,24 @@ class WebhookSource:
                 section.problem("token_file", f"cannot read it: {exc.strerror or exc}")
         if not path.startswith("/"):
             section.problem("path", "must start with /")
-        if spool is None:
-            spool = "."
-        return cls(context.config_dir / spool, name=key, path=path, token=token,
+        publisher = _publisher(section, jetstream, context, numbers) if jetstream else None
+        if publisher is not None:
+            return cls(None, name=key, path=path, token=token, bad=context.bad,
+                       publisher=publisher, **numbers)
+        return cls(context.config_dir / (spool or "."), name=key, path=path, token=token,
                    fsync=fsync, bad=context.bad, resume=context.resume, **numbers)
 
     # -- the Source contract --------------------------------------------------------------
     @property
     def state(self) -> str:
+        if self._follow is None:
+            return "done" if self._closed.is_set() else "following"
         return self._follow.state
 
     def __iter__(self) -> Iterator[AuditRecord]:
+        if self._follow is None:  # the stream is read by the nats sources
+            self._closed.wait()
+            return
         for record in self._follow:
             if record.stage is not TICK_STAGE:  # (a heartbeat is no event)
                 with self._lock:  # (records re-read after a restart were never counted)
@@ -128,10 +159,14 @@ class WebhookSource:
             yield record
 
     def checkpoint(self, lane: str, n: int) -> dict[str, Any] | None:
-        return self._follow.checkpoint(lane, n)
+        return self._follow.checkpoint(lane, n) if self._follow is not None else None
 
     def close(self) -> None:
-        self._follow.close()
+        self._closed.set()
+        if self._follow is not None:
+            self._follow.close()
+        if self.publisher is not None:
+            self.publisher.close()
 
     # -- receiving --------------------------------------------------------------------------
     def authorized(self, authorization: str) -> bool:
@@ -166,18 +201,20 @@ class WebhookSource:
                 and doc.get("apiVersion") in AUDIT_API_VERSIONS
                 and isinstance(doc.get("items"), list)):
             return self._invalid("not an audit.k8s.io EventList")
-        lines = []
+        lines, records = [], []
         for index, item in enumerate(doc["items"]):
             try:
                 if not isinstance(item, dict):
                     raise BadRecord("not_an_event", type(item).__name__)
-                decode_event({"apiVersion": doc["apiVersion"], **item}, "")
+                records.append(decode_event({"apiVersion": doc["apiVersion"], **item}, ""))
             except BadRecord as exc:
                 self.bad.add(exc.reason, f"{self.name}: batch item {index}", str(exc),
                              item)
                 continue
             lines.append(orjson.dumps({"kind": "Event", "apiVersion": doc["apiVersion"],
                                        **item}) + b"\n")
+        if self.publisher is not None:
+            return self.publisher.publish(records, lines)
         with self._lock:
             if self._pending and self._pending + len(lines) > self.queue_events:
                 self.stats["refused"] += 1
@@ -229,3 +266,18 @@ class WebhookSource:
     def _invalid(self, why: str) -> Answer:
         self.bad.add("webhook_invalid_document", self.name, why)
         return Answer(400, {"message": why})
+
+
+def _publisher(section: Section, jetstream: Section, context: BuildContext,
+               numbers: dict[str, int]) -> Publisher | None:
+    """The JetStream publisher of the ``nats`` key; None (a problem noted) without the
+    ``nats`` extra."""
+    try:
+        from lunettes.sources.jetstream_publish import JetStreamPublisher
+    except ImportError as exc:
+        section.problem("nats", f"needs an optional dependency ({exc.name}); install it "
+                                f"with: pip install 'lunettes[nats]'")
+        return None
+    return JetStreamPublisher.from_config(jetstream, context.config_dir,
+                                          retry_after_s=numbers["retry_after_s"],
+                                          max_pending=numbers["queue_events"])

@@ -1,0 +1,320 @@
+"""JetStreamSource (type ``nats``): the Pod partitions of the audit stream that this
+instance owns, read through durable consumers and merged by audit time.
+
+The webhook receivers publish (see :mod:`lunettes.sources.jetstream_link`); N lunettes
+instances each read their own ``consume`` partitions, so every Pod is followed by exactly
+one of them. Partition ``k`` is read through the durable pull consumer
+``<durable>-<k>`` (filtered on ``<prefix>.pods.<k>``, acknowledging all up to a message),
+one lane per partition (``<name>:<subject>``, positions are stream sequences); the lanes
+are merged by audit time as several files are (:func:`lunettes.sources.base.merged`), and
+the pipeline's reorder window absorbs the rest, as on the file path.
+
+Where a restart resumes: the pipeline's checkpoint holds each lane's stream sequence
+(:mod:`lunettes.processors.checkpoint`: the oldest record of a Pod in flight), and the
+consumer is acknowledged up to the sequence of the checkpoint *before* the current one,
+which is known to be written. At start each consumer is reset (nats-server 2.14's
+consumer reset) to the checkpoint's sequence, or, for a partition the checkpoint does not
+hold (it moved from another instance), to just after its acknowledged floor; messages
+delivered to a process that died are so read again at once, not after ``ack_wait_s``.
+Until the pipeline asks for a first checkpoint (and for ever when it writes none), the
+consumer is acknowledged as it is read.
+
+Clock messages (one per batch and partition, first) become clock ticks, each passed on
+just before the next event of the lane that followed it in the batch: the lane moves the
+audit clock in the order of the batch, so Pods time out and leave memory as in a file
+replay. The records and ticks of a batch carry the sequence of its clock message as
+their position: a restart reads the batch again from its clock message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import nats.errors
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from lunettes.config.errors import Section
+from lunettes.model.audit import AuditRecord, tick
+from lunettes.registry import BuildContext
+from lunettes.sources.base import merged
+from lunettes.sources.decode import decode_document
+from lunettes.sources.errors import BadRecord, BadRecords
+from lunettes.sources.jetstream_link import (
+    CLOCK,
+    INDEX,
+    EventLoop,
+    StreamSettings,
+    connect,
+    ensure_stream,
+)
+
+__all__ = ["JetStreamSource"]
+
+ACK_REPLIES = 10_000
+"""Reply subjects kept per partition for acknowledgements (one per fetch; acknowledging
+one acknowledges all before it, so the oldest may be forgotten)."""
+
+
+class JetStreamSource:
+    """Audit records of the ``partitions`` of the stream of ``settings``; see the module
+    docstring."""
+
+    live = True
+
+    def __init__(self, settings: StreamSettings, partitions: Sequence[int] | None = None,
+                 *, name: str = "nats", durable: str = "lunettes", fetch_batch: int = 500,
+                 poll_s: float = 1.0, ack_wait_s: float = 7200.0, stall_s: float = 30.0,
+                 bad: BadRecords | None = None, resume: dict[str, Any] | None = None
+                 ) -> None:
+        self.settings = settings
+        self.name = name
+        self.durable = durable
+        self.fetch_batch = fetch_batch
+        self.poll_s = poll_s
+        self.ack_wait_s = ack_wait_s
+        self.stall_s = stall_s
+        self.bad = bad if bad is not None else BadRecords()
+        self.resume = resume or {}
+        wanted = range(settings.partitions) if partitions is None else partitions
+        self.readers = {reader.name: reader for reader in (
+            _Partition(self, k) for k in sorted(set(wanted)))}
+        self._safe: dict[str, int] = {}
+        self._checkpointed = any(lane in self.resume for lane in self.readers)
+        self._stop = threading.Event()
+        self._loop: EventLoop | None = None
+        self._client: Client | None = None
+        self._state, self.error = "starting", ""
+
+    @classmethod
+    def from_config(cls, key: str, section: Section, context: BuildContext
+                    ) -> JetStreamSource:
+        """The stream's settings (:meth:`StreamSettings.from_config`: ``servers``,
+        ``partitions``...), ``consume`` (the partitions this instance reads; default all),
+        ``durable`` (consumer name prefix, "lunettes"), ``fetch_batch`` (500), ``poll_s``
+        (1), ``ack_wait_s`` (7200: more than a Pod may stay in flight), ``stall_s`` (30)."""
+        settings = StreamSettings.from_config(section, context.config_dir)
+        consume = section.get("consume", None, list)
+        durable = section.get("durable", "lunettes", str)
+        fetch_batch = section.get("fetch_batch", 500, int)
+        numbers = {k: float(section.get(k, d, (int, float))) for k, d in (
+            ("poll_s", 1.0), ("ack_wait_s", 7200.0), ("stall_s", 30.0))}
+        section.check_unknown()
+        if consume is not None and not all(
+                type(k) is int and 0 <= k < settings.partitions for k in consume):
+            section.problem("consume", f"partition numbers from 0 to "
+                                       f"{settings.partitions - 1}, got {consume}")
+            consume = None
+        if not durable or any(c in durable for c in " .*>"):
+            section.problem("durable", f"not a consumer name: {durable!r}")
+        if fetch_batch < 1:
+            section.problem("fetch_batch", f"must be at least 1, got {fetch_batch}")
+        for name, value in numbers.items():
+            if value <= 0:
+                section.problem(name, f"must be positive, got {value}")
+        return cls(settings, consume, name=key, durable=durable,
+                   fetch_batch=max(1, fetch_batch), bad=context.bad, resume=context.resume,
+                   **numbers)
+
+    # -- the Source contract --------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        if self._state != "reading":  # starting, stalled (not connected yet) or done
+            return self._state
+        states = {reader.state for reader in self.readers.values()}
+        return next((state for state in ("failed", "stalled", "starting", "reading")
+                     if state in states), "following")
+
+    def __iter__(self) -> Iterator[AuditRecord]:
+        self._loop = EventLoop(f"lunettes-{self.name}")
+        try:
+            if self._connect():
+                yield from merged(list(self.readers.values()))
+        finally:
+            self._state = "done"
+            client, self._client = self._client, None
+            if client is not None:
+                try:
+                    self._loop.run(client.close(), self.settings.timeout_s)
+                except (nats.errors.Error, OSError) as exc:
+                    self.error = f"closing: {exc}"
+            self._loop.stop()
+
+    def checkpoint(self, lane: str, n: int) -> dict[str, Any] | None:
+        """The stream sequence ``n``; the consumer is acknowledged up to the previous
+        checkpoint's sequence of the lane (that checkpoint is written)."""
+        reader = self.readers.get(lane)
+        if reader is None:
+            return None
+        self._checkpointed = True
+        safe = self._safe.get(lane)
+        if safe is not None:
+            reader.acknowledge_before(safe)
+        self._safe[lane] = n
+        return {"stream_seq": n}
+
+    def close(self) -> None:
+        self._stop.set()
+
+    # -- reading ------------------------------------------------------------------------
+    def _connect(self) -> bool:
+        """Connect and set the consumers up, retrying while the server cannot be reached
+        (``stalled`` after ``stall_s``); False when closed first."""
+        assert self._loop is not None
+        since = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self._loop.run(self._subscribe(), 3 * self.settings.timeout_s)
+                self._state, self.error = "reading", ""
+                return True
+            except (nats.errors.Error, OSError) as exc:
+                self.error = f"{self.settings.servers[0]}: {type(exc).__name__}: {exc}"
+                if time.monotonic() - since >= self.stall_s:
+                    self._state = "stalled"
+                self._stop.wait(self.poll_s)
+        return False
+
+    async def _subscribe(self) -> None:
+        if self._client is None:
+            self._client = await connect(self.settings)
+        js = self._client.jetstream(timeout=self.settings.timeout_s)
+        await ensure_stream(js, self.settings)
+        for lane, reader in self.readers.items():
+            consumer = f"{self.durable}-{reader.partition}"
+            try:
+                await js.consumer_info(self.settings.stream, consumer)
+            except NotFoundError:
+                await js.add_consumer(self.settings.stream, ConsumerConfig(
+                    durable_name=consumer, filter_subject=reader.subject,
+                    deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.ALL,
+                    ack_wait=self.ack_wait_s, max_ack_pending=-1))
+            saved = self.resume.get(lane)
+            seq = int(saved["stream_seq"]) if isinstance(saved, dict) else None
+            await js.reset_consumer(self.settings.stream, consumer, seq=seq)
+            reader.subscription = await js.pull_subscribe_bind(
+                durable=consumer, stream=self.settings.stream)
+
+
+class _Partition:
+    """One partition as a lane of the merge (a Source of its own)."""
+
+    live = True
+
+    def __init__(self, owner: JetStreamSource, partition: int) -> None:
+        self.owner = owner
+        self.partition = partition
+        self.subject = owner.settings.pod_subject(partition)
+        self.name = f"{owner.name}:{self.subject}"
+        self.bad = owner.bad
+        self.state, self.error = "starting", ""
+        self.subscription: JetStreamContext.PullSubscription | None = None
+        self.replies: deque[tuple[int, str]] = deque(maxlen=ACK_REPLIES)
+        self.last = 0
+        self.clock: deque[tuple[int, int]] = deque()
+        """(index in the batch, µs) of the batch's records on other subjects, not yet
+        passed on as ticks."""
+        self.batch = 0
+        """The stream sequence of the batch's clock message: the position of its records
+        (a restart reads the batch again whole, clock included)."""
+
+    def checkpoint(self, lane: str, n: int) -> dict[str, Any] | None:
+        return self.owner.checkpoint(lane, n)
+
+    def close(self) -> None:
+        self.owner.close()
+
+    def __iter__(self) -> Iterator[AuditRecord]:
+        owner, loop, subscription = self.owner, self.owner._loop, self.subscription
+        assert loop is not None and subscription is not None
+        self.state = "reading"
+        failing: float | None = None
+        while not owner._stop.is_set():
+            try:
+                messages = loop.run(subscription.fetch(owner.fetch_batch, owner.poll_s),
+                                    owner.poll_s + owner.settings.timeout_s)
+            except nats.errors.TimeoutError:  # nothing new
+                self.state, self.error, failing = "following", "", None
+                yield tick(0)  # the pipeline's chance to checkpoint while idle
+                continue
+            except (nats.errors.Error, OSError) as exc:
+                self.error = f"{self.subject}: {type(exc).__name__}: {exc}"
+                failing = failing or time.monotonic()
+                if time.monotonic() - failing >= owner.stall_s:
+                    self.state = "stalled"
+                owner._stop.wait(owner.poll_s)
+                continue
+            failing, self.error = None, ""
+            fresh = [m for m in messages if m.metadata.sequence.stream > self.last]
+            if not fresh:  # only redeliveries of what was read
+                continue
+            self.last = fresh[-1].metadata.sequence.stream
+            caught_up = not fresh[-1].metadata.num_pending
+            self.state = "following" if caught_up else "reading"
+            self.replies.append((fresh[0].metadata.sequence.stream, fresh[0].reply))
+            if not owner._checkpointed:
+                self.acknowledge_before(self.last + 1)
+            for message in fresh:
+                yield from self._records(message)
+            if caught_up:  # the rest of the batch's clock: nothing of this lane is left
+                yield from self._ticks(None)
+        self.state = "done"
+
+    def _records(self, message: Msg) -> Iterator[AuditRecord]:
+        """A clock message's ticks (from the next event on), or an event's records, in
+        the order of their batch."""
+        seq = message.metadata.sequence.stream
+        origin = f"{self.subject}#{seq}"
+        headers = message.headers or {}
+        if CLOCK in headers:
+            yield from self._ticks(None)  # the previous batch's
+            try:
+                base = int(headers[CLOCK])
+                self.clock.extend((int(i), base + int(d)) for i, d in orjson.loads(
+                    message.data))
+            except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+                self.bad.add("bad_clock_message", origin, str(exc))
+            self.batch = seq
+            return
+        index = headers.get(INDEX, "")
+        yield from self._ticks(int(index) if index.isdigit() else None)
+        try:
+            document = orjson.loads(message.data)
+        except orjson.JSONDecodeError as exc:
+            self.bad.add("not_json", origin, str(exc))
+            return
+        position = (self.name, self.batch or seq)
+        for item in decode_document(document, origin):
+            if isinstance(item, BadRecord):
+                self.bad.add(item.reason, origin, str(item))
+            else:
+                item.position = position
+                yield item
+
+    def _ticks(self, before: int | None) -> Iterator[AuditRecord]:
+        """Ticks of the batch's clock before the event at index ``before`` (None: all)."""
+        clock = self.clock
+        while clock and (before is None or clock[0][0] < before):
+            record = tick(clock.popleft()[1], self.subject)
+            record.position = (self.name, self.batch)
+            yield record
+
+    def acknowledge_before(self, seq: int) -> None:
+        """Acknowledge the consumer up to the newest kept message before ``seq``."""
+        reply = None
+        while self.replies and self.replies[0][0] < seq:
+            reply = self.replies.popleft()[1]
+        loop, client = self.owner._loop, self.owner._client
+        if reply is None or loop is None or client is None:
+            return
+        try:
+            loop.run(client.publish(reply, Msg.Ack.Ack), self.owner.settings.timeout_s)
+        except (nats.errors.Error, OSError) as exc:  # the checkpoint still holds it
+            self.error = f"{self.subject}: acknowledging: {exc}"
