@@ -62,7 +62,7 @@ def test_source_sections_are_checked_like_sinks(tmp_path: Path) -> None:
     assert "sources.file.pahts: unknown key (did you mean paths?)" in problems
     assert "sources.file.paths: missing (required)" in problems
     assert ("sources.tape: unknown type 'tape'; supported: elasticsearch, file, follow, "
-            "webhook") in problems
+            "nats, webhook") in problems
     assert "sources.follow.paths: -: --follow reads plain files only" in problems
 
 
