@@ -9,7 +9,9 @@ import asyncio
 import gzip
 import re
 import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -26,11 +28,14 @@ pytest.importorskip("nats", reason="needs the nats extra")
 import httpx
 import nats
 from api_server import SAMPLE, wait_for
-from nats_server import nats_server
+from nats_server import free_port, nats_server
 from test_checkpoint import later
 from test_serve import process
 
 from lunettes.pipeline import DEFAULT_CONFIG_DIR, Pipeline, load_config
+from lunettes.sources.jetstream_link import StreamSettings
+from lunettes.sources.jetstream_publish import JetStreamPublisher
+from lunettes.sources.webhook import WebhookSource
 
 PARTITIONS = 4
 PER_BATCH = 400
@@ -214,3 +219,121 @@ def assert_same(got: dict[str, Any], expected: dict[str, Any]) -> None:
         key: (got[different[0]].get(key), value)
         for key, value in expected[different[0]].items()
         if got[different[0]].get(key) != value})
+
+
+def publisher(url: str, stream: str, **extra: Any) -> WebhookSource:
+    """The webhook receiver of ``lunettes serve`` without its HTTP route (the route is
+    driven in the other tests): EventList bodies in, published to ``stream``."""
+    return WebhookSource(None, publisher=JetStreamPublisher(StreamSettings(
+        servers=(url,), stream=stream, prefix=stream.lower(), partitions=PARTITIONS,
+        **extra)))
+
+
+def consumer_pending(url: str, stream: str, consumers: list[str]) -> int | None:
+    """Messages JetStream has not delivered yet to ``consumers`` (None before they are
+    made)."""
+    async def ask() -> int | None:
+        client = await nats.connect(url)
+        try:
+            js = client.jetstream()
+            infos = [await js.consumer_info(stream, name) for name in consumers]
+            return sum(info.num_pending or 0 for info in infos)
+        except nats.js.errors.NotFoundError:
+            return None
+        finally:
+            await client.close()
+    return asyncio.run(ask())
+
+
+def metric(base: str, name: str) -> float:
+    found = re.search(rf"^{name} (\S+)$", httpx.get(f"{base}/metrics", timeout=5).text, re.M)
+    return float(found[1]) if found else 0.0
+
+
+@contextmanager
+def instance(tmp: Path, config: Path, name: str, run: int
+             ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``lunettes serve --checkpoint`` over the nats source of ``config``."""
+    log = tmp / f"{name}-{run}.log"
+    with process([sys.executable, "-m", "lunettes.cli.main", "serve", "--config",
+                  str(config), "--port", "0", "--store", str(tmp / f"{name}.db"),
+                  "--checkpoint", str(tmp / f"{name}.json")], log, tmp) as proc:
+        def listening() -> str | None:
+            assert proc.poll() is None, log.read_text()
+            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)/metrics",
+                              log.read_text())
+            return found[1] if found else None
+
+        yield proc, wait_for(listening, f"instance {name} to listen", 60)
+
+
+def test_an_instance_killed_mid_stream_resumes_from_its_consumer_and_checkpoint(
+        published: Published, tmp_path: Path) -> None:
+    url, stream = published.url, "KILLED"
+    bodies = event_lists(published.lines, tail=2)
+    half = len(bodies) // 2
+    hook = publisher(url, stream)
+    try:
+        for body in bodies[:half]:
+            assert hook.receive(body).status == 200
+        config = tmp_path / "config"
+        shutil.copytree(DEFAULT_CONFIG_DIR, config)
+        data = pipeline_data(tmp_path, nats_source(url, [2, 3], "b", stream=stream,
+                                                   subject_prefix=stream.lower()), "b")
+        (config / "pipeline.yaml").write_bytes(orjson.dumps(data))  # (JSON is YAML)
+        with instance(tmp_path, config, "b", 1) as (proc, base):
+            wait_for(lambda: consumer_pending(url, stream, ["b-2", "b-3"]) == 0
+                     and checkpointed(tmp_path / "b.json")
+                     and metric(base, "lunettes_pods_in_flight") > 0,
+                     "instance b to read the first half", 120)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+        killed = rows(tmp_path / "b.db")
+        for body in bodies[half:]:
+            assert hook.receive(body).status == 200
+    finally:
+        hook.close()
+    last = last_sequences(url, stream, stream.lower())
+    with instance(tmp_path, config, "b", 2):
+        wait_for(lambda: read_everything(tmp_path / "b.json", last, [2, 3]) or None,
+                 "instance b, restarted, to read its partitions", 120)
+    a_data = pipeline_data(tmp_path, nats_source(url, [0, 1], "a", stream=stream,
+                                                 subject_prefix=stream.lower()), "a")
+    with running(a_data):
+        wait_for(lambda: read_everything(tmp_path / "a.json", last, [0, 1]) or None,
+                 "instance a to read its partitions", 120)
+    a, b = rows(tmp_path / "a.db"), rows(tmp_path / "b.db")
+    assert 0 < len(killed) < len(b)  # killed with Pods still to come
+    assert not a.keys() & b.keys()
+    assert_same({**a, **b}, published.expected)  # no Pod lost, none twice, none cut
+
+
+def test_the_api_server_is_not_acknowledged_while_jetstream_cannot_store_its_batch(
+        tmp_path: Path) -> None:
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)[:800]
+    first, second = event_lists(lines)
+    events = {(e["auditID"], e["stage"]) for e in map(orjson.loads, lines)}
+    port = free_port()
+    with receiver(tmp_path, f"nats://127.0.0.1:{port}", stream="DOWN",
+                  subject_prefix="down", timeout_s=2) as webhook:
+        with nats_server(tmp_path / "js", port):
+            wait_for(lambda: httpx.post(webhook, content=first, timeout=30).status_code
+                     == 200, "a first batch to be acknowledged", 60)
+        # the server is down: not acknowledged, retry later
+        answer = httpx.post(webhook, content=second, timeout=30)
+        assert answer.status_code in (429, 503), answer.text
+        assert int(answer.headers["Retry-After"]) >= 1
+        # up again: the API server's retries go through, and the batch is stored once
+        with nats_server(tmp_path / "js", port) as url:
+            wait_for(lambda: httpx.post(webhook, content=second, timeout=30).status_code
+                     == 200, "the retried batch to be acknowledged", 60)
+            stored = asyncio.run(stream_messages(url, "DOWN"))
+    assert stored == len(events) + 2 * PARTITIONS  # each event once, a clock per batch
+
+
+async def stream_messages(url: str, stream: str) -> int:
+    client = await nats.connect(url)
+    try:
+        return (await client.jetstream().stream_info(stream)).state.messages
+    finally:
+        await client.close()
