@@ -9,6 +9,8 @@ import contextlib
 import io
 import json
 import random
+import threading
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -16,10 +18,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from waiting import wait_until
 
 import lunettes
 from lunettes.api.slo_summary import RESULTS, summarize
 from lunettes.api.store import SQLiteStore, StoreUnavailable
+from lunettes.api.summary_cache import SummaryCache
 from lunettes.cli.main import main
 from lunettes.model.record import PodRecord
 from lunettes.sinks.sqlite import SQLiteSink
@@ -116,6 +120,78 @@ def test_sql_summary_equals_the_row_summary_on_the_sample(tmp_path: Path) -> Non
     overall, groups, _ = store.slo_summary(None, None, None, None, 1)
     assert (overall, groups) == summarize(store.slo_rows(None, None, None, None, 10**6)[0])
     assert overall["count"] == 300
+
+
+def test_concurrent_summaries_cost_one_computation_until_the_store_is_written(
+        tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    records = generated(2000, random.Random(3))
+    sink = SQLiteSink(path)
+    sink.export(records[:1000])
+    store = SQLiteStore(path)
+    computed: list[float] = []
+    arrived = [0]
+    compute = store._slo_summary
+
+    def counted(*args: Any) -> Any:  # the real computation, counted; it waits until
+        wait_until(lambda: arrived[0] == 20, 30, "every call")  # all 20 calls are made
+        computed.append(time.monotonic())
+        return compute(*args)
+
+    store._slo_summary = counted  # type: ignore[method-assign]
+    answers: list[Any] = []
+
+    def call() -> None:
+        arrived[0] += 1
+        answers.append(store.slo_summary(None, None, None, None, 10))
+
+    threads = [threading.Thread(target=call) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == 20 and len(computed) == 1
+    want = expected(records[:1000])[0]
+    assert all(overall == approx(want) for overall, _, _ in answers)
+    answers[0][1][0].pop("namespace")  # a caller's copy, not the kept answer
+    again = store.slo_summary(None, None, None, None, 10)
+    assert len(computed) == 1 and again[1][0]["namespace"] == "ns-0"
+    sink.export(records[1000:])  # another connection writes: the answer is computed again
+    overall, _, _ = store.slo_summary(None, None, None, None, 10)
+    assert len(computed) == 2 and overall == approx(expected(records)[0])
+    sink.shutdown()
+    store.close()
+
+
+def test_a_failed_computation_reaches_every_waiting_call_and_is_not_kept() -> None:
+    cache: SummaryCache[int] = SummaryCache(size=2)
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def failing() -> int:
+        release.wait(30)
+        raise StoreUnavailable("too slow")
+
+    def call() -> None:
+        try:
+            cache.get("k", 1, failing)
+        except StoreUnavailable as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: ("k", 1) in cache._running, 30, "the first call")
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert len(errors) == 3
+    assert cache.get("k", 1, lambda: 7) == 7  # computed, not the error
+    assert cache.get("k", 1, lambda: 8) == 7  # kept for version 1
+    assert cache.get("k", 2, lambda: 9) == 9  # a new version computes again
+    for key in ("a", "b"):
+        cache.get(key, 1, lambda: 0)
+    assert list(cache._answers) == ["a", "b"]  # at most size answers, oldest dropped
 
 
 def test_a_query_past_its_deadline_is_a_503(generated_store: tuple[Path, list[PodRecord]]

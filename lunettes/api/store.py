@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import sqlite3
 import threading
 import time
@@ -35,6 +36,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from lunettes.api.slo_summary import DELIVERED, QUANTILES, group_view
+from lunettes.api.summary_cache import SummaryCache
 from lunettes.model.times import format_optional
 from lunettes.store.sqlite_schema import ensure_schema
 
@@ -219,6 +221,10 @@ class SQLiteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._watch: sqlite3.Connection | None = None
+        """Only asks ``PRAGMA data_version``: whether anyone wrote since it last asked."""
+        self._summaries: SummaryCache[tuple[dict[str, Any], list[dict[str, Any]], bool]] = \
+            SummaryCache()
 
     def _conn(self) -> sqlite3.Connection | None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -294,13 +300,37 @@ class SQLiteStore:
                           [*params, limit + 1])
         return [SLORow(*r) for r in rows[:limit]], len(rows) > limit
 
+    def version(self) -> int | None:
+        """Changes whenever a write was committed to the store (by any connection or
+        process) since the last call; None while the store does not exist."""
+        with self._lock:
+            if self._watch is None:
+                if not self.path.exists():
+                    return None
+                self._watch = sqlite3.connect(str(self.path), timeout=10,
+                                              check_same_thread=False)
+            return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+
     def slo_summary(self, since_us: int | None, until_us: int | None, namespace: str | None,
                     slo_class: str | None, limit: int
                     ) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
-        """The summary in SQL: counts by GROUP BY; for each percentile of platform and
-        total time only the two values around its rank, overall and by group (a window
-        function ranks the delivered Pods in SQLite; Python holds a few rows per group).
-        ``limit`` is not needed: never truncated."""
+        """The summary in SQL (:meth:`_slo_summary`), computed once per version of the
+        store and once for all the calls that ask for it at the same time
+        (:class:`~lunettes.api.summary_cache.SummaryCache`). ``limit`` is not needed:
+        never truncated."""
+        version = self.version()
+        if version is None:
+            return self._slo_summary(since_us, until_us, namespace, slo_class)
+        return copy.deepcopy(self._summaries.get(  # the kept answer stays as computed
+            (since_us, until_us, namespace, slo_class), version,
+            lambda: self._slo_summary(since_us, until_us, namespace, slo_class)))
+
+    def _slo_summary(self, since_us: int | None, until_us: int | None,
+                     namespace: str | None, slo_class: str | None
+                     ) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+        """Counts by GROUP BY; for each percentile of platform and total time only the two
+        values around its rank, overall and by group (a window function ranks the
+        delivered Pods in SQLite; Python holds a few rows per group)."""
         where, params = _where(PodQuery(namespace=namespace, slo_class=slo_class,
                                         since_us=since_us, until_us=until_us))
         where.append("slo_result != ''")
@@ -365,6 +395,9 @@ class SQLiteStore:
             for db in self._all:
                 db.close()
             self._all.clear()
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
         self._local = threading.local()
 
 
