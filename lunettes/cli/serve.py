@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         data = pipeline_data(args, env, _webhook_overrides(args))
         for key, section in data["sources"].items():
             if args.webhook and str(key).split("/")[0] == "webhook" and isinstance(
-                    section, dict) and "spool_dir" not in section:
+                    section, dict) and not {"spool_dir", "nats"} & section.keys():
                 section["spool_dir"] = os.path.abspath("lunettes-spool")  # --webhook's default
         if args.checkpoint:
             data["checkpoint"] = {**(data.get("checkpoint") or {}),
