@@ -253,7 +253,8 @@ class FakeElasticsearch:
             return fake_es_search.search(self.documents, segments[0],
                                          json.loads(body) if body else {})
         if method in ("GET", "POST") and len(segments) == 2 and segments[1] == "_count":
-            return fake_es_search.count(self.documents, segments[0])
+            return fake_es_search.count(self.documents, segments[0],
+                                        json.loads(body) if body else {})
         if method == "GET" and len(segments) == 3 and segments[1] == "_doc":
             key = (segments[0], segments[2])
             if key not in self.documents:

@@ -2,8 +2,8 @@
 ``_count`` over the documents it holds, answering the subset of the query DSL the API's
 Elasticsearch reader sends, the way Elasticsearch 8 does:
 
-- queries: ``bool.filter``, ``term``, ``prefix``, ``range`` (gte/gt/lte/lt), ``exists``,
-  ``ids``, ``match_all``; dotted field paths;
+- queries: ``bool`` (filter, must, must_not), ``term``, ``prefix``, ``range``
+  (gte/gt/lte/lt), ``exists``, ``ids``, ``match_all``; dotted field paths;
 - ``sort`` on fields with ``order`` and ``missing`` (``_last``/``_first``), date fields
   (``created``, ``finished``, ``last_seen``; audit documents' ``@timestamp`` and
   ``kubernetes.audit.requestReceivedTimestamp``) sorted and compared as epoch ms, as
@@ -55,11 +55,12 @@ def _matches(query: dict[str, Any], doc_id: str, source: dict[str, Any]) -> bool
     if kind == "match_all":
         return True
     if kind == "bool":
-        unknown = set(spec) - {"filter", "must"}
+        unknown = set(spec) - {"filter", "must", "must_not"}
         if unknown:
             raise QueryError(f"bool: unsupported {sorted(unknown)}")
         clauses = [*spec.get("filter", []), *spec.get("must", [])]
-        return all(_matches(c, doc_id, source) for c in clauses)
+        return all(_matches(c, doc_id, source) for c in clauses) and not any(
+            _matches(c, doc_id, source) for c in spec.get("must_not", []))
     if kind == "ids":
         return doc_id in spec["values"]
     if kind == "exists":
@@ -180,10 +181,19 @@ def search(documents: dict[tuple[str, str], dict[str, Any]], target: str,
                  "hits": {"max_score": None, "hits": out}}
 
 
-def count(documents: dict[tuple[str, str], dict[str, Any]], target: str) -> tuple[int, Any]:
+def count(documents: dict[tuple[str, str], dict[str, Any]], target: str,
+          body: dict[str, Any]) -> tuple[int, Any]:
     patterns = target.split(",")
-    n = sum(1 for index, _ in documents
-            if any(fnmatch.fnmatchcase(index, p) for p in patterns))
+    unknown = set(body) - {"query"}
+    if unknown:
+        return 400, _error(f"request does not support {sorted(unknown)}")
+    query = body.get("query", {"match_all": {}})
+    try:
+        n = sum(1 for (index, doc_id), source in documents.items()
+                if any(fnmatch.fnmatchcase(index, p) for p in patterns)
+                and _matches(query, doc_id, source))
+    except (QueryError, KeyError, TypeError, ValueError) as exc:
+        return 400, _error(str(exc))
     return 200, {"count": n, "_shards": {"total": 1, "successful": 1, "skipped": 0,
                                          "failed": 0}}
 

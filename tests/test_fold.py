@@ -147,3 +147,23 @@ def test_delete_ends_delivery_and_name_reuse_starts_a_new_incarnation() -> None:
     folder.add(_record(4, "create", "binding", request={"target": {"name": "n2"}}))
     assert [e.op for e in folder.live["u2"].timeline.events] == ["create", "bind"]
     assert folder.live["u2"].timeline.node == "n2"
+
+
+
+def test_a_restored_folder_reading_the_same_log_again_starts_no_pod() -> None:
+    """After a restart, the records of Pods a checkpoint lists as finished are read again;
+    the four PodSecurity denials of the capture (rejected creates, whose UID is their
+    auditID) must not come back as new Pods, no more than the admitted ones."""
+    records = [r for r in FileSource([real("openshift-4.12-requestresponse.jsonl")])
+               if r.stage == "ResponseComplete"]
+    first = Folder(_never, Counter())
+    for record in records:
+        first.add(record)
+    assert sum(t.end_reason == "rejected" for t in first.drain()) == 4
+    stats: Counter[str] = Counter()
+    restored = Folder(_never, stats)
+    restored.restore(first.finished())
+    for record in records:
+        restored.add(record)
+    assert list(restored.drain()) == []
+    assert stats["pods_seen"] == 0 and stats["after_final"] >= 4

@@ -231,6 +231,9 @@ class Folder:
                 or denied_name(record.status_message))
         namespace = record.namespace or response_namespace
         if not record.succeeded:
+            if record.audit_id in self._finished:  # its UID: read again after a restart
+                self.stats["after_final"] += 1
+                return
             name = name or generate_name
             spec = _spec(request, self.trace_annotations)
             live = self._start(record.audit_id, namespace, "", record.received_us,

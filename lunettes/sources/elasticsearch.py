@@ -15,6 +15,11 @@ ingest time) and then ``tiebreak`` (auditID, stage: stable across PITs, unlike
 indexed late (Filebeat's batching, refresh interval) are not skipped; then the PIT is
 closed and the next poll, ``poll_s`` later, starts where this one ended. A record's
 checkpoint is the sort values of the document before it.
+
+Documents without ``time_field`` never match that search. Each poll counts them (a
+``_count`` of ``must_not exists``) and adds those not reported yet to ``bad`` as
+``missing_time_field``, with the index pattern as their place: they are reported, not
+silently unseen.
 """
 
 from __future__ import annotations
@@ -81,7 +86,7 @@ class ElasticsearchSource:
         self._before: OrderedDict[int, list[Any] | None] = OrderedDict()
         self._stop = threading.Event()
         self.state, self.error = "starting", ""
-        self.stats = {"documents": 0, "searches": 0, "failures": 0}
+        self.stats = {"documents": 0, "searches": 0, "failures": 0, "untimed": 0}
 
     @classmethod
     def from_config(cls, key: str, section: Section, context: BuildContext
@@ -160,6 +165,7 @@ class ElasticsearchSource:
     def _poll(self) -> Iterator[tuple[AuditRecord, list[Any] | None]]:
         """The records of the documents older than now - lag after the last one read,
         through one PIT, each with the sort values of the document before it."""
+        self._count_untimed()
         until = datetime.fromtimestamp(self.clock() - self.lag_s, UTC)
         query = {"range": {self.time_field: {
             "lt": until.isoformat(timespec="milliseconds").replace("+00:00", "Z")}}}
@@ -184,6 +190,17 @@ class ElasticsearchSource:
         finally:
             with contextlib.suppress(ApiError, TransportError):  # expires anyway
                 self.es.close_point_in_time(id=pit_id)
+
+    def _count_untimed(self) -> None:
+        """Report the documents without ``time_field`` that no search can reach."""
+        answer = self.es.count(index=self.index, query={
+            "bool": {"must_not": [{"exists": {"field": self.time_field}}]}})
+        untimed = int(answer["count"])
+        if untimed > self.stats["untimed"]:
+            self.bad.add("missing_time_field", self.index,
+                         f"{untimed} document(s) without {self.time_field}: never read",
+                         n=untimed - self.stats["untimed"])
+            self.stats["untimed"] = untimed
 
     def _records(self, hit: dict[str, Any]) -> Iterator[AuditRecord]:
         where = f"{hit.get('_index', '?')}/{hit.get('_id', '?')}"

@@ -33,11 +33,12 @@ class BadRecords:
     dead_letter: DeadLetter | None = None
 
     def add(self, reason: str, origin: str, detail: str = "", line: Any = None,
-            record: AuditRecord | None = None) -> None:
-        """Count one bad record seen at ``origin`` (``file:line``); for the dead letter,
-        ``line`` is its text as read (bytes) or the document it was (decoded JSON), and
-        ``record`` the record when it was refused after decoding."""
-        self.counts[reason] += 1
+            record: AuditRecord | None = None, n: int = 1) -> None:
+        """Count one bad record (or ``n`` alike, one entry in the dead letter) seen at
+        ``origin`` (``file:line``); for the dead letter, ``line`` is its text as read
+        (bytes) or the document it was (decoded JSON), and ``record`` the record when it
+        was refused after decoding."""
+        self.counts[reason] += n
         places = self.samples.setdefault(reason, [])
         if len(places) < self.samples_per_reason:
             places.append(f"{origin}: {detail}" if detail else origin)
