@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -337,3 +337,29 @@ async def stream_messages(url: str, stream: str) -> int:
         return (await client.jetstream().stream_info(stream)).state.messages
     finally:
         await client.close()
+
+
+def test_an_instance_reading_through_a_restart_of_nats_server_writes_the_same_records(
+        published: Published, tmp_path: Path) -> None:
+    port, stream = free_port(), "RESTARTED"
+    with ExitStack() as first_server:
+        url = first_server.enter_context(nats_server(tmp_path / "js", port))
+        hook = publisher(url, stream)
+        try:
+            for body in event_lists(published.lines, tail=2):
+                assert hook.receive(body).status == 200
+        finally:
+            hook.close()
+        last = last_sequences(url, stream, stream.lower())
+        lanes = list(range(PARTITIONS))
+        data = pipeline_data(tmp_path, nats_source(url, lanes, "all", stream=stream,
+                                                   subject_prefix=stream.lower()), "all")
+        with running(data):
+            wait_for(lambda: checkpointed(tmp_path / "all.json") or None,
+                     "a first checkpoint", 60)
+            first_server.close()  # stopped while the instance reads
+            assert not read_everything(tmp_path / "all.json", last, lanes)
+            with nats_server(tmp_path / "js", port):
+                wait_for(lambda: read_everything(tmp_path / "all.json", last, lanes) or None,
+                         "the instance to read everything once the server is back", 120)
+    assert_same(rows(tmp_path / "all.db"), published.expected)

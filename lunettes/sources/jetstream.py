@@ -188,7 +188,7 @@ class JetStreamSource:
         js = self._client.jetstream(timeout=self.settings.timeout_s)
         await ensure_stream(js, self.settings)
         for lane, reader in self.readers.items():
-            consumer = f"{self.durable}-{reader.partition}"
+            consumer = reader.consumer
             try:
                 await js.consumer_info(self.settings.stream, consumer)
             except NotFoundError:
@@ -218,6 +218,9 @@ class _Partition:
         self.subscription: JetStreamContext.PullSubscription | None = None
         self.replies: deque[tuple[int, str]] = deque(maxlen=ACK_REPLIES)
         self.last = 0
+        self.delivered = 0
+        """The consumer sequence of the last message delivered (a gap: some were lost)."""
+        self.consumer = f"{owner.durable}-{partition}"
         self.clock: deque[tuple[int, int]] = deque()
         """(index in the batch, µs) of the batch's records on other subjects, not yet
         passed on as ticks."""
@@ -252,6 +255,11 @@ class _Partition:
                 owner._stop.wait(owner.poll_s)
                 continue
             failing, self.error = None, ""
+            first = messages[0].metadata.sequence.consumer
+            if first != 1 and self.delivered and first != self.delivered + 1:
+                self._redeliver()  # deliveries were lost (a reconnect): read them again
+                continue
+            self.delivered = messages[-1].metadata.sequence.consumer
             fresh = [m for m in messages if m.metadata.sequence.stream > self.last]
             if not fresh:  # only redeliveries of what was read
                 continue
@@ -305,6 +313,18 @@ class _Partition:
             record = tick(clock.popleft()[1], self.subject)
             record.position = (self.name, self.batch)
             yield record
+
+    def _redeliver(self) -> None:
+        """Have JetStream deliver again all after the acknowledged floor (what was read
+        already is then dropped by its sequence)."""
+        owner, loop, client = self.owner, self.owner._loop, self.owner._client
+        assert loop is not None and client is not None
+        self.delivered = 0
+        try:
+            loop.run(client.jetstream().reset_consumer(
+                owner.settings.stream, self.consumer), owner.settings.timeout_s)
+        except (nats.errors.Error, OSError) as exc:  # the next gap tries again
+            self.error = f"{self.subject}: resetting its consumer: {exc}"
 
     def acknowledge_before(self, seq: int) -> None:
         """Acknowledge the consumer up to the newest kept message before ``seq``."""

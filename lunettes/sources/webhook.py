@@ -214,7 +214,10 @@ class WebhookSource:
             lines.append(orjson.dumps({"kind": "Event", "apiVersion": doc["apiVersion"],
                                        **item}) + b"\n")
         if self.publisher is not None:
-            return self.publisher.publish(records, lines)
+            answer = self.publisher.publish(records, lines)
+            with self._lock:
+                self._count(answer.status == 200, len(lines))
+            return answer
         with self._lock:
             if self._pending and self._pending + len(lines) > self.queue_events:
                 self.stats["refused"] += 1
@@ -222,10 +225,16 @@ class WebhookSource:
                               {"Retry-After": str(self.retry_after_s)})
             self._append(b"".join(lines))
             self._pending += len(lines)
-            self.stats["batches"] += 1
-            self.stats["events"] += len(lines)
+            self._count(True, len(lines))
         self._wake.set()
         return Answer(200, {})
+
+    def _count(self, stored: bool, events: int) -> None:
+        if stored:
+            self.stats["batches"] += 1
+            self.stats["events"] += events
+        else:
+            self.stats["refused"] += 1
 
     def _append(self, data: bytes) -> None:
         """Append to the spool (fsync'ed when configured); rotate it once large."""
