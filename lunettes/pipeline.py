@@ -19,16 +19,11 @@ from lunettes.analyzers.stagedefs import StageSet
 from lunettes.cli.exitcodes import sink_losses
 from lunettes.config.bundled import bundled_config_dir
 from lunettes.config.errors import ConfigError, Section, read_yaml
-from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
+from lunettes.model.audit import AuditRecord
 from lunettes.model.record import PodRecord
-from lunettes.model.spec import TRACE_ANNOTATIONS
 from lunettes.model.timeline import PodTimeline
-from lunettes.model.times import format_time
-from lunettes.processors.checkpoint import Checkpoint, Checkpointer
-from lunettes.processors.clock import FutureGuard
-from lunettes.processors.dedupe import Deduplicator
-from lunettes.processors.fold import Folder
-from lunettes.processors.reorder import ReorderWindow
+from lunettes.processors.base import Processor, Run, build_processors
+from lunettes.processors.checkpoint import Checkpointer, Checkpointing
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import Sink
 from lunettes.sources.base import Source, build_sources, merged
@@ -36,7 +31,6 @@ from lunettes.sources.deadletter import DEFAULT_MAX_MB, DeadLetter
 from lunettes.sources.errors import BadRecords, LateRecords
 
 DEFAULT_CONFIG_DIR = bundled_config_dir()
-_S = 1_000_000
 GC_GEN0_THRESHOLD = 20_000
 
 
@@ -57,50 +51,21 @@ def _collector_threshold(gen0: int) -> Iterator[None]:
 
 @dataclass
 class Settings:
-    """The processor settings of pipeline.yaml, in microseconds."""
+    """The ``input:`` section of pipeline.yaml: where every bad (and late) record is
+    written, with where it was and why (see :mod:`lunettes.sources.deadletter`; relative
+    to the config directory), up to ``dead_letter_max_mb``. (The processors' settings are
+    their own: see :mod:`lunettes.processors`.)"""
 
-    reorder_window_us: int = 10 * _S
-    dedupe_horizon_us: int = 120 * _S
-    linger_us: int = 5 * _S
-    timeout_us: int = 2100 * _S
-    forget_us: int = 2100 * _S
-    trace_annotations: tuple[str, ...] = TRACE_ANNOTATIONS
-    max_future_us: int = 300 * _S
-    """Records further ahead of the audit clock are quarantined (0: never)."""
     dead_letter: str | None = None
-    """Where every bad (and late) record is written, with where it was and why (see
-    :mod:`lunettes.sources.deadletter`); relative to the config directory."""
     dead_letter_max_mb: float = DEFAULT_MAX_MB
 
     @classmethod
-    def from_config(cls, top: Section) -> Settings:
-        source, pods = top.sub("input"), top.sub("pods")
-        default = cls()
-
-        def seconds(section: Section, key: str, fallback_us: int) -> int:
-            value = section.get(key, fallback_us / _S, float)
-            if value < 0:
-                section.problem(key, "must not be negative")
-            return int(value * _S)
-
-        settings = cls(
-            reorder_window_us=seconds(source, "reorder_window_s", default.reorder_window_us),
-            dedupe_horizon_us=seconds(source, "dedupe_horizon_s", default.dedupe_horizon_us),
-            linger_us=seconds(pods, "linger_s", default.linger_us),
-            timeout_us=seconds(pods, "timeout_s", default.timeout_us),
-            forget_us=seconds(pods, "forget_after_s", default.forget_us),
-            trace_annotations=tuple(pods.get("trace_context_annotations",
-                                             list(default.trace_annotations), list)),
-            max_future_us=seconds(source, "max_future_s", default.max_future_us),
-            dead_letter=source.get("dead_letter", None, str),
-            dead_letter_max_mb=source.get("dead_letter_max_mb", DEFAULT_MAX_MB, float),
-        )
+    def from_config(cls, section: Section) -> Settings:
+        settings = cls(section.get("dead_letter", None, str),
+                       section.get("dead_letter_max_mb", DEFAULT_MAX_MB, float))
         if settings.dead_letter_max_mb <= 0:
-            source.problem("dead_letter_max_mb", "must be positive")
-        if not all(isinstance(key, str) and key for key in settings.trace_annotations):
-            pods.problem("trace_context_annotations", "must be a list of annotation keys")
-        source.check_unknown()
-        pods.check_unknown()
+            section.problem("dead_letter_max_mb", "must be positive")
+        section.check_unknown()
         return settings
 
 
@@ -116,17 +81,21 @@ def load_config(config_dir: Path) -> dict[str, Any]:
 
 
 class Pipeline:
-    """Records in, pod records out: dedupe -> reorder window -> fold -> analyzer DAG -> sinks.
+    """Records in, pod records out: processors (clock, dedupe, reorder window, fold...) ->
+    analyzer DAG -> sinks.
 
     Build it with :meth:`from_config` (validates everything, reports all problems at once)
     or directly for embedding. ``on_record`` is called with each final pod record.
     ``sources`` (from the ``sources:`` section) are what :meth:`run` reads when it is given
-    no records; their bad input is counted in ``bad``.
+    no records; their bad input is counted in ``bad``. ``processors`` (the ``processors:``
+    section; default :data:`~lunettes.processors.base.DEFAULT_PROCESSORS`) turn records
+    into final Pod timelines (see :class:`~lunettes.processors.base.Processor`).
     """
 
-    def __init__(self, dag: AnalyzerDAG, sinks: list[Sink], settings: Settings | None = None,
-                 batch_size: int = 500, sources: list[Source] | None = None,
-                 bad: BadRecords | None = None) -> None:
+    def __init__(self, dag: AnalyzerDAG, sinks: list[Sink],
+                 processors: list[Processor] | None = None, batch_size: int = 500,
+                 sources: list[Source] | None = None, bad: BadRecords | None = None,
+                 settings: Settings | None = None) -> None:
         players = {role: dag.providers(role) for role in PIPELINE_ROLES}
         problems = [f"pipeline: analyzers: exactly one analyzer must play the {role} role "
                     f"(found: {', '.join(a.name for a in found) or 'none'})"
@@ -142,11 +111,9 @@ class Pipeline:
         self.dag = dag
         self.sinks = sinks
         self.sources = sources or []
-        self.checkpoints: Checkpointer | None = None
-        """Writes checkpoints while the pipeline runs (see
-        :mod:`lunettes.processors.checkpoint`)."""
-        self.restored: Checkpoint | None = None
-        """The checkpoint the run resumes from."""
+        self.processors: list[Processor] = (
+            processors if processors is not None
+            else build_processors(Section({}, "pipeline.yaml:", []), BuildContext(Path())))
         self._stopping = False
         self.bad = bad if bad is not None else BadRecords()
         self.late = LateRecords(dead_letter=self.bad.dead_letter)
@@ -154,15 +121,23 @@ class Pipeline:
         self.settings = settings or Settings()
         self.batch_size = batch_size
         self.stats: Counter[str] = Counter()
-        self.newest_us: int | None = None
+        self._run_state: Run | None = None
+
+    @property
+    def newest_us(self) -> int | None:
         """The newest audit timestamp read so far (the audit clock's watermark)."""
-        self._folder: Folder | None = None
+        return self._run_state.newest_us if self._run_state is not None else None
 
     @property
     def pods_in_flight(self) -> int:
         """Pods the running pipeline is following now (read-only, for metrics)."""
-        folder = self._folder
-        return len(folder.live) if folder is not None else 0
+        return self._run_state.in_flight() if self._run_state is not None else 0
+
+    @property
+    def checkpoints(self) -> Checkpointer | None:
+        """What writes checkpoints while the pipeline runs, if anything does."""
+        return next((p.checkpoints for p in self.processors
+                     if isinstance(p, Checkpointing)), None)
 
     @classmethod
     def from_config(cls, config_dir: Path = DEFAULT_CONFIG_DIR,
@@ -176,27 +151,24 @@ class Pipeline:
         origin = f"{config_dir / 'pipeline.yaml'}:"
         top = Section(load_config(config_dir) if data is None else data, origin, problems)
         section = top.sub("checkpoint")
-        path = section.get("path", None, str)
-        interval_s = section.get("interval_s", 5.0, float)
-        section.check_unknown()
-        restored = None
-        if path is not None:
-            try:
-                restored = Checkpoint.load(config_dir / path)
-            except ValueError as exc:
-                section.problem("path", f"{exc}; move it away to start afresh")
-        settings = Settings.from_config(top)
+        checkpointing = Checkpointing.from_section(section, config_dir)
+        restored = checkpointing.restored if checkpointing is not None else None
+        inputs = top.sub("input")
+        settings = Settings.from_config(inputs)
         bad = BadRecords()
         if settings.dead_letter and not problems:
             try:
                 bad.dead_letter = DeadLetter(config_dir / settings.dead_letter,
                                              int(settings.dead_letter_max_mb * 2**20))
             except OSError as exc:
-                top.sub("input").problem("dead_letter", f"cannot write it: {exc}")
+                inputs.problem("dead_letter", f"cannot write it: {exc}")
         context = BuildContext(config_dir=config_dir, env=dict(env or {}), bad=bad,
                                resume=dict(restored.positions) if restored else {})
+        processors = build_processors(top, context)
+        if checkpointing is not None:
+            processors.insert(0, checkpointing)
         sources = build_sources(top.sub("sources"), context)
-        if path is not None and not all(source.live for source in sources):
+        if checkpointing is not None and not all(source.live for source in sources):
             section.problem("path", "checkpoints need resumable sources (follow, webhook); "
                                     "file sources are read whole")
         try:
@@ -215,12 +187,8 @@ class Pipeline:
             if bad.dead_letter is not None:
                 bad.dead_letter.close()
             raise ConfigError(problems)
-        pipeline = cls(dag, [*sinks, *extra_sinks], settings, sources=sources,
-                       bad=context.bad)
-        if path is not None:
-            pipeline.checkpoints = Checkpointer(config_dir / path, max(0.0, interval_s))
-            pipeline.restored = restored
-        return pipeline
+        return cls(dag, [*sinks, *extra_sinks], processors, sources=sources, bad=context.bad,
+                   settings=settings)
 
     def record_of(self, timeline: PodTimeline) -> PodRecord:
         """Run the analyzer DAG over one final timeline and assemble its pod record."""
@@ -272,92 +240,30 @@ class Pipeline:
     def _run(self, records: Iterable[AuditRecord],
              on_record: Callable[[PodRecord], None] | None, bad: BadRecords) -> Counter[str]:
         stats = self.stats
-        settings = self.settings
-        if settings.max_future_us:
-            def quarantine(record: AuditRecord, clock_us: int) -> None:
-                if record.stage is not TICK_STAGE:  # another worker's: it counts it
-                    ahead = (record.received_us - clock_us) / _S
-                    bad.add("future_timestamp", record.origin or "?",
-                            f"{format_time(record.received_us)}, {ahead:.0f} s ahead of "
-                            f"the audit clock ({format_time(clock_us)})", record=record)
-            records = FutureGuard(settings.max_future_us, quarantine).admit(records)
-        dedupe = Deduplicator(stats, settings.dedupe_horizon_us)
-        window = ReorderWindow(stats, settings.reorder_window_us, self.late.add)
-        stage_set = self.stage_set
-        folder = Folder(lambda t, e: stage_set.delivered(t.spec, e), stats,
-                        linger_us=settings.linger_us, timeout_us=settings.timeout_us,
-                        forget_us=settings.forget_us,
-                        trace_annotations=settings.trace_annotations, on_bad=bad.add)
-        self._folder = folder
-        if self.restored is not None:
-            folder.restore(self.restored.finished)
-        checkpoints = self.checkpoints
-        last: dict[str, int] = {}  # lane -> position of the last record read
         batch: list[PodRecord] = []
-        now_us = 0
+        stage_set = self.stage_set
 
-        def finish(timelines: Iterable[PodTimeline]) -> None:
-            for timeline in timelines:
-                timeline.observed_until_us = now_us
-                record = self.record_of(timeline)
-                stats[f"outcome:{record.outcome}"] += 1
-                batch.append(record)
-                if on_record is not None:
-                    on_record(record)
-                if len(batch) >= self.batch_size:  # the end of input drains in batches too
-                    self._export(batch)
-
-        accept, push, add, advance = dedupe.accept, window.push, folder.add, folder.advance
-        slim = folder.slim
-        for record in records:
-            stage = record.stage
-            if checkpoints is not None:
-                position = record.position
-                if position is not None:
-                    last[position[0]] = position[1]
-                if checkpoints.due():
-                    self._export(batch)
-                    self._checkpoint(checkpoints, last, window, folder)
-            if stage is TICK_STAGE and not record.received_us:
-                continue  # a live source's heartbeat: only a chance to checkpoint
-            clock_only = stage is TICK_STAGE or stage is SKIPPED_STAGE
-            if stage is not TICK_STAGE:  # a tick is another worker's record: not counted
-                stats["records"] += 1
-                if stage is SKIPPED_STAGE:  # not about a Pod: counted, final ones move the clock
-                    stats["skipped"] += 1
-                    if not record.received_us:
-                        continue
-            received = record.received_us
-            newest = self.newest_us
-            if newest is None or received > newest:
-                self.newest_us = received
-            if clock_only:
-                released = push(record)
-            else:
-                if not accept(record):
-                    continue
-                slim(record)
-                released = push(record)
-            for item in released:
-                add(item)
-                if item.received_us > now_us:
-                    now_us = item.received_us
-                done = advance(item.received_us)
-                if done:
-                    finish(done)
-        if self._stopping and checkpoints is not None:  # stopped, not at the end of the
-            self._export(batch)  # input: the next run finishes in-flight Pods whole
+        def flush() -> None:
+            self._export(batch)
             for sink in self.sinks:
                 sink.force_flush()
-            return stats
-        for released_item in window.flush():
-            add(released_item)
-            now_us = max(now_us, released_item.received_us)
-            finish(folder.advance(released_item.received_us))
-        finish(folder.drain())
-        self._export(batch)
-        for sink in self.sinks:
-            sink.force_flush()
+
+        run = self._run_state = Run(
+            stats, bad, lambda t, e: stage_set.delivered(t.spec, e), flush,
+            self.processors, self.sources, late=self.late,
+            stopping=lambda: self._stopping)
+        items: Iterator[Any] = iter(records)
+        for processor in self.processors:
+            items = processor.process(items, run)
+        for timeline in items:
+            record = self.record_of(timeline)
+            stats[f"outcome:{record.outcome}"] += 1
+            batch.append(record)
+            if on_record is not None:
+                on_record(record)
+            if len(batch) >= self.batch_size:  # the end of input drains in batches too
+                self._export(batch)
+        flush()
         stats["sink_lost"] = sink_losses(self.sinks)
         if bad.dead_letter is not None:
             stats["dead_letter_written"] = bad.dead_letter.written
@@ -376,30 +282,6 @@ class Pipeline:
         self._stopping = True
         for source in self.sources:
             source.close()
-
-    def _checkpoint(self, checkpoints: Checkpointer, last: dict[str, int],
-                    window: ReorderWindow, folder: Folder) -> None:
-        """Flush the sinks, then write where a restart resumes (see
-        :mod:`lunettes.processors.checkpoint`)."""
-        lowest = dict(last)
-        for item in window.held():
-            if item.position is not None:
-                lane, n = item.position
-                if n < lowest.get(lane, n + 1):
-                    lowest[lane] = n
-        for lane, n in folder.positions().items():
-            if n < lowest.get(lane, n + 1):
-                lowest[lane] = n
-        positions: dict[str, Any] = {}
-        for lane, n in lowest.items():
-            for source in self.sources:
-                state = source.checkpoint(lane, n)
-                if state is not None:
-                    positions[lane] = state
-                    break
-        for sink in self.sinks:
-            sink.force_flush()
-        checkpoints.write(Checkpoint(positions, folder.finished()))
 
     def _export(self, batch: list[PodRecord]) -> None:
         if batch:

@@ -1,5 +1,5 @@
-"""Component registry: built-in and plug-in sources, analyzers and sinks, found by entry
-point."""
+"""Component registry: built-in and plug-in sources, processors, analyzers and sinks,
+found by entry point."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from lunettes.model.results import Results, ResultSchema
 from lunettes.sources.errors import BadRecords
 
 ANALYZERS = "lunettes.analyzers"
+PROCESSORS = "lunettes.processors"
 SINKS = "lunettes.sinks"
 SOURCES = "lunettes.sources"
 
@@ -49,19 +50,24 @@ def build_section(group: str, section: Section, context: BuildContext) -> list[A
     """One component of ``group`` per key of a config section (``type`` or ``type/name``,
     so several of one type coexist), each built by its class's ``from_config``; every
     problem is added to the section's, none stops the others."""
-    built = []
-    for key in section.data:
-        sub = section.sub(str(key))
-        try:
-            factory = load(group, str(key).split("/")[0])
-        except (KeyError, ImportError) as exc:
-            section.problem(str(key), str(exc).strip('"'))
-            continue
-        try:
-            built.append(factory.from_config(str(key), sub, context))
-        except ConfigError as exc:
-            section.problems.extend(exc.problems)
-    return built
+    built = (build(group, str(key), section.sub(str(key)), context) for key in section.data)
+    return [item for item in built if item is not None]
+
+
+def build(group: str, key: str, section: Section, context: BuildContext) -> Any:
+    """The component of ``group`` for ``key`` (``type`` or ``type/name``) configured by
+    ``section``; None after adding its problems to the section's."""
+    try:
+        factory = load(group, key.split("/")[0])
+    except (KeyError, ImportError) as exc:
+        message = str(exc).strip('"')
+        section.problems.append(f"{section.path}: {message}")
+        return None
+    try:
+        return factory.from_config(key, section, context)
+    except ConfigError as exc:
+        section.problems.extend(exc.problems)
+        return None
 
 
 def names(group: str) -> list[str]:

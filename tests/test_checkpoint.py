@@ -95,7 +95,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     # the tail below jumps the audit clock two hours ahead in two records: allowed
     text = (config / "pipeline.yaml").read_text().replace(
         "sources: {}", "sources: {}\ncheckpoint: {interval_s: 0.2}").replace(
-        "dedupe_horizon_s: 120", "dedupe_horizon_s: 120\n  max_future_s: 7200")
+        "max_future_s: 300", "max_future_s: 7200")
     (config / "pipeline.yaml").write_text(text)
     lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
     final_other = next(line for line in reversed(lines) if b'"verb":"get"' in line

@@ -71,8 +71,7 @@ def _config_dir(tmp_path: Path, pipeline: dict) -> Path:
 
 def test_pipeline_problems_name_path_and_fix(tmp_path: Path) -> None:
     config = _config_dir(tmp_path, {
-        "input": {"reorder_window": 3},
-        "pods": {"timeout_s": "long"},
+        "processors": ["clock", {"reorder": {"window": 3}}, {"fold": {"timeout_s": "long"}}],
         "analyzers": {"stages": {}, "lifecycle": {"needs": ["stage"]}},
         "sinks": {"sqlite": {"pth": "x.db"}, "kafka": {}},
         "extra": 1,
@@ -80,8 +79,8 @@ def test_pipeline_problems_name_path_and_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         Pipeline.from_config(config)
     text = "\n".join(info.value.problems)
-    assert "input.reorder_window: unknown key (did you mean reorder_window_s?)" in text
-    assert "pods.timeout_s: expected int or float, got str 'long'" in text
+    assert "processors.reorder.window: unknown key (did you mean window_s?)" in text
+    assert "processors.fold.timeout_s: expected int or float, got str 'long'" in text
     assert "analyzers.lifecycle.needs: unknown analyzer 'stage' (did you mean stages?)" in text
     assert "sinks.sqlite.pth: unknown key (did you mean path?)" in text
     assert "sinks.kafka: unknown type 'kafka'; supported: " in text and "sqlite" in text

@@ -32,7 +32,7 @@ def replay(log: bytes, tmp: Path, dead_letter: Path | None, max_mb: float = 64
     data = load_config(DEFAULT_CONFIG_DIR)
     data = {**data, "sources": {}, "sinks": {"jsonl": {"path": str(out)}}}
     if dead_letter is not None:
-        data["input"] = {**data["input"], "dead_letter": str(dead_letter),
+        data["input"] = {**(data.get("input") or {}), "dead_letter": str(dead_letter),
                          "dead_letter_max_mb": max_mb}
     pipeline = Pipeline.from_config(DEFAULT_CONFIG_DIR, data)
     bad = pipeline.bad

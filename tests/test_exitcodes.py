@@ -46,7 +46,8 @@ def test_usage_and_config_errors_exit_2(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as usage:
         replay(str(SAMPLE), "--max-bad-ratio", "2")
     assert usage.value.code == exitcodes.USAGE
-    (tmp_path / "pipeline.yaml").write_text("input: {reorder_window_s: -1}\n")
+    (tmp_path / "pipeline.yaml").write_text(
+        "processors: [clock, dedupe, {reorder: {window_s: -1}}, fold]\n")
     assert replay(str(SAMPLE), "--config", str(tmp_path)) == exitcodes.USAGE
 
 

@@ -1,18 +1,25 @@
-"""Dedupe and the reorder window."""
+"""Dedupe, the reorder window, and the processors: section (plug-ins, checks)."""
 
 from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 
+import orjson
+import pytest
+import yaml
+from api_server import SAMPLE
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lunettes.cli.main import main
 from lunettes.model.audit import AuditRecord
 from lunettes.processors.dedupe import Deduplicator
 from lunettes.processors.reorder import ReorderWindow
 
 S = 1_000_000
+SAMPLE_TRUTH = SAMPLE.with_name("sample-truth.jsonl")
 
 
 def rec(t_s: float, audit_id: str = "", stage: str = "ResponseComplete") -> AuditRecord:
@@ -66,3 +73,83 @@ def test_records_later_than_the_window_are_counted() -> None:
     assert [r.received_us for r in window.push(rec(1))] == [1 * S]
     assert stats["late"] == 1
     assert len(window) == 1  # only the 30 s record is held
+
+
+TOY_PROCESSOR = '''
+"""A toy processor: records about Pods of some namespaces never reach the fold."""
+
+
+class NamespaceFilter:
+    reads = "lines"
+    writes = None
+
+    def __init__(self, name, drop):
+        self.name, self.drop = name, drop
+
+    @classmethod
+    def from_config(cls, name, section, context):
+        drop = section.strings("drop") or []
+        section.check_unknown()
+        return cls(name, frozenset(drop))
+
+    def process(self, items, run):
+        for record in items:
+            if record.namespace in self.drop:
+                run.stats["toy_dropped"] += 1
+                continue
+            yield record
+
+    def held(self):
+        return {}
+
+    def state(self):
+        return None
+
+    def restore(self, state):
+        pass
+'''
+
+
+@pytest.fixture
+def toy_processor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed distribution with an entry point in ``lunettes.processors``."""
+    site = tmp_path / "site"
+    info = site / "lunettes_toy_processor-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "lunettes_toy_processor.py").write_text(TOY_PROCESSOR)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: lunettes-toy-processor\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[lunettes.processors]\nnamespace_filter = lunettes_toy_processor:NamespaceFilter\n")
+    monkeypatch.syspath_prepend(str(site))
+
+
+def test_a_plugin_processor_is_added_by_config_only(
+        toy_processor: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config"
+    assert main(["init-config", str(config)]) == 0
+    pipeline = yaml.safe_load((config / "pipeline.yaml").read_text())
+    pipeline["processors"].insert(-1, {"namespace_filter": {"drop": ["payments"]}})  # before fold
+    pipeline["sinks"] = {}
+    (config / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    capsys.readouterr()
+    assert main(["replay", str(SAMPLE), "--config", str(config), "--format", "jsonl"]) == 0
+    written = {orjson.loads(line)["uid"] for line in capsys.readouterr().out.splitlines()}
+    truth = [orjson.loads(line) for line in SAMPLE_TRUTH.read_bytes().splitlines()]
+    assert any(pod["namespace"] == "payments" for pod in truth)
+    assert written == {pod["uid"] for pod in truth if pod["namespace"] != "payments"}
+
+
+def test_a_processor_out_of_place_is_reported_once_with_its_location(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config"
+    assert main(["init-config", str(config)]) == 0
+    pipeline = yaml.safe_load((config / "pipeline.yaml").read_text())
+    pipeline["processors"] = ["clock", "fold", {"reorder": {"window_s": -1}}]
+    (config / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    capsys.readouterr()
+    assert main(["validate-config", str(config)]) != 0
+    err = capsys.readouterr().err
+    where = f"{config / 'pipeline.yaml'}: processors.reorder"
+    assert err.count(f"{where}.window_s: must not be negative") == 1
+    assert err.count(f"{where}: reads lines, but gets timelines here; move it") == 1

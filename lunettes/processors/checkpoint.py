@@ -18,7 +18,8 @@ are dropped as they were the first time (``after_final``). Pods that finish betw
 checkpoint and a crash are rebuilt from the same records and written again under the same
 UID: the sinks' idempotent upsert keeps one record. Positions come from the sources
 (:meth:`lunettes.sources.base.Source.checkpoint`): a file's device, inode and offset, the
-spool's, an index's sort values.
+spool's, an index's sort values; the positions of what processors hold, and the state
+they keep, from the processors (:class:`lunettes.processors.base.Processor`).
 
 The file is JSON, replaced atomically (written aside, fsync'ed, renamed).
 """
@@ -27,27 +28,29 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-__all__ = ["Checkpoint", "Checkpointer"]
+from lunettes.config.errors import Section
+from lunettes.model.audit import AuditRecord
+from lunettes.processors.base import Run, Stateless
 
-VERSION = 1
+__all__ = ["Checkpoint", "Checkpointer", "Checkpointing"]
 
-Finished = tuple[int, str, str, str]
-"""A finished Pod: (when it left memory, µs; uid; namespace; name)."""
+VERSION = 2
 
 
 @dataclass
 class Checkpoint:
-    """Source positions by lane, and the Pods finished within the forget horizon."""
+    """Source positions by lane, and each processor's state by name (the fold's: the Pods
+    finished within the forget horizon)."""
 
     positions: dict[str, Any] = field(default_factory=dict)
-    finished: list[Finished] = field(default_factory=list)
+    states: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Checkpoint | None:
@@ -59,17 +62,18 @@ class Checkpoint:
             return None
         except (OSError, orjson.JSONDecodeError) as exc:
             raise ValueError(f"{path}: not a lunettes checkpoint ({exc})") from exc
-        if not isinstance(data, dict) or data.get("version") != VERSION:
+        if not isinstance(data, dict) or data.get("version") not in (1, VERSION):
             raise ValueError(f"{path}: not a version {VERSION} lunettes checkpoint")
-        finished = [(int(a), str(b), str(c), str(d)) for a, b, c, d in data["finished"]]
-        return cls(dict(data["positions"]), finished)
+        states = ({"fold": data["finished"]} if data["version"] == 1
+                  else dict(data["processors"]))
+        return cls(dict(data["positions"]), states)
 
     def save(self, path: Path) -> None:
         """Replace ``path`` atomically with this checkpoint."""
         aside = path.with_name(path.name + ".new")
         with open(aside, "wb") as out:
             out.write(orjson.dumps({"version": VERSION, "positions": self.positions,
-                                    "finished": self.finished}))
+                                    "processors": self.states}))
             out.flush()
             os.fsync(out.fileno())
         os.replace(aside, path)
@@ -93,3 +97,70 @@ class Checkpointer:
         checkpoint.save(self.path)
         self.written += 1
         self._next = self.clock() + self.interval_s
+
+
+class Checkpointing(Stateless):
+    """The processor of the ``checkpoint`` section (``path``, ``interval_s``): first in
+    the chain, it notes the position of each record read; every ``interval_s`` it has
+    the pod records finished so far written and the sinks flushed (``run.flush``), then
+    writes where a restart resumes (:class:`Checkpoint`). A run it resumes starts with
+    the processors' states of :attr:`restored`, and sources resume from its positions.
+    A stopped run leaves what the processors hold to the next one (``run.keep_held``).
+    """
+
+    def __init__(self, checkpoints: Checkpointer, restored: Checkpoint | None = None,
+                 name: str = "checkpoint") -> None:
+        self.name = name
+        self.checkpoints = checkpoints
+        self.restored = restored
+
+    @classmethod
+    def from_section(cls, section: Section, config_dir: Path) -> Checkpointing | None:
+        """Built from the ``checkpoint`` section; None when it names no ``path``. A
+        damaged checkpoint file is a problem of the section."""
+        path = section.get("path", None, str)
+        interval_s = section.get("interval_s", 5.0, float)
+        section.check_unknown()
+        if path is None:
+            return None
+        restored = None
+        try:
+            restored = Checkpoint.load(config_dir / path)
+        except ValueError as exc:
+            section.problem("path", f"{exc}; move it away to start afresh")
+        return cls(Checkpointer(config_dir / path, max(0.0, interval_s)), restored)
+
+    def process(self, items: Iterator[AuditRecord], run: Run) -> Iterator[AuditRecord]:
+        run.keep_held = True
+        if self.restored is not None:
+            for processor in run.processors:
+                state = self.restored.states.get(processor.name)
+                if state is not None:
+                    processor.restore(state)
+        last: dict[str, int] = {}  # lane -> position of the last record read
+        due = self.checkpoints.due
+        for record in items:
+            position = record.position
+            if position is not None:
+                last[position[0]] = position[1]
+            if due():
+                run.flush()
+                self._write(run, last)
+            yield record
+
+    def _write(self, run: Run, last: dict[str, int]) -> None:
+        lowest = dict(last)
+        for processor in run.processors:
+            for lane, n in processor.held().items():
+                if n < lowest.get(lane, n + 1):
+                    lowest[lane] = n
+        positions: dict[str, Any] = {}
+        for lane, n in lowest.items():
+            for source in run.sources:
+                state = source.checkpoint(lane, n)
+                if state is not None:
+                    positions[lane] = state
+                    break
+        states = {p.name: p.state() for p in run.processors}
+        self.checkpoints.write(Checkpoint(
+            positions, {name: state for name, state in states.items() if state is not None}))

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from lunettes.model.audit import AuditRecord
+from lunettes.config.errors import Section
+from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
+from lunettes.model.times import format_time
+from lunettes.processors.base import Run, Stateless, lowest, seconds
+from lunettes.registry import BuildContext
 
 Quarantine = Callable[[AuditRecord, int], None]
 """Told of each quarantined record, with the audit clock it was too far ahead of."""
@@ -32,11 +36,13 @@ class FutureGuard:
         self.confirm = confirm
         self.clock_us = 0
         """The newest time passed on."""
+        self.waiting: list[AuditRecord] = []
+        """The records held back now (too far ahead, not yet told apart)."""
 
     def admit(self, records: Iterable[AuditRecord]) -> Iterator[AuditRecord]:
         """The records of ``records`` that may move the audit clock, in input order."""
         confirm, ahead = self.confirm, self.max_future_us
-        waiting: list[AuditRecord] = []
+        waiting = self.waiting
         starting = True  # the first records of the input, or of a file, set the clock
         clock = reach = 0
         last = ""  # the origin of the last record passed on with a time
@@ -49,7 +55,7 @@ class FutureGuard:
                     if waiting:
                         for outlier in waiting:
                             self.quarantine(outlier, clock)
-                        waiting = []
+                        waiting.clear()
                     last = record.origin
                 yield record
                 continue
@@ -59,7 +65,8 @@ class FutureGuard:
             if starting and waiting and _file(record.origin) != _file(waiting[0].origin):
                 self.clock_us = clock
                 yield from self._establish(waiting)  # the first file was a short one
-                last, waiting = waiting[-1].origin, []
+                last = waiting[-1].origin
+                waiting.clear()
                 clock, starting = self.clock_us, received > self.clock_us + ahead
                 reach = clock + ahead
                 if not starting:
@@ -74,7 +81,8 @@ class FutureGuard:
             if len(waiting) >= confirm:  # the start, or a real gap in the log
                 self.clock_us = clock
                 yield from self._establish(waiting)
-                last, waiting, starting = waiting[-1].origin, [], False
+                last, starting = waiting[-1].origin, False
+                waiting.clear()
                 clock = self.clock_us
                 reach = clock + ahead
         self.clock_us = clock
@@ -83,6 +91,7 @@ class FutureGuard:
         else:
             for outlier in waiting:
                 self.quarantine(outlier, clock)
+        waiting.clear()
 
     def _establish(self, records: list[AuditRecord]) -> Iterator[AuditRecord]:
         """Move the clock to the median of ``records`` (never back); pass on those within
@@ -103,6 +112,56 @@ class FutureGuard:
         self.clock_us = clock
         for record in refused:
             self.quarantine(record, clock)
+
+
+class Clock(Stateless):
+    """Processor ``clock``: the audit clock. Counts the records read (``records``; those
+    not about a Pod also as ``skipped``), keeps the watermark (``run.newest_us``), and
+    quarantines records more than ``max_future_s`` ahead of it (0: never) as
+    :class:`FutureGuard` does, counting them in ``run.bad`` (``future_timestamp``). The
+    heartbeats of live sources (ticks without a time) end here."""
+
+    def __init__(self, max_future_us: int = 300_000_000, name: str = "clock") -> None:
+        self.name = name
+        self.max_future_us = max_future_us
+        self._guard: FutureGuard | None = None
+
+    @classmethod
+    def from_config(cls, key: str, section: Section, context: BuildContext) -> Clock:
+        max_future_us = seconds(section, "max_future_s", 300)
+        section.check_unknown()
+        return cls(max_future_us, key)
+
+    def process(self, items: Iterator[AuditRecord], run: Run) -> Iterator[AuditRecord]:
+        stats, bad = run.stats, run.bad
+        if self.max_future_us:
+            def quarantine(record: AuditRecord, clock_us: int) -> None:
+                if record.stage is not TICK_STAGE:  # another worker's: it counts it
+                    ahead = (record.received_us - clock_us) / 1e6
+                    bad.add("future_timestamp", record.origin or "?",
+                            f"{format_time(record.received_us)}, {ahead:.0f} s ahead of "
+                            f"the audit clock ({format_time(clock_us)})", record=record)
+            self._guard = FutureGuard(self.max_future_us, quarantine)
+            items = self._guard.admit(items)
+        newest = run.newest_us
+        for record in items:
+            stage = record.stage
+            if stage is TICK_STAGE:  # another worker's record: not counted
+                if not record.received_us:
+                    continue  # a live source's heartbeat
+            else:
+                stats["records"] += 1
+                if stage is SKIPPED_STAGE:  # not about a Pod: final ones move the clock
+                    stats["skipped"] += 1
+                    if not record.received_us:
+                        continue
+            received = record.received_us
+            if newest is None or received > newest:
+                run.newest_us = newest = received
+            yield record
+
+    def held(self) -> dict[str, int]:
+        return lowest(self._guard.waiting) if self._guard is not None else {}
 
 
 def _file(origin: str) -> str:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterator
 
-from lunettes.model.audit import AuditRecord
+from lunettes.config.errors import Section
+from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
+from lunettes.processors.base import Run, Stateless, seconds
+from lunettes.registry import BuildContext
 
 FINAL_STAGES = frozenset({"ResponseComplete", "Panic"})
 
@@ -43,3 +47,25 @@ class Deduplicator:
             while order and order[0][0] < cutoff:
                 seen.discard(order.popleft()[1])
         return True
+
+
+class Dedupe(Stateless):
+    """Processor ``dedupe``: one record per request (:class:`Deduplicator`), auditIDs
+    remembered for ``horizon_s`` of audit time. Clock ticks and skipped records pass."""
+
+    def __init__(self, horizon_us: int = 120_000_000, name: str = "dedupe") -> None:
+        self.name = name
+        self.horizon_us = horizon_us
+
+    @classmethod
+    def from_config(cls, key: str, section: Section, context: BuildContext) -> Dedupe:
+        horizon_us = seconds(section, "horizon_s", 120)
+        section.check_unknown()
+        return cls(horizon_us, key)
+
+    def process(self, items: Iterator[AuditRecord], run: Run) -> Iterator[AuditRecord]:
+        accept = Deduplicator(run.stats, self.horizon_us).accept
+        for record in items:
+            stage = record.stage
+            if stage is TICK_STAGE or stage is SKIPPED_STAGE or accept(record):
+                yield record

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sys import intern
 from typing import Any
 
+from lunettes.config.errors import Section
 from lunettes.model.audit import FOLDED_VERBS, AuditRecord
 from lunettes.model.hyperevent import HyperEvent
 from lunettes.model.ids import derive_uid
@@ -17,6 +18,7 @@ from lunettes.model.spec import TRACE_ANNOTATIONS, PodSpecSummary
 from lunettes.model.timeline import PodTimeline
 from lunettes.model.times import parse_time
 from lunettes.model.typed import EMPTY, sub, text
+from lunettes.processors.base import TIMELINES, Run, Stateless, seconds
 from lunettes.processors.bodies import (
     EventFacts,
     PodState,
@@ -26,6 +28,7 @@ from lunettes.processors.bodies import (
     event_facts,
     meta_text,
 )
+from lunettes.registry import BuildContext
 from lunettes.sources.errors import BadRecord
 
 BadSink = Callable[..., None]
@@ -122,27 +125,6 @@ class Folder:
                            record.name, record.received_us, derived=True)
 
     # -- folding --------------------------------------------------------------------------
-    @staticmethod
-    def slim(record: AuditRecord) -> None:
-        """Drop the parts of a record's bodies that :meth:`add` never reads.
-
-        Called before the reorder window holds the record (seconds of audit time): the
-        bodies of other resources, and the Pod ``spec`` that every pods/status or delete
-        response repeats (only creates are read for it), are freed at once instead of
-        staying in memory to be freed, cold, when the record is folded.
-        """
-        resource = record.resource
-        if resource == "pods":
-            if record.verb != "create" or record.subresource:
-                request, response = record.request, record.response
-                if request is not None and "spec" in request:
-                    record.request = {k: v for k, v in request.items() if k != "spec"}
-                if response is not None and "spec" in response:
-                    record.response = {k: v for k, v in response.items() if k != "spec"}
-        elif resource != "events" and (record.request is not None
-                                       or record.response is not None):
-            record.request = record.response = None
-
     def add(self, record: AuditRecord) -> None:
         """Fold one record; records about other objects are ignored. A record with a body
         field of the wrong type changes nothing: it is counted as bad (``on_bad``)."""
@@ -451,3 +433,74 @@ def _spec(body: dict[str, Any] | None, trace_annotations: tuple[str, ...]
     if body is None or body.get("spec") is None:
         return None
     return PodSpecSummary.from_pod(body, trace_annotations)
+
+
+class Fold(Stateless):
+    """Processor ``fold``: records in, final Pod timelines out (:class:`Folder`), each
+    with ``observed_until_us`` set to the newest time folded; at the end of the input,
+    every Pod still in flight. Settings: ``linger_s``, ``timeout_s``, ``forget_after_s``,
+    ``trace_context_annotations``. Its checkpoint state is :meth:`Folder.finished`."""
+
+    writes = TIMELINES
+
+    def __init__(self, name: str = "fold", *, linger_us: int = 5_000_000,
+                 timeout_us: int = 2100_000_000, forget_us: int = 2100_000_000,
+                 trace_annotations: tuple[str, ...] = TRACE_ANNOTATIONS) -> None:
+        self.name = name
+        self.linger_us, self.timeout_us, self.forget_us = linger_us, timeout_us, forget_us
+        self.trace_annotations = trace_annotations
+        self._folder: Folder | None = None
+        self._restored: list[tuple[int, str, str, str]] = []
+
+    @classmethod
+    def from_config(cls, key: str, section: Section, context: BuildContext) -> Fold:
+        linger_us = seconds(section, "linger_s", 5)
+        timeout_us = seconds(section, "timeout_s", 2100)
+        forget_us = seconds(section, "forget_after_s", 2100)
+        annotations = section.get("trace_context_annotations", list(TRACE_ANNOTATIONS),
+                                  list)
+        if not all(isinstance(a, str) and a for a in annotations):
+            section.problem("trace_context_annotations", "must be a list of annotation keys")
+            annotations = list(TRACE_ANNOTATIONS)
+        section.check_unknown()
+        return cls(key, linger_us=linger_us, timeout_us=timeout_us, forget_us=forget_us,
+                   trace_annotations=tuple(annotations))
+
+    def process(self, items: Iterator[AuditRecord], run: Run) -> Iterator[PodTimeline]:
+        folder = self._folder = Folder(
+            run.delivered, run.stats, linger_us=self.linger_us, timeout_us=self.timeout_us,
+            forget_us=self.forget_us, trace_annotations=self.trace_annotations,
+            on_bad=run.bad.add)
+        run.in_flight = lambda: len(folder.live)
+        self._apply()
+        add, advance = folder.add, folder.advance
+        now_us = 0
+        for record in items:
+            add(record)
+            received = record.received_us
+            if received > now_us:
+                now_us = received
+            done = advance(received)
+            for timeline in done:
+                timeline.observed_until_us = now_us
+                yield timeline
+        if run.ending:
+            for timeline in folder.drain():
+                timeline.observed_until_us = now_us
+                yield timeline
+
+    def held(self) -> dict[str, int]:
+        return self._folder.positions() if self._folder is not None else {}
+
+    def state(self) -> list[tuple[int, str, str, str]]:
+        return self._folder.finished() if self._folder is not None else []
+
+    def restore(self, state: Any) -> None:
+        """Remember the Pods a previous run finished (its :meth:`state`)."""
+        self._restored = [(int(a), str(b), str(c), str(d)) for a, b, c, d in state or ()]
+        self._apply()
+
+    def _apply(self) -> None:
+        if self._folder is not None and self._restored:
+            self._folder.restore(self._restored)
+            self._restored = []

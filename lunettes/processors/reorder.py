@@ -6,7 +6,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from heapq import heappop, heappush
 
+from lunettes.config.errors import Section
 from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
+from lunettes.processors.base import Run, Stateless, lowest, seconds
+from lunettes.registry import BuildContext
 
 
 class ReorderWindow:
@@ -69,3 +72,31 @@ class ReorderWindow:
 
     def __len__(self) -> int:
         return len(self._heap)
+
+
+class Reorder(Stateless):
+    """Processor ``reorder``: a :class:`ReorderWindow` of ``window_s`` of audit time."""
+
+    def __init__(self, window_us: int = 10_000_000, name: str = "reorder") -> None:
+        self.name = name
+        self.window_us = window_us
+        self._window: ReorderWindow | None = None
+
+    @classmethod
+    def from_config(cls, key: str, section: Section, context: BuildContext) -> Reorder:
+        window_us = seconds(section, "window_s", 10)
+        section.check_unknown()
+        return cls(window_us, key)
+
+    def process(self, items: Iterator[AuditRecord], run: Run) -> Iterator[AuditRecord]:
+        window = self._window = ReorderWindow(run.stats, self.window_us, run.late.add)
+        push = window.push
+        for record in items:
+            released = push(record)
+            if released:
+                yield from released
+        if run.ending:
+            yield from window.flush()
+
+    def held(self) -> dict[str, int]:
+        return lowest(self._window.held()) if self._window is not None else {}
