@@ -23,9 +23,12 @@ from lunettes.model.audit import AuditRecord
 from lunettes.model.record import PodRecord
 from lunettes.model.timeline import PodTimeline
 from lunettes.processors.base import Processor, Run, build_processors
+from lunettes.processors.carry import CarryRun, CarryStore
 from lunettes.processors.checkpoint import Checkpointer, Checkpointing
+from lunettes.processors.reorder import Reorder
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import Sink
+from lunettes.sinks.sqlite import SQLiteSink
 from lunettes.sources.base import Source, build_sources, merged
 from lunettes.sources.deadletter import DEFAULT_MAX_MB, DeadLetter
 from lunettes.sources.errors import BadRecords, LateRecords
@@ -122,6 +125,9 @@ class Pipeline:
         self.batch_size = batch_size
         self.stats: Counter[str] = Counter()
         self._run_state: Run | None = None
+        self.carry: CarryStore | None = None
+        """Where Pods in flight at the end of the input are carried to the next run into
+        the same store (see :mod:`lunettes.processors.carry`); None: not carried."""
 
     @property
     def newest_us(self) -> int | None:
@@ -187,8 +193,12 @@ class Pipeline:
             if bad.dead_letter is not None:
                 bad.dead_letter.close()
             raise ConfigError(problems)
-        return cls(dag, [*sinks, *extra_sinks], processors, sources=sources, bad=context.bad,
-                   settings=settings)
+        pipeline = cls(dag, [*sinks, *extra_sinks], processors, sources=sources,
+                       bad=context.bad, settings=settings)
+        store = next((s for s in sinks if isinstance(s, SQLiteSink)), None)
+        if store is not None and checkpointing is None:  # live runs resume from checkpoints
+            pipeline.carry = CarryStore(store.path)
+        return pipeline
 
     def record_of(self, timeline: PodTimeline) -> PodRecord:
         """Run the analyzer DAG over one final timeline and assemble its pod record."""
@@ -248,10 +258,12 @@ class Pipeline:
             for sink in self.sinks:
                 sink.force_flush()
 
+        window_us = next((p.window_us for p in self.processors if isinstance(p, Reorder)), 0)
         run = self._run_state = Run(
             stats, bad, lambda t, e: stage_set.delivered(t.spec, e), flush,
             self.processors, self.sources, late=self.late,
-            stopping=lambda: self._stopping)
+            stopping=lambda: self._stopping,
+            carry=CarryRun(self.carry, window_us) if self.carry is not None else None)
         items: Iterator[Any] = iter(records)
         for processor in self.processors:
             items = processor.process(items, run)

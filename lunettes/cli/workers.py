@@ -270,6 +270,8 @@ def _replay(job: Job, index: int, out: Connection) -> Report:
     source = FileSource(job.paths, partition=Partition(index, job.count),
                         max_line_bytes=limit)
     source.bad.dead_letter = pipeline.bad.dead_letter  # every worker appends to it
+    if pipeline.carry is not None:  # Pods in flight go on with the same worker next run
+        pipeline.carry.key = f"worker-{index + 1}-of-{job.count}"
     batch: list[PodRecord] = []
 
     def keep(record: PodRecord) -> None:

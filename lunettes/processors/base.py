@@ -62,6 +62,9 @@ class Run:
     """How many Pods are in flight now (set by the processor that follows them)."""
     stopping: Callable[[], bool] = lambda: False
     keep_held: bool = False
+    carry: Any = None
+    """The :class:`~lunettes.processors.carry.CarryRun` of a run into a SQLite store
+    (Pods in flight carried between runs), else None."""
 
     @property
     def ending(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterator
+from typing import Any
 
 from lunettes.config.errors import Section
 from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
@@ -49,6 +50,15 @@ class Deduplicator:
         return True
 
 
+    def carry(self) -> dict[str, Any]:
+        """The audit IDs remembered now, for a later run (:mod:`lunettes.processors.carry`)."""
+        return {"seen": self._seen, "order": self._order, "newest": self._newest}
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Remember what :meth:`carry` returned at the end of an earlier run."""
+        self._seen, self._order, self._newest = state["seen"], state["order"], state["newest"]
+
+
 class Dedupe(Stateless):
     """Processor ``dedupe``: one record per request (:class:`Deduplicator`), auditIDs
     remembered for ``horizon_s`` of audit time. Clock ticks and skipped records pass."""
@@ -64,8 +74,19 @@ class Dedupe(Stateless):
         return cls(horizon_us, key)
 
     def process(self, items: Iterator[AuditRecord], run: Run) -> Iterator[AuditRecord]:
-        accept = Deduplicator(run.stats, self.horizon_us).accept
+        dedupe = Deduplicator(run.stats, self.horizon_us)
+        accept = dedupe.accept
+        carry = run.carry
         for record in items:
             stage = record.stage
-            if stage is TICK_STAGE or stage is SKIPPED_STAGE or accept(record):
+            if stage is TICK_STAGE or stage is SKIPPED_STAGE:
                 yield record
+                continue
+            if carry is not None:  # the first record about a Pod: continue the last run?
+                if carry.decide(record.received_us):
+                    dedupe.resume(carry.carried.dedupe)
+                carry = None
+            if accept(record):
+                yield record
+        if run.carry is not None and run.ending:
+            run.carry.dedupe = dedupe.carry()

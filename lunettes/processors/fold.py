@@ -395,6 +395,19 @@ class Folder:
             if name:
                 self._names[key] = uid
 
+    _CARRIED = ("live", "_names", "_finished", "_finished_order", "_events", "_due", "_seq")
+
+    def carry(self) -> dict[str, Any]:
+        """The state a later run continues from (see :mod:`lunettes.processors.carry`):
+        the Pods in flight, names, Pods finished within the forget horizon, Event names."""
+        return {name: getattr(self, name) for name in self._CARRIED}
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Continue from what :meth:`carry` returned at the end of an earlier run (before
+        any record of this run was folded)."""
+        for name in self._CARRIED:
+            setattr(self, name, state[name])
+
     def positions(self) -> dict[str, int]:
         """The lowest position, by lane, of the records of the Pods in flight."""
         lowest: dict[str, int] = {}
@@ -475,7 +488,15 @@ class Fold(Stateless):
         self._apply()
         add, advance = folder.add, folder.advance
         now_us = 0
+        carry = run.carry
+        pending = carry is not None and carry.carried is not None
         for record in items:
+            if pending and carry.go is not None:  # decided by dedupe, before this record
+                pending = False  # about a Pod reached the fold
+                if carry.go:
+                    folder.resume(carry.carried.folder)
+                    now_us = max(now_us, carry.carried.clock_us)
+                    run.stats["pods_carried"] = len(folder.live)
             add(record)
             received = record.received_us
             if received > now_us:
@@ -485,6 +506,8 @@ class Fold(Stateless):
                 timeline.observed_until_us = now_us
                 yield timeline
         if run.ending:
+            if carry is not None:
+                carry.save(now_us, folder.carry())
             for timeline in folder.drain():
                 timeline.observed_until_us = now_us
                 yield timeline
