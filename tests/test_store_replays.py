@@ -28,11 +28,17 @@ REORDER_S = 10
 """pipeline.yaml's reorder window: records this close to a cut may land on either side."""
 
 
-def replay(store: Path, *paths: Path) -> None:
-    for path in paths:  # one run per file: separate processes' worth of state
-        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+def replay(store: Path, *paths: Path) -> list[str]:
+    """One run per file (separate processes' worth of state); what each printed on
+    stderr."""
+    said = []
+    for path in paths:
+        err = io.StringIO()
+        with redirect_stdout(io.StringIO()), redirect_stderr(err):
             assert main(["replay", "--format", "none", "--store", str(store),
                          str(path)]) == 0
+        said.append(err.getvalue())
+    return said
 
 
 def rows(store: Path) -> dict[str, tuple[Any, ...]]:
@@ -104,9 +110,10 @@ def test_two_rotated_halves_in_separate_runs_give_the_clean_pass(
     row, and every Pod has the outcome and stage times the simulator recorded."""
     index = _cut(lines, cut)
     store = tmp_path / "ab.db"
-    replay(store, write(tmp_path / "a.jsonl", lines[:index]),
-           write(tmp_path / "b.jsonl", lines[index:]))
+    _, second = replay(store, write(tmp_path / "a.jsonl", lines[:index]),
+                       write(tmp_path / "b.jsonl", lines[index:]))
     assert rows(store) == rows(clean)
+    assert "in flight at the end of the last run into the store, followed on" in second
     got = records(store)
     truth = [orjson.loads(line) for line in TRUTH.read_bytes().splitlines()]
     assert len(truth) == len(got) == 300

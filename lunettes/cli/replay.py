@@ -285,7 +285,9 @@ def _summary(console: Console, stats: Counter[str], source: Pipeline | Report,
         f"({source.bad.total} bad, {stats['duplicate']} duplicate, "
         f"{stats['interim_stage']} interim stages), {others} others "
         f"({stats['skipped']} not decoded); "
-        f"{stats['pods_final']} pods ({stats['pods_partial']} partial): {outcomes or 'none'}",
+        f"{stats['pods_final']} pods ({stats['pods_partial']} partial): {outcomes or 'none'}"
+        + (f"; {stats['pods_carried']} of them in flight at the end of the last run into "
+           f"the store, followed on" if stats["pods_carried"] else ""),
         highlight=False, soft_wrap=True)
     if skipped_files:
         console.print(f"{len(skipped_files)} file(s) of the directories not read:\n"
