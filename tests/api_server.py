@@ -7,6 +7,7 @@ Waits poll a condition with a bounded deadline, never sleep for a fixed time.
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def serve(args: list[str], cwd: Path, log_name: str = "serve.log",
                               log.read_text())
             return found[1] if found else None
 
-        base = wait_for(listening, "lunettes serve to listen", 30)
+        base = wait_for(listening, "lunettes serve to listen", 90)
         if ready:
             headers = {}
             if env and env.get("LUNETTES_API_TOKEN"):
@@ -100,3 +101,15 @@ def rename_pod(lines: list[bytes], old: str, new: str) -> list[bytes]:
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def close(got: Any, want: Any) -> bool:
+    """Equal, floats within 1e-12 relative (numpy and SQL interpolate a percentile with a
+    different order of operations)."""
+    if isinstance(got, float) and isinstance(want, float):
+        return math.isclose(got, want, rel_tol=1e-12)
+    if isinstance(got, dict) and isinstance(want, dict):
+        return got.keys() == want.keys() and all(close(got[k], want[k]) for k in got)
+    if isinstance(got, list | tuple) and isinstance(want, list | tuple):
+        return len(got) == len(want) and all(map(close, got, want))
+    return bool(got == want)

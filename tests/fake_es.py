@@ -2,16 +2,22 @@
 
 It answers the requests the official client sends the way Elasticsearch 8 does (the
 ``X-Elastic-Product`` header the client checks, compatible-with=8 media types, ``GET /``,
-``PUT _ilm/policy``, ``PUT _index_template``, ``PUT <index>``, ``POST _bulk`` with per-item
-results, ``GET <index>/_doc/<id>``, ``<index>/_search`` and ``_count`` through
-:mod:`fake_es_search`, and points in time: ``POST <index>/_pit?keep_alive=``, ``POST
-_search`` with a ``pit`` (searching the documents as they were when it was opened, no
-index in the path) and ``DELETE _pit``) and records every request so tests can read the
-bodies. Documents are kept by (index, id), so a replay overwrites. Faults are injected:
+``PUT _ilm/policy``, ``PUT _index_template``, ``PUT <index>``, ``POST _bulk`` with
+per-item results (``index``, ``create``, ``delete``; optimistic concurrency control:
+``create`` of an existing document and ``index`` with ``if_seq_no``/``if_primary_term``
+that no longer match answer 409 ``version_conflict_engine_exception``), ``GET
+<index>/_doc/<id>`` and ``_mget`` (real time, with each document's ``_seq_no`` and
+``_primary_term``), ``<index>/_search`` and ``_count`` through :mod:`fake_es_search`, and
+points in time: ``POST <index>/_pit?keep_alive=``, ``POST _search`` with a ``pit``
+(searching the documents as they were when it was opened, no index in the path) and
+``DELETE _pit``) and records every request so tests can read the bodies. Documents are
+kept by (index, id), so a replay overwrites; every write takes the next sequence number
+(one primary term). ``before_bulk`` (a callable) runs before the next bulk request is
+applied: another writer, between a sink's read and its write. Faults are injected:
 refused connections (``go_down``/``come_back``), failing requests (``fail_requests``),
 items refused per document id (``fail_item``), requests taken and never answered
-(``hang``: they are answered 503 and not applied on ``recover``, which ends every injected
-failure) and required credentials (``require_auth``).
+(``hang``: they are answered 503 and not applied on ``recover``, which ends every
+injected failure) and required credentials (``require_auth``).
 
 It is not Elasticsearch: it checks no mapping, so a document is refused only when a test
 says so. What it proves is what the client sends and how the sink reacts to answers.
@@ -25,6 +31,7 @@ import json
 import socket
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -75,6 +82,10 @@ class FakeElasticsearch:
     """Index name -> {settings, template (the one applied at creation), explicit}."""
     writes: Counter[tuple[str, str]] = field(default_factory=Counter)
     """How many times each (index, id) was written: a replay overwrites, this counts."""
+    seq_nos: dict[tuple[str, str], int] = field(default_factory=dict)
+    """The sequence number of each document's last write."""
+    before_bulk: Callable[[], None] | None = None
+    """Run (once) before the next bulk request is applied."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -92,6 +103,7 @@ class FakeElasticsearch:
         """Open points in time: id -> the documents of their indices when opened."""
         self.pits_opened = 0
         self.port = 0
+        self._seq_no = -1
 
     # -- control -------------------------------------------------------------------------
 
@@ -183,6 +195,18 @@ class FakeElasticsearch:
     def docs(self, index_prefix: str = "") -> dict[tuple[str, str], dict[str, Any]]:
         return {k: v for k, v in self.documents.items() if k[0].startswith(index_prefix)}
 
+    def put(self, index: str, doc_id: str, source: dict[str, Any]) -> None:
+        """Write a document as another client would (a new sequence number)."""
+        with self._lock:
+            self._write(index, doc_id, source)
+
+    def _write(self, index: str, doc_id: str, source: dict[str, Any]) -> int:
+        self._seq_no += 1
+        self.documents[(index, doc_id)] = source
+        self.seq_nos[(index, doc_id)] = self._seq_no
+        self.writes[(index, doc_id)] += 1
+        return self._seq_no
+
     # -- serving -------------------------------------------------------------------------
 
     def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes
@@ -230,7 +254,16 @@ class FakeElasticsearch:
             self.templates[segments[1]] = json.loads(body)
             return 200, {"acknowledged": True}
         if method in ("POST", "PUT") and segments[-1] == "_bulk":
+            hook, self.before_bulk = self.before_bulk, None
+            if hook is not None:
+                self._lock.release()  # the hook writes through put()
+                try:
+                    hook()
+                finally:
+                    self._lock.acquire()
             return 200, self._bulk(body)
+        if method in ("GET", "POST") and segments[-1] == "_mget" and len(segments) <= 2:
+            return self._mget(segments[0] if len(segments) == 2 else None, json.loads(body))
         if method == "PUT" and len(segments) == 1 and not segments[0].startswith("_"):
             index = segments[0]
             if index in self.indices:
@@ -257,11 +290,30 @@ class FakeElasticsearch:
                                         json.loads(body) if body else {})
         if method == "GET" and len(segments) == 3 and segments[1] == "_doc":
             key = (segments[0], segments[2])
-            if key not in self.documents:
-                return 404, {"_index": key[0], "_id": key[1], "found": False}
-            return 200, {"_index": key[0], "_id": key[1], "found": True,
-                         "_source": self.documents[key]}
+            found = self._get(*key)
+            return (200 if found["found"] else 404), found
         return 400, _error("illegal_argument_exception", f"no handler for {method} {path}")
+
+    def _get(self, index: str, doc_id: str) -> dict[str, Any]:
+        key = (index, doc_id)
+        if key not in self.documents:
+            return {"_index": index, "_id": doc_id, "found": False}
+        return {"_index": index, "_id": doc_id, "_version": self.writes[key],
+                "_seq_no": self.seq_nos[key], "_primary_term": 1, "found": True,
+                "_source": self.documents[key]}
+
+    def _mget(self, index: str | None, body: dict[str, Any]) -> tuple[int, Any]:
+        docs = body.get("docs")
+        if not isinstance(docs, list) or not docs:
+            return 400, _error("action_request_validation_exception", "no documents to get")
+        out = []
+        for doc in docs:
+            target = doc.get("_index", index)
+            if target is None or "_id" not in doc:
+                return 400, _error("action_request_validation_exception",
+                                   "index and id are required")
+            out.append(self._get(target, doc["_id"]))
+        return 200, {"docs": out}
 
     def _open_pit(self, target: str, params: dict[str, str]) -> tuple[int, Any]:
         if "keep_alive" not in params:
@@ -297,10 +349,13 @@ class FakeElasticsearch:
                                "template": matching[-1][1] if matching else None}
 
     def _bulk(self, body: bytes) -> dict[str, Any]:
-        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        lines = iter([json.loads(line) for line in body.splitlines() if line.strip()])
         items: list[dict[str, Any]] = []
-        for action, source in zip(lines[0::2], lines[1::2], strict=True):
+        for action in lines:
             (op, meta), = action.items()
+            if op not in ("index", "create", "delete"):
+                raise ValueError(f"bulk: unsupported action {op!r}")
+            source = next(lines) if op != "delete" else {}
             index, doc_id = meta["_index"], meta["_id"]
             fault = self._item_faults.get(doc_id)
             if fault is not None:
@@ -314,14 +369,41 @@ class FakeElasticsearch:
                 continue
             if index not in self.indices:
                 self._create_index(index, {}, explicit=False)
-            existed = (index, doc_id) in self.documents
-            self.documents[(index, doc_id)] = source
-            self.writes[(index, doc_id)] += 1
-            items.append({op: {"_index": index, "_id": doc_id, "_version": 1,
+            key = (index, doc_id)
+            existed = key in self.documents
+            if op == "delete":
+                if existed:
+                    del self.documents[key], self.seq_nos[key]
+                items.append({op: {"_index": index, "_id": doc_id,
+                                   "result": "deleted" if existed else "not_found",
+                                   "status": 200 if existed else 404}})
+                continue
+            conflict = _conflict(op, meta, existed, self.seq_nos.get(key))
+            if conflict:
+                items.append({op: {"_index": index, "_id": doc_id, "status": 409,
+                                   "error": {"type": "version_conflict_engine_exception",
+                                             "reason": f"[{doc_id}]: {conflict}"}}})
+                continue
+            seq_no = self._write(index, doc_id, source)
+            items.append({op: {"_index": index, "_id": doc_id, "_version": self.writes[key],
+                               "_seq_no": seq_no, "_primary_term": 1,
                                "result": "updated" if existed else "created",
                                "status": 200 if existed else 201}})
         errors = any(next(iter(i.values()))["status"] >= 300 for i in items)
         return {"took": 1, "errors": errors, "items": items}
+
+
+def _conflict(op: str, meta: dict[str, Any], existed: bool, seq_no: int | None) -> str:
+    """Why Elasticsearch refuses a write for concurrency control, or ""."""
+    if op == "create" and existed:
+        return "version conflict, document already exists"
+    if ("if_seq_no" in meta) != ("if_primary_term" in meta):
+        raise ValueError("if_seq_no and if_primary_term go together")
+    if "if_seq_no" in meta and (not existed or meta["if_seq_no"] != seq_no
+                                or meta["if_primary_term"] != 1):
+        return (f"required seqNo [{meta['if_seq_no']}], primary term "
+                f"[{meta['if_primary_term']}]; current document has seqNo [{seq_no}]")
+    return ""
 
 
 def _error(kind: str, reason: str) -> dict[str, Any]:

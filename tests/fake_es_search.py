@@ -2,7 +2,7 @@
 ``_count`` over the documents it holds, answering the subset of the query DSL the API's
 Elasticsearch reader sends, the way Elasticsearch 8 does:
 
-- queries: ``bool`` (filter, must, must_not), ``term``, ``prefix``, ``range``
+- queries: ``bool`` (filter, must, must_not), ``term``, ``terms``, ``prefix``, ``range``
   (gte/gt/lte/lt), ``exists``, ``ids``, ``match_all``; dotted field paths;
 - ``sort`` on fields with ``order`` and ``missing`` (``_last``/``_first``), date fields
   (``created``, ``finished``, ``last_seen``; audit documents' ``@timestamp`` and
@@ -10,7 +10,12 @@ Elasticsearch reader sends, the way Elasticsearch 8 does:
   the ``date`` type indexes them, and each hit's ``sort`` values; missing values sort as
   Elasticsearch's long sentinels;
 - ``search_after``, ``size`` (default 10), ``_source`` includes (a list or
-  ``{includes}``, dotted paths).
+  ``{includes}``, dotted paths);
+- ``aggs`` over the matching documents: ``terms`` (``field``, ``size``, ``missing``;
+  buckets by count, then key, with ``sum_other_doc_count``), ``filter`` (a query),
+  ``percentiles`` (``field``, ``percents``; computed exactly with numpy's linear
+  interpolation, where Elasticsearch estimates them with a t-digest: exact for small
+  sets) and ``value_count``, nested through ``aggs``.
 
 Anything else answers 400, as Elasticsearch does for a query it cannot parse.
 """
@@ -20,6 +25,8 @@ from __future__ import annotations
 import fnmatch
 from datetime import datetime
 from typing import Any
+
+import numpy
 
 DATE_FIELDS = frozenset({"created", "finished", "last_seen", "@timestamp",
                          "kubernetes.audit.requestReceivedTimestamp"})
@@ -70,6 +77,10 @@ def _matches(query: dict[str, Any], doc_id: str, source: dict[str, Any]) -> bool
     if kind == "term":
         wanted = arg["value"] if isinstance(arg, dict) else arg
         return value is not None and value == wanted
+    if kind == "terms":
+        if not isinstance(arg, list):
+            raise QueryError("terms: a list of values")
+        return value is not None and value in arg
     if kind == "prefix":
         wanted = arg["value"] if isinstance(arg, dict) else arg
         return isinstance(value, str) and value.startswith(wanted)
@@ -142,7 +153,7 @@ def search(documents: dict[tuple[str, str], dict[str, Any]], target: str,
            body: dict[str, Any]) -> tuple[int, Any]:
     patterns = target.split(",")
     unknown = set(body) - {"query", "sort", "size", "search_after", "_source",
-                           "track_total_hits", "from"}
+                           "track_total_hits", "from", "aggs", "aggregations"}
     if unknown:
         return 400, _error(f"unknown key(s) {sorted(unknown)} in the search body")
     try:
@@ -176,9 +187,89 @@ def search(documents: dict[tuple[str, str], dict[str, Any]], target: str,
         if spec:
             hit["sort"] = values
         out.append(hit)
-    return 200, {"took": 1, "timed_out": False,
-                 "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
-                 "hits": {"max_score": None, "hits": out}}
+    answer = {"took": 1, "timed_out": False,
+              "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+              "hits": {"max_score": None, "hits": out}}
+    aggs = body.get("aggs", body.get("aggregations"))
+    if aggs is not None:
+        try:
+            answer["aggregations"] = _aggregate(aggs, [(d, s) for _, d, s in hits])
+        except (QueryError, KeyError, TypeError, ValueError) as exc:
+            return 400, _error(f"aggs: {exc}")
+    return 200, answer
+
+
+def _aggregate(aggs: dict[str, Any], docs: list[tuple[str, dict[str, Any]]]
+               ) -> dict[str, Any]:
+    """Each named aggregation over ``docs`` ((id, source) pairs)."""
+    if not isinstance(aggs, dict) or not aggs:
+        raise QueryError("aggregations must be a non-empty object")
+    out: dict[str, Any] = {}
+    for name, spec in aggs.items():
+        spec = dict(spec)
+        sub = spec.pop("aggs", spec.pop("aggregations", None))
+        if len(spec) != 1:
+            raise QueryError(f"[{name}]: one aggregation kind, got {sorted(spec)}")
+        (kind, arg), = spec.items()
+        if kind == "filter":
+            if sub is None:
+                raise QueryError(f"[{name}]: a filter without sub-aggregations")
+            chosen = [(d, s) for d, s in docs if _matches(arg, d, s)]
+            out[name] = {"doc_count": len(chosen), **_aggregate(sub, chosen)}
+        elif kind == "terms":
+            out[name] = _terms(arg, sub, docs)
+        elif kind in ("percentiles", "value_count"):
+            if sub is not None:
+                raise QueryError(f"[{name}]: {kind} takes no sub-aggregations")
+            values = _values(arg, docs)
+            if kind == "value_count":
+                out[name] = {"value": len(values)}
+            else:
+                out[name] = {"values": _percentiles(arg, values)}
+        else:
+            raise QueryError(f"[{name}]: unsupported aggregation {kind!r}")
+    return out
+
+
+def _values(arg: dict[str, Any], docs: list[tuple[str, dict[str, Any]]]) -> list[float]:
+    unknown = set(arg) - {"field", "percents"}
+    if unknown:
+        raise QueryError(f"unsupported parameters {sorted(unknown)}")
+    values = [_get(source, arg["field"]) for _, source in docs]
+    return [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def _percentiles(arg: dict[str, Any], values: list[float]) -> dict[str, float | None]:
+    percents = [float(p) for p in arg.get("percents", [1, 5, 25, 50, 75, 95, 99])]
+    if not values:
+        return {str(p): None for p in percents}
+    got = numpy.percentile(numpy.array(values), percents)
+    return {str(p): float(v) for p, v in zip(percents, got, strict=True)}
+
+
+def _terms(arg: dict[str, Any], sub: dict[str, Any] | None,
+           docs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    unknown = set(arg) - {"field", "size", "missing"}
+    if unknown:
+        raise QueryError(f"terms: unsupported parameters {sorted(unknown)}")
+    groups: dict[Any, list[tuple[str, dict[str, Any]]]] = {}
+    for doc_id, source in docs:
+        value = _get(source, arg["field"])
+        if value is None:
+            if "missing" not in arg:
+                continue
+            value = arg["missing"]
+        if isinstance(value, dict | list):
+            raise QueryError(f"terms: {arg['field']} is not a keyword")
+        groups.setdefault(value, []).append((doc_id, source))
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    size = int(arg.get("size", 10))
+    buckets = [{"key": key, "doc_count": len(group),
+                **(_aggregate(sub, group) if sub is not None else {})}
+               for key, group in ordered[:size]]
+    return {"doc_count_error_upper_bound": 0,
+            "sum_other_doc_count": sum(len(g) for _, g in ordered[size:]),
+            "buckets": buckets}
 
 
 def count(documents: dict[tuple[str, str], dict[str, Any]], target: str,

@@ -87,7 +87,9 @@ def expected(record: PodRecord) -> dict[str, Any]:
 def test_every_pod_by_uid_as_the_pipeline_made_it(world: World) -> None:
     assert world.ok("/api/v1/info") == {"store": "sqlite", "pods": len(world.records),
                                         "jaeger_url": JAEGER, "auth": False,
-                                        "version": "0.1.0"}
+                                        "version": "0.1.0", "results": [
+        {"name": "diagnosis", "roles": ["diagnosis", "fault_intervals"], "headline": "reason"},
+        {"name": "slo", "roles": ["slo"], "headline": "result"}]}
     for uid, record in world.records.items():
         got = world.ok(f"/api/v1/pods/{uid}")
         links = got.pop("links")

@@ -5,6 +5,7 @@ elasticsearch`` serves it over HTTP; an unreachable Elasticsearch answers 503.""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the serve extra")
 pytest.importorskip("elasticsearch", reason="needs the elasticsearch extra")
 import httpx
-from api_server import SAMPLE, replay, serve
+from api_server import SAMPLE, close, replay, serve
 from fake_es import FakeElasticsearch
 
 from lunettes.api.es_store import ElasticsearchStore
@@ -155,3 +156,37 @@ def test_records_for_the_analysis_read_like_the_sqlite_store(stores: Any) -> Non
     since, until = created[50] - created[50] % 1000, created[200] - created[200] % 1000
     assert by_uid(es.records(since, until, None, 10_000)) == by_uid(
         reference.records(since, until, None, 10_000))
+
+
+def test_the_summary_is_elasticsearch_aggregations_equal_to_the_sqlite_answers(
+        stores: Any) -> None:
+    """One search of no hits, aggregations only (terms, filter, percentiles, value_count,
+    answered by the fake from its documents with numpy), gives what the SQLite store
+    computes in SQL, for every kind of window."""
+    fake, es, reference, records = stores
+    created = sorted(r.created_us or 0 for r in records.values())
+    since, until = created[40] - created[40] % 1000, created[250] - created[250] % 1000
+    windows = [(None, None, None, None), (None, None, "payments", None),
+               (None, None, None, "standard"), (since, until, None, None),
+               (since, until, "shop", "stateful"), (None, None, "nowhere", None)]
+    for window in windows:
+        before = len(fake.requests)
+        got = es.slo_summary(*window, limit=1)
+        want = reference.slo_summary(*window, limit=10_000)
+        assert close(got, want), (window, got, want)
+        (request,) = fake.requests[before:]
+        assert request.path == "/lunettes-pods-*/_search"
+        assert request.json["size"] == 0 and "aggs" in request.json
+    overall, groups, truncated = es.slo_summary(None, None, None, None, 1)
+    assert overall["count"] == len(records) and not truncated
+    assert len(groups) > 3 and overall["delivery_s"]["p99"] is not None
+
+
+def test_a_summary_over_more_groups_than_it_shows_says_truncated(
+        stores: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, es, _, records = stores
+    monkeypatch.setattr("lunettes.api.es_store.MAX_NAMESPACES", 1)
+    _, groups, truncated = es.slo_summary(None, None, None, None, 10_000)
+    counts = Counter(r.namespace for r in records.values() if "slo" in r.results)
+    busiest = min(counts, key=lambda n: (-counts[n], n))  # Elasticsearch's bucket order
+    assert truncated and {g["namespace"] for g in groups} == {busiest}

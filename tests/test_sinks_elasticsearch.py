@@ -121,11 +121,11 @@ def test_bulk_body_has_index_actions_keyed_by_uid_and_the_documents(es, tmp_path
     assert "x-ndjson" in bulk.headers["content-type"]
     lines = bulk.ndjson
     actions, docs = lines[0::2], lines[1::2]
-    assert actions == [
-        {"index": {"_index": PODS, "_id": uid(1)}},
+    assert actions == [  # new documents: created only if absent
+        {"create": {"_index": PODS, "_id": uid(1)}},
         {"index": {"_index": DIAGS, "_id": uid(1)}},
-        {"index": {"_index": PODS, "_id": uid(2)}},
-        {"index": {"_index": PODS, "_id": uid(3)}},
+        {"create": {"_index": PODS, "_id": uid(2)}},
+        {"create": {"_index": PODS, "_id": uid(3)}},
     ]
     # Pod documents are the pod records as every sink sees them (times with microseconds).
     assert docs[0] == records[0].to_dict()
@@ -154,7 +154,8 @@ def test_templates_and_policy_are_installed_before_the_first_write_and_only_once
                          "PUT /_index_template/lunettes-pods",
                          "PUT /_index_template/lunettes-diagnoses"]
     assert sorted(paths[3:5]) == [f"PUT /{DIAGS}", f"PUT /{PODS}"]
-    assert paths[5:] == ["PUT /_bulk", "PUT /_bulk"]  # the second export installs nothing
+    # Each bulk request reads the stored documents first; the second installs nothing.
+    assert paths[5:] == ["POST /_mget", "PUT /_bulk"] * 2
 
     policy = es.policies["lunettes-retention"]["policy"]
     assert policy["phases"]["delete"] == {"min_age": "45d", "actions": {"delete": {}}}
@@ -212,10 +213,17 @@ def test_a_replay_overwrites_documents_never_duplicates(es, tmp_path):
         sink.export(records)
         assert sink.force_flush() is True
         assert len(es.documents) == 10
+        first_writes = dict(es.seq_nos)
         sink.export(records)
     assert len(es.documents) == 10
     first, second = es.bulk_requests()
-    assert first.ndjson[0::2] == second.ndjson[0::2]  # same indices, same ids
+    targets = [[(meta["_index"], meta["_id"]) for a in r.ndjson[0::2] for meta in a.values()]
+               for r in (first, second)]
+    assert targets[0] == targets[1]  # same indices, same ids
+    # The second time each pod document is written over the version it read, merged.
+    assert [next(iter(a)) for a in second.ndjson[0::2]] == ["index", "index"] * 5
+    assert [a["index"]["if_seq_no"] for a in second.ndjson[0::4]] == [
+        first_writes[(PODS, uid(n))] for n in range(1, 6)]
     assert sink.stats["indexed"] == 20
 
 
@@ -311,7 +319,8 @@ def test_an_outage_spools_to_disk_and_later_exports_wait_behind_it(es, tmp_path,
     assert sink.pending() == 0
     assert sink.stats["drained"] == 5 and sink.stats["indexed"] == 5
     assert not list((tmp_path / "spool").glob("*.jsonl"))
-    ids = [a["index"]["_id"] for r in es.bulk_requests() for a in r.ndjson[0::2]]
+    ids = [meta["_id"] for r in es.bulk_requests() for a in r.ndjson[0::2]
+           for meta in a.values()]
     assert ids == [uid(1), uid(1), uid(2), uid(3), uid(4)]  # oldest first, each once
     assert len(es.documents) == 5
     sink.shutdown()
@@ -590,7 +599,7 @@ def test_mappings_cover_what_lunettes_writes():
     mapped = tpl.POD_MAPPINGS["properties"]
     assert set(pod) - {"slo", "diagnosis"} <= set(mapped)
     assert set(pod["stages"][0]) <= set(mapped["stages"]["properties"])
-    diag = tpl.diagnosis_document(rec, pod)
+    diag = tpl.diagnosis_document(pod)
     assert diag is not None
     assert set(diag) <= set(tpl.DIAGNOSIS_MAPPINGS["properties"])
     for key in ("evidence", "secondary"):
@@ -672,3 +681,64 @@ def test_what_a_run_left_spooled_the_next_run_indexes_once(es, tmp_path, fault):
     assert second.force_flush(10) is True
     second.shutdown()
     assert es.writes == {(PODS, uid(n)): 1 for n in range(1, 7)}
+
+
+# -- merging into stored documents -------------------------------------------------------
+
+
+def test_a_record_never_replaces_a_stored_document_that_knows_more(es, tmp_path):
+    """A partial, in-flight record of a Pod (a late block replayed alone) written over the
+    complete document changes nothing; the complete one written over the partial one
+    replaces it, diagnosis included."""
+    complete = record(1, diag=diagnosis(), end_reason="delivered")
+    partial = record(1, outcome="in_progress", end_reason="end_of_input", partial=True,
+                     finished_us=None, stages=complete.stages[:1], results={})
+    with make_sink(es, tmp_path) as sink:
+        sink.export([complete])
+        assert sink.force_flush() is True
+        sink.export([partial])
+    assert es.docs(PODS) == {(PODS, uid(1)): complete.to_dict()}
+    assert es.docs(DIAGS)[(DIAGS, uid(1))]["reason"] == "ImagePullBackOff"
+
+    es.documents.clear()
+    with make_sink(es, tmp_path) as sink:
+        sink.export([partial])
+        assert sink.force_flush() is True
+        assert DIAGS not in {index for index, _ in es.documents}
+        sink.export([complete])
+    assert es.docs(PODS) == {(PODS, uid(1)): complete.to_dict()}
+    assert es.docs(DIAGS)[(DIAGS, uid(1))]["reason"] == "ImagePullBackOff"
+
+
+def test_a_write_between_our_read_and_our_write_is_read_and_merged_again(es, tmp_path):
+    """Another writer stores the complete record of a Pod after the sink read the stored
+    (partial) one: the sink's conditional write is refused and it merges again, so the
+    complete record stays."""
+    complete = record(1, diag=diagnosis(), end_reason="delivered")
+    partial = record(1, outcome="in_progress", end_reason="end_of_input", partial=True,
+                     finished_us=None, stages=complete.stages[:1], results={})
+    with make_sink(es, tmp_path) as sink:
+        sink.export([partial])
+        assert sink.force_flush() is True
+        es.before_bulk = lambda: es.put(PODS, uid(1), complete.to_dict())
+        sink.export([partial])
+    assert es.docs(PODS) == {(PODS, uid(1)): complete.to_dict()}
+    assert sink.stats["conflicts"] == 1 and sink.stats["failed"] == 0
+    refused, accepted = es.bulk_requests()[1:]
+    assert refused.ndjson[0]["index"]["if_seq_no"] < es.seq_nos[(PODS, uid(1))]
+    assert accepted.ndjson[1] == complete.to_dict()
+    # The diagnosis document follows the merged pod document.
+    assert es.docs(DIAGS)[(DIAGS, uid(1))]["reason"] == "ImagePullBackOff"
+
+
+def test_a_document_created_meanwhile_is_merged_not_overwritten(es, tmp_path):
+    complete = record(1, end_reason="delivered")
+    partial = record(1, outcome="in_progress", end_reason="end_of_input", partial=True,
+                     finished_us=None, stages=complete.stages[:1])
+    es.before_bulk = lambda: es.put(PODS, uid(1), complete.to_dict())
+    with make_sink(es, tmp_path) as sink:
+        sink.export([partial])
+    assert es.docs(PODS) == {(PODS, uid(1)): complete.to_dict()}
+    assert sink.stats["conflicts"] == 1
+    first, second = es.bulk_requests()
+    assert next(iter(first.ndjson[0])) == "create" and next(iter(second.ndjson[0])) == "index"

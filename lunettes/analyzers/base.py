@@ -18,9 +18,11 @@ lunettes itself uses:
 
 An output beyond ``stages`` and ``lifecycle`` lands in the pod record's results under the
 analyzer's name (``to_dict()`` if it has one). ``headline``, if set, names the key of that
-result the replay table shows in a column of its own, and ``fields`` gives the types of
-its keys that Elasticsearch indexes (see :data:`FIELD_TYPES`): a new analyzer is stored,
-indexed and shown without touching the sinks, the API or the table.
+result the replay table shows in a column of its own, and ``fields`` describes its keys
+(a type name of :data:`lunettes.model.schema.FIELD_TYPES` each, or a
+:class:`lunettes.model.schema.Field`): Elasticsearch maps them and the API's schema shows
+them, so a new analyzer is stored, indexed and shown without touching the sinks, the API
+or the table.
 """
 
 from __future__ import annotations
@@ -33,8 +35,6 @@ DIAGNOSIS, SLO, REQUESTS = "diagnosis", "slo", "requests"
 PIPELINE_ROLES = (STAGES, LIFECYCLE)
 """Roles the pipeline itself reads to assemble a pod record: exactly one analyzer each."""
 
-FIELD_TYPES = ("keyword", "text", "float", "integer", "boolean", "date")
-"""Types a result field may declare in ``fields`` (Elasticsearch field types)."""
 
 Reference = tuple[str, str, str]
 """``(role, name, where)``: a name the analyzer's config expects the input playing

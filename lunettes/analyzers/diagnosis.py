@@ -12,8 +12,18 @@ from lunettes.analyzers.markers import Alternative, EventKey, Instance, event_ke
 from lunettes.config.errors import Section
 from lunettes.model.hyperevent import HyperEvent
 from lunettes.model.record import Stage
+from lunettes.model.schema import (
+    BOOLEAN,
+    DATE,
+    INTEGER,
+    KEYWORD,
+    NESTED,
+    TEXT,
+    Field,
+    dump,
+    readers,
+)
 from lunettes.model.timeline import PodTimeline
-from lunettes.model.times import format_optional
 from lunettes.registry import BuildContext
 
 _DELIVERED = ("delivered", "completed")
@@ -44,9 +54,7 @@ class Evidence:
     container: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"time": format_optional(self.time_us), "source": self.source,
-                "audit_id": self.audit_id, "op": self.op, "reason": self.reason,
-                "message": self.message, "container": self.container}
+        return dump(self, _EVIDENCE)
 
 
 @dataclass(slots=True)
@@ -62,9 +70,7 @@ class Finding:
     evidence: list[Evidence] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code.name, "stage": self.code.stage, "owner": self.code.owner,
-                "message": self.message, "count": self.count,
-                "first": format_optional(self.first_us), "last": format_optional(self.last_us)}
+        return dump(self, _FINDING)
 
 
 @dataclass(slots=True)
@@ -84,11 +90,44 @@ class Diagnosis:
     user_fault_intervals: list[tuple[int, int | None]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reason": self.reason, "stage": self.stage, "owner": self.owner,
-                "message": self.message, "hint": self.hint, "so_far": self.so_far,
-                "last_stage": self.last_stage,
-                "evidence": [e.to_dict() for e in self.evidence],
-                "secondary": [f.to_dict() for f in self.secondary]}
+        """The JSON-ready result (:data:`DIAGNOSIS_FIELDS`)."""
+        return dump(self, _DIAGNOSIS)
+
+
+EVIDENCE_FIELDS = (
+    Field("time", DATE, "the audit time of the record", nullable=True, default=None),
+    Field("source", KEYWORD, "what kind of record: an operation or an Event", default=""),
+    Field("audit_id", KEYWORD, "the auditID of the audit record", default=""),
+    Field("op", KEYWORD, "the operation (create, bind, status, event, ...)", default=""),
+    Field("reason", KEYWORD, "the Event's or status' reason", default=""),
+    Field("message", TEXT, "its message, redacted", default=""),
+    Field("container", KEYWORD, "the container it is about", default=""),
+)
+FINDING_FIELDS = (
+    Field("code", KEYWORD, "a reason code", get=lambda f: f.code.name),
+    Field("stage", KEYWORD, "the stage of the code", get=lambda f: f.code.stage),
+    Field("owner", KEYWORD, "who must act", get=lambda f: f.code.owner),
+    Field("message", TEXT, "its first message, redacted", default=""),
+    Field("count", INTEGER, "how often it occurred", default=0),
+    Field("first", DATE, "its first occurrence", nullable=True, default=None),
+    Field("last", DATE, "its last occurrence", nullable=True, default=None),
+)
+DIAGNOSIS_FIELDS = (
+    Field("reason", KEYWORD, "a reason code (see /api/v1/reasons), None for a Pod "
+          "delivered without trouble", nullable=True, default=None),
+    Field("stage", KEYWORD, "the stage it is about", default=""),
+    Field("owner", KEYWORD, "who must act: platform or user", default=""),
+    Field("message", TEXT, "what happened, redacted", default=""),
+    Field("hint", TEXT, "what to do about it", default=""),
+    Field("so_far", BOOLEAN, "the Pod was still in flight", default=False),
+    Field("last_stage", KEYWORD, "the last stage it reached", default=""),
+    Field("evidence", NESTED, "the audit records behind the reason", fields=EVIDENCE_FIELDS,
+          default=[]),
+    Field("secondary", NESTED, "the other findings", fields=FINDING_FIELDS, default=[]),
+)
+"""The diagnosis result of a pod record."""
+_EVIDENCE, _FINDING, _DIAGNOSIS = (readers(EVIDENCE_FIELDS), readers(FINDING_FIELDS),
+                                   readers(DIAGNOSIS_FIELDS))
 
 
 class DiagnosisAnalyzer:
@@ -107,9 +146,7 @@ class DiagnosisAnalyzer:
     requires = (STAGES, LIFECYCLE)
     accepts = ()
     headline = "reason"
-    fields: ClassVar[dict[str, str]] = {
-        "reason": "keyword", "stage": "keyword", "owner": "keyword", "message": "text",
-        "hint": "text", "so_far": "boolean", "last_stage": "keyword"}
+    fields: ClassVar[dict[str, Field]] = {f.name: f for f in DIAGNOSIS_FIELDS}
 
     def __init__(self, config: DiagnosisConfig, name: str = "diagnosis") -> None:
         self.name = name

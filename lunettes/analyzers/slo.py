@@ -52,6 +52,7 @@ from lunettes.analyzers.lifecycle import Lifecycle
 from lunettes.analyzers.sloclasses import SLIStages, SLOClass, SLOConfig
 from lunettes.config.errors import Section
 from lunettes.model.record import Stage
+from lunettes.model.schema import BOOLEAN, DATE, FLOAT, KEYWORD, TEXT, Field, dump, readers
 from lunettes.model.timeline import PodTimeline
 from lunettes.model.times import format_time
 from lunettes.registry import BuildContext
@@ -80,23 +81,41 @@ class SLOResult:
     user_intervals: list[iv.Interval] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready result written to the pod record under the analyzer's name."""
-        return {
-            "result": self.result,
-            "why": self.why,
-            "class": self.slo_class,
-            "deadline_s": _seconds(self.deadline_us),
-            "total_s": _seconds(self.total_us),
-            "user_s": _seconds(self.user_us),
-            "platform_s": _seconds(self.platform_us),
-            "delivered": self.delivered,
-            "pod_start_sli_s": _seconds(self.pod_start_sli_us),
-            "user_intervals": [[format_time(s), format_time(e)] for s, e in self.user_intervals],
-        }
+        """The JSON-ready result written to the pod record under the analyzer's name
+        (:data:`SLO_FIELDS`)."""
+        return dump(self, _SLO)
 
 
 def _seconds(us: int | None) -> float | None:
     return None if us is None else round(us / _S, 6)
+
+
+def _seconds_of(attribute: str) -> Any:
+    return lambda result: _seconds(getattr(result, attribute))
+
+
+SLO_FIELDS = (
+    Field("result", KEYWORD, "met, violated, killed, in_progress or not_applicable"),
+    Field("why", TEXT, "why that result", default=""),
+    Field("class", KEYWORD, "the SLO class (slo.yaml)", nullable=True, default=None,
+          get=lambda r: r.slo_class),
+    Field("deadline_s", FLOAT, "the class's deadline", nullable=True, default=None,
+          get=_seconds_of("deadline_us")),
+    Field("total_s", FLOAT, "creation to delivery", nullable=True, default=None,
+          get=_seconds_of("total_us")),
+    Field("user_s", FLOAT, "the part of it the user caused", nullable=True, default=None,
+          get=_seconds_of("user_us")),
+    Field("platform_s", FLOAT, "the rest: what the SLO measures", nullable=True,
+          default=None, get=_seconds_of("platform_us")),
+    Field("delivered", BOOLEAN, "the Pod was delivered", nullable=True, default=None),
+    Field("pod_start_sli_s", FLOAT, "Kubernetes' pod startup SLI", nullable=True,
+          default=None, get=_seconds_of("pod_start_sli_us")),
+    Field("user_intervals", DATE, "the user's time, as [start, end] pairs", many=2,
+          nullable=True, default=[],
+          get=lambda r: [[format_time(s), format_time(e)] for s, e in r.user_intervals]),
+)
+"""The SLO result of a pod record."""
+_SLO = readers(SLO_FIELDS)
 
 
 class SLOAnalyzer:
@@ -108,10 +127,7 @@ class SLOAnalyzer:
     requires = (STAGES, LIFECYCLE)
     accepts = (FAULT_INTERVALS,)
     headline = "result"
-    fields: ClassVar[dict[str, str]] = {
-        "result": "keyword", "why": "text", "class": "keyword", "deadline_s": "float",
-        "total_s": "float", "user_s": "float", "platform_s": "float", "delivered": "boolean",
-        "pod_start_sli_s": "float"}
+    fields: ClassVar[dict[str, Field]] = {f.name: f for f in SLO_FIELDS}
 
     def __init__(self, config: SLOConfig, name: str = "slo") -> None:
         self.name = name

@@ -1,82 +1,124 @@
 """The shapes the API answers with: its OpenAPI schemas.
 
-They mirror ``PodRecord.to_dict()`` and the analyzers' results; records may carry more
-(another analyzer's output), which the models let through (``extra="allow"``) after
-redaction. Times are RFC 3339 strings with microseconds, durations seconds.
+A Pod's answers are derived from the fields the pod record and each analyzer's result
+declare (:mod:`lunettes.model.schema`, :func:`pod_models`), so the schema lists exactly
+what the record holds; records may carry more (an analyzer's undeclared keys), which the
+models let through (``extra="allow"``) after redaction. Times are RFC 3339 strings with
+microseconds, durations seconds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic_core import PydanticUndefined
 
-
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class StageModel(_Open):
-    """A stage; one with warning Events also has ``events`` (time, name, message,
-    attributes), left out of the schema so that stages without any keep their shape."""
-
-    name: str
-    instance: str = ""
-    instance_kind: str = ""
-    owner: str = Field(description="platform or user: who owns the stage (stages.yaml)")
-    start: str | None
-    end: str | None = Field(description="None while the stage is open")
-    duration_s: float | None
-    effective_owner: str = Field("", description="who owns most of the stage's time by "
-                                 "the SLO's account (a platform stage spent on a user "
-                                 "fault is the user's)")
-    user_s: float = Field(0.0, description="seconds of the stage the SLO counts as user time")
-    user_intervals: list[list[str]] = Field(default_factory=list, description="those "
-                                            "parts of the stage, as [start, end] pairs")
-
-
-class EvidenceModel(_Open):
-    time: str | None = None
-    source: str = ""
-    audit_id: str = ""
-    op: str = ""
-    reason: str = ""
-    message: str = ""
-    container: str = ""
-
-
-class DiagnosisModel(_Open):
-    reason: str | None = Field(None, description="a reason code (see /api/v1/reasons), "
-                                                 "None for a Pod delivered without trouble")
-    stage: str = ""
-    owner: str = ""
-    message: str = ""
-    hint: str = ""
-    so_far: bool = False
-    last_stage: str = ""
-    evidence: list[EvidenceModel] = []
-    secondary: list[dict[str, Any]] = []
-
-
-class SLOModel(_Open):
-    result: str = Field(description="met, violated, killed, in_progress or not_applicable")
-    why: str = ""
-    class_: str | None = Field(None, alias="class")
-    deadline_s: float | None = None
-    total_s: float | None = None
-    user_s: float | None = None
-    platform_s: float | None = None
-    delivered: bool | None = None
-    pod_start_sli_s: float | None = None
-    user_intervals: list[list[str | None]] = []
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+from lunettes.model.results import Results
+from lunettes.model.schema import (
+    BOOLEAN,
+    DATE,
+    FLATTENED,
+    FLOAT,
+    INTEGER,
+    KEYWORD,
+    NESTED,
+    NESTED_TYPES,
+    RECORD_FIELDS,
+    REQUIRED,
+    TEXT,
+)
+from lunettes.model.schema import Field as SchemaField
 
 
 class Links(BaseModel):
     self: str
     trace: str
     jaeger: str | None = Field(None, description="the trace in Jaeger (--jaeger-url)")
+
+
+_VALUE_TYPES: dict[str, Any] = {KEYWORD: str, TEXT: str, DATE: str, FLOAT: float,
+                                INTEGER: int, BOOLEAN: bool, FLATTENED: dict[str, Any]}
+
+
+def _annotation(spec: SchemaField, owner: str) -> Any:
+    """The Python type of a field's value (a model of its own for object and nested)."""
+    if spec.type in NESTED_TYPES:
+        value: Any = model_of(f"{owner}{_camel(spec.name)}", spec.fields, spec.doc)
+    else:
+        value = _VALUE_TYPES[spec.type]
+    if spec.nullable:
+        value = value | None
+    for _ in range(spec.many or (1 if spec.type == NESTED else 0)):
+        value = list[value]
+    return value
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _empty(value: Any) -> bool:
+    return not value
+
+
+def model_of(name: str, fields: Iterable[SchemaField], doc: str = "") -> type[BaseModel]:
+    """A model of a record's fields (:mod:`lunettes.model.schema`): their types, meanings
+    and defaults. Records may carry more (an analyzer's undeclared keys), which the model
+    lets through (``extra="allow"``)."""
+    definitions: dict[str, Any] = {}
+    for spec in fields:
+        default = PydanticUndefined if spec.default is REQUIRED else spec.default
+        # A field records leave out when empty is left out of the answer too.
+        definitions[spec.name] = (_annotation(spec, name), Field(
+            default, description=spec.doc or None,
+            exclude_if=_empty if spec.omit_empty else None))
+    model: type[BaseModel] = create_model(name, __config__=ConfigDict(extra="allow"),
+                                          __doc__=doc or None, **definitions)
+    return model
+
+
+@dataclass(frozen=True)
+class PodModels:
+    """The models of the answers about one Pod for a pipeline's analyzer results: the
+    record's fields, then each analyzer's result under its name (None when a record has
+    none)."""
+
+    pod: type[BaseModel]
+    stages: type[BaseModel]
+    incarnations: type[BaseModel]
+    results: dict[str, type[BaseModel]]
+    """The model of each analyzer's result, by name."""
+    answers: dict[str, type[BaseModel]]
+    """``{uid, <name>}``: the answer of ``/pods/{uid}/<name>``, by result name."""
+
+
+def pod_models(results: Results) -> PodModels:
+    """The Pod answers' models for ``results`` (:class:`lunettes.model.results.Results`)."""
+    by_result = {s.name: model_of(f"{_camel(s.name)}Result", s.fields,
+                                  f"The {s.name} analyzer's result"
+                                  + (f" (roles: {', '.join(s.roles)})" if s.roles else ""))
+                 for s in results.schemas}
+    optional: dict[str, Any] = {name: (model | None, None) for name, model in by_result.items()}
+    pod: type[BaseModel] = create_model(
+        "PodModel", __base__=model_of("PodRecord", RECORD_FIELDS, "A pod record"),
+        links=(Links, ...), **optional)
+    stages = _annotation(next(f for f in RECORD_FIELDS if f.name == "stages"), "Pod")
+    answers = {name: _answer(f"{_camel(name)}Answer", {name: optional[name]})
+               for name in by_result}
+    return PodModels(
+        pod=pod,
+        stages=_answer("StagesAnswer", {"stages": (stages, ...)}),
+        incarnations=create_model("Incarnations", namespace=(str, ...), name=(str, ...),
+                                  items=(list[pod], Field(description="newest first"))),  # type: ignore[valid-type]
+        results=by_result, answers=answers)
+
+
+def _answer(name: str, fields: dict[str, Any]) -> type[BaseModel]:
+    """``{uid, **fields}``."""
+    return create_model(name, uid=(str, ...), **fields)
 
 
 class _PodIdentity(BaseModel):
@@ -95,15 +137,6 @@ class _PodIdentity(BaseModel):
     owner_name: str
 
 
-class PodModel(_PodIdentity, _Open):
-    uid_derived: bool
-    last_seen: str | None = None
-    stages: list[StageModel]
-    diagnosis: DiagnosisModel | None = None
-    slo: SLOModel | None = None
-    links: Links
-
-
 class PodSummaryModel(_PodIdentity):
     slo_result: str | None
     slo_class: str | None
@@ -116,27 +149,6 @@ class PodPage(BaseModel):
     items: list[PodSummaryModel]
     next_cursor: str | None = Field(description="pass as cursor= for the next page; None "
                                                 "on the last")
-
-
-class Incarnations(BaseModel):
-    namespace: str
-    name: str
-    items: list[PodModel] = Field(description="newest first")
-
-
-class StagesAnswer(BaseModel):
-    uid: str
-    stages: list[StageModel]
-
-
-class DiagnosisAnswer(BaseModel):
-    uid: str
-    diagnosis: DiagnosisModel | None
-
-
-class SLOAnswer(BaseModel):
-    uid: str
-    slo: SLOModel | None
 
 
 class SpanEventModel(BaseModel):
@@ -309,9 +321,17 @@ class Problem(BaseModel):
     detail: str
 
 
+class ResultInfo(BaseModel):
+    name: str = Field(description="the key of the result in a pod record")
+    roles: list[str] = Field(description="the roles it plays (slo, diagnosis, ...)")
+    headline: str = Field(description="its key the replay table shows, or empty")
+
+
 class Info(BaseModel):
     store: str
     pods: int
     jaeger_url: str | None
     auth: bool
     version: str
+    results: list[ResultInfo] = Field(description="the analyzers' results the records "
+                                                  "hold, in DAG order")

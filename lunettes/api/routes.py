@@ -11,7 +11,7 @@ answers 404; a server without a store answers 503 (as does an analysis without t
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -27,7 +27,9 @@ from lunettes.api.trace import jaeger_link, trace_of
 from lunettes.apiserver import MAX_INTERVALS, SpanTooLong
 from lunettes.model.ids import trace_id
 from lunettes.model.redact import redact
+from lunettes.model.results import Results, ResultSchema
 from lunettes.model.times import format_time, parse_time
+from lunettes.registry import default_results
 
 __all__ = ["ApiSettings", "api_router"]
 
@@ -56,6 +58,9 @@ class ApiSettings:
     jaeger_url: str | None = None
     reasons: DiagnosisConfig | None = None
     auth: BearerAuth | None = None
+    results: Results = field(default_factory=default_results)
+    """The analyzers' results the records hold (their roles and fields); the shipped
+    configuration's by default."""
     summary_limit: int = 1_000_000
     """At most this many Pods go into one SLO summary (``truncated`` says when more)."""
     load: LoadReports | None = None
@@ -124,13 +129,30 @@ def api_router(settings: ApiSettings) -> APIRouter:
             raise HTTPException(404, f"no Pod with uid {uid!r} in the store")
         return record
 
+    pods = models.pod_models(settings.results)
+
+    def add_result_route(schema: ResultSchema) -> None:
+        """``/pods/{uid}/<name>``: one analyzer's result (None when the record has none)."""
+        name = schema.name
+        roles = f" (roles: {', '.join(schema.roles)})" if schema.roles else ""
+
+        def get_result(uid: Uid) -> dict[str, Any]:
+            return {"uid": uid, name: redact(one(uid).get(name))}
+
+        router.add_api_route(f"/pods/{{uid}}/{name}", get_result, methods=["GET"],
+                             response_model=pods.answers[name], responses=_NOT_FOUND,
+                             summary=f"A Pod's {name} result{roles}",
+                             operation_id=f"get_{name}_result")
+
     @router.get("/info", response_model=models.Info, summary="What this server serves")
     def info() -> dict[str, Any]:
         current = settings.store
         return {"store": current.kind if current is not None else "none",
                 "pods": current.count() if current is not None else 0,
                 "jaeger_url": settings.jaeger_url, "auth": settings.auth is not None,
-                "version": __version__}
+                "version": __version__,
+                "results": [{"name": s.name, "roles": list(s.roles), "headline": s.headline}
+                            for s in settings.results.schemas]}
 
     @router.get("/pods", response_model=models.PodPage, summary="List and search Pods",
                 description="Filters combine with AND. Times filter on the Pod's creation: "
@@ -169,34 +191,29 @@ def api_router(settings: ApiSettings) -> APIRouter:
         return {"items": [{**item, "links": links(item["uid"])} for item in page.items],
                 "next_cursor": page.next_cursor}
 
-    @router.get("/pods/{uid}", response_model=models.PodModel, responses=_NOT_FOUND,
-                summary="One Pod by UID: identity, stages, diagnosis, SLO")
+    @router.get("/pods/{uid}", response_model=pods.pod, responses=_NOT_FOUND,
+                summary="One Pod by UID: identity, stages and every analyzer's result")
     def get_pod(uid: Uid) -> dict[str, Any]:
         return pod_view(one(uid))
 
-    @router.get("/pods/{uid}/stages", response_model=models.StagesAnswer,
+    @router.get("/pods/{uid}/stages", response_model=pods.stages,
                 responses=_NOT_FOUND, summary="A Pod's stages (end None: still open)")
     def get_stages(uid: Uid) -> dict[str, Any]:
         record = one(uid)
         return {"uid": uid, "stages": redact(record.get("stages") or [])}
 
-    @router.get("/pods/{uid}/diagnosis", response_model=models.DiagnosisAnswer,
-                responses=_NOT_FOUND, summary="A Pod's diagnosis with its evidence")
-    def get_diagnosis(uid: Uid) -> dict[str, Any]:
-        return {"uid": uid, "diagnosis": redact(one(uid).get("diagnosis"))}
-
-    @router.get("/pods/{uid}/slo", response_model=models.SLOAnswer, responses=_NOT_FOUND,
-                summary="A Pod's delivery SLO numbers")
-    def get_slo(uid: Uid) -> dict[str, Any]:
-        return {"uid": uid, "slo": redact(one(uid).get("slo"))}
-
     @router.get("/pods/{uid}/trace", response_model=models.TraceAnswer,
                 responses=_NOT_FOUND,
                 summary="A Pod's trace as spans, with the ids the OTLP sink exports")
     def get_trace(uid: Uid) -> dict[str, Any]:
-        return {"uid": uid, **redact(trace_of(one(uid), settings.jaeger_url))}
+        return {"uid": uid, **redact(trace_of(one(uid), settings.jaeger_url,
+                                              settings.results))}
 
-    @router.get("/namespaces/{namespace}/pods/{name}", response_model=models.PodModel,
+    for schema in settings.results.schemas:
+        if schema.name not in ("stages", "trace"):
+            add_result_route(schema)
+
+    @router.get("/namespaces/{namespace}/pods/{name}", response_model=pods.pod,
                 responses=_NOT_FOUND,
                 summary="The latest incarnation of a Pod name")
     def get_by_name(namespace: Namespace, name: Name) -> dict[str, Any]:
@@ -206,7 +223,7 @@ def api_router(settings: ApiSettings) -> APIRouter:
         return pod_view(found[0])
 
     @router.get("/namespaces/{namespace}/pods/{name}/incarnations",
-                response_model=models.Incarnations, responses=_NOT_FOUND,
+                response_model=pods.incarnations, responses=_NOT_FOUND,
                 summary="Every incarnation of a reused Pod name, newest first")
     def get_incarnations(namespace: Namespace, name: Name,
                          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:

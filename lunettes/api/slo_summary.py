@@ -9,11 +9,13 @@ percentiles, by namespace and SLO class, from a store's :class:`SLORow` rows.
   were delivered (outcome ``delivered`` or ``completed``); percentiles interpolate
   linearly between ranks (numpy's default ``linear`` method), exactly.
 
-:func:`summarize` reads rows (the Elasticsearch store); the SQLite store computes the same
-figures in SQL (:meth:`lunettes.api.store.SQLiteStore.slo_summary`: counts by GROUP BY, and
-for each percentile only the two values around its rank, found by a window function), so a
-summary costs memory by the number of groups, not of Pods. :func:`group_view` builds one
-group's figures from either.
+:func:`summarize` reads rows. The SQLite store computes the same figures in SQL
+(:meth:`lunettes.api.store.SQLiteStore.slo_summary`: counts by GROUP BY, and for each
+percentile only the two values around its rank, found by a window function), the
+Elasticsearch store by aggregations
+(:meth:`lunettes.api.es_store.ElasticsearchStore.slo_summary`), so a summary costs memory
+by the number of groups, not of Pods. :func:`figures` builds one group's figures from
+either (:func:`group_view` from ranks).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lunettes.api.store import SLORow
 
-__all__ = ["DELIVERED", "QUANTILES", "RESULTS", "group_view", "percentile", "rank_bounds",
-           "summarize"]
+__all__ = ["DELIVERED", "QUANTILES", "RESULTS", "figures", "group_view", "percentile",
+           "rank_bounds", "summarize"]
 
 RESULTS = ("met", "violated", "killed", "in_progress", "not_applicable")
 DELIVERED = frozenset({"delivered", "completed"})
@@ -63,14 +65,23 @@ def group_view(results: Counter[str], platform: tuple[int, dict[int, float]],
                total: tuple[int, dict[int, float]]) -> dict[str, Any]:
     """One group's figures from its counts by result and, for platform and total time,
     (how many values, the values at the ranks :func:`rank_bounds` names)."""
+    return figures(results, platform[0],
+                   {k: _from_ranks(*platform, q) for k, q in QUANTILES},
+                   {k: _from_ranks(*total, q) for k, q in QUANTILES})
+
+
+def figures(results: Counter[str], delivered: int, delivery_s: dict[str, float | None],
+            total_s: dict[str, float | None]) -> dict[str, Any]:
+    """One group's figures from its counts by result, the number of delivered Pods with a
+    platform time and the quantiles (by :data:`QUANTILES` name) of both times."""
     met, violated = results["met"], results["violated"]
     return {
         "count": sum(results.values()),
         "results": {r: results.get(r, 0) for r in RESULTS},
         "success_ratio": met / (met + violated) if met + violated else None,
-        "delivered": platform[0],
-        "delivery_s": {k: _from_ranks(*platform, q) for k, q in QUANTILES},
-        "total_s": {k: _from_ranks(*total, q) for k, q in QUANTILES},
+        "delivered": delivered,
+        "delivery_s": delivery_s,
+        "total_s": total_s,
     }
 
 

@@ -13,7 +13,7 @@ same way:
   Pods in a window, for :func:`lunettes.api.slo_summary.summarize`;
 - ``slo_summary(since_us, until_us, namespace, slo_class, limit)``: that summary
   (overall, groups, truncated); the SQLite store computes it in SQL, whatever the number
-  of Pods, the Elasticsearch store from at most ``limit`` rows;
+  of Pods, the Elasticsearch store by aggregations, whatever the number of Pods;
 - ``count()`` and ``close()``.
 
 Records are returned as the sinks stored them (``PodRecord.to_dict()``); the API redacts
@@ -37,6 +37,7 @@ import orjson
 
 from lunettes.api.slo_summary import DELIVERED, QUANTILES, group_view
 from lunettes.api.summary_cache import SummaryCache
+from lunettes.model.results import Results
 from lunettes.model.times import format_optional
 from lunettes.store.sqlite_schema import ensure_schema
 
@@ -104,6 +105,8 @@ class PodStore(Protocol):
     """What the API reads; see the module docstring for the contract."""
 
     kind: str
+    results: Results
+    """The results the records hold: which play the SLO and diagnosis roles."""
 
     def get(self, uid: str) -> dict[str, Any] | None: ...
 
@@ -214,8 +217,11 @@ class SQLiteStore:
 
     kind = "sqlite"
 
-    def __init__(self, path: str | Path, timeout_s: float = 10.0) -> None:
+    def __init__(self, path: str | Path, timeout_s: float = 10.0,
+                 results: Results | None = None) -> None:
         self.path = Path(path)
+        self.results = results or Results()
+        """Which results play the SLO and diagnosis roles (to upgrade an older store)."""
         self.timeout_s = timeout_s
         """A query still running after this long is interrupted (a 503 naming it)."""
         self._local = threading.local()
@@ -233,7 +239,7 @@ class SQLiteStore:
         if not self.path.exists():
             return None
         db = sqlite3.connect(str(self.path), timeout=10, check_same_thread=False)
-        ensure_schema(db)
+        ensure_schema(db, self.results)
         db.execute("PRAGMA query_only = ON")
         self._local.db = db
         with self._lock:

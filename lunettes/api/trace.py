@@ -14,6 +14,8 @@ from typing import Any
 
 from lunettes.model.ids import trace_id
 from lunettes.model.record import PodRecord, SpanEvent, Stage
+from lunettes.model.results import Results
+from lunettes.model.schema import RECORD_FIELDS
 from lunettes.model.spans import Span, Trace, pod_trace
 from lunettes.model.times import format_time, parse_time
 
@@ -33,7 +35,8 @@ def jaeger_link(base_url: str | None, trace_id_hex: str) -> str | None:
     return f"{base_url.rstrip('/')}/trace/{trace_id_hex}" if base_url else None
 
 
-_OWN_KEYS = frozenset(PodRecord.__slots__) | {"created", "finished", "last_seen", "duration_s"}
+_OWN_KEYS = frozenset(f.name for f in RECORD_FIELDS)
+"""The keys of a stored record that are not an analyzer's result."""
 
 
 def record_of(stored: dict[str, Any]) -> PodRecord:
@@ -72,11 +75,12 @@ def record_of(stored: dict[str, Any]) -> PodRecord:
     )
 
 
-def trace_of(record: dict[str, Any], jaeger_url: str | None = None) -> dict[str, Any]:
+def trace_of(record: dict[str, Any], jaeger_url: str | None = None,
+             results: Results | None = None) -> dict[str, Any]:
     """``{trace_id, jaeger_url, spans: [...]}`` of a stored pod record (no spans when it
-    has no time to place one)."""
+    has no time to place one); ``results`` as :func:`lunettes.model.spans.pod_trace`."""
     pod = record_of(record)
-    trace = pod_trace(pod)
+    trace = pod_trace(pod, results=results)
     tid = (trace.trace_id if trace is not None else trace_id(pod.uid)).hex()
     spans = [] if trace is None else [_span_view(trace, tid, span) for span in trace.spans]
     return {"trace_id": tid, "jaeger_url": jaeger_link(jaeger_url, tid), "spans": spans}

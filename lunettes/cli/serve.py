@@ -134,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
         pipeline: Pipeline | None = None
         try:
             pipeline = Pipeline.from_config(args.config, data, env, [metrics])
+            api.results = pipeline.results  # the API reads results by role
+            if api.store is not None:
+                api.store.results = pipeline.results
         except ConfigError as exc:
             problems.extend(exc.problems)
         if problems:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lunettes.model.times import format_optional, format_time
+from lunettes.model.schema import EVENT_FIELDS, RECORD_FIELDS, STAGE_FIELDS, dump, readers
 
 
 @dataclass(slots=True)
@@ -18,9 +18,8 @@ class SpanEvent:
     attributes: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view with an RFC 3339 time."""
-        return {"time": format_time(self.time_us), "name": self.name, "message": self.message,
-                "attributes": dict(self.attributes)}
+        """A JSON-ready view with an RFC 3339 time (:data:`~lunettes.model.schema.EVENT_FIELDS`)."""
+        return dump(self, _EVENT)
 
 
 @dataclass(slots=True)
@@ -54,22 +53,9 @@ class Stage:
         return None if self.end_us is None else (self.end_us - self.start_us) / 1e6
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view with RFC 3339 times; ``events`` only when the stage has any."""
-        out: dict[str, Any] = {
-            "name": self.name,
-            "instance": self.instance,
-            "instance_kind": self.instance_kind,
-            "owner": self.owner,
-            "start": format_optional(self.start_us),
-            "end": format_optional(self.end_us),
-            "duration_s": self.duration_s,
-            "effective_owner": self.effective_owner or self.owner,
-            "user_s": sum(e - s for s, e in self.user_intervals) / 1e6,
-            "user_intervals": [[format_time(s), format_time(e)] for s, e in self.user_intervals],
-        }
-        if self.events:
-            out["events"] = [e.to_dict() for e in self.events]
-        return out
+        """A JSON-ready view with RFC 3339 times (:data:`~lunettes.model.schema.STAGE_FIELDS`);
+        ``events`` only when the stage has any."""
+        return dump(self, _STAGE)
 
 
 @dataclass(slots=True)
@@ -129,25 +115,12 @@ class PodRecord:
         return (self.finished_us - self.created_us) / 1e6
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready pod record written by the CLI, the store and the API."""
-        out: dict[str, Any] = {
-            "uid": self.uid,
-            "namespace": self.namespace,
-            "name": self.name,
-            "node": self.node,
-            "created": format_optional(self.created_us),
-            "finished": format_optional(self.finished_us),
-            "duration_s": self.duration_s,
-            "outcome": self.outcome,
-            "partial": self.partial,
-            "uid_derived": self.uid_derived,
-            "owner_kind": self.owner_kind,
-            "owner_name": self.owner_name,
-            "last_seen": format_optional(self.last_seen_us),
-            "end_reason": self.end_reason,
-            "stages": [s.to_dict() for s in self.stages],
-        }
-        if self.trace_context:
-            out["trace_context"] = self.trace_context
+        """The JSON-ready pod record written by the CLI, the store and the API: the
+        :data:`~lunettes.model.schema.RECORD_FIELDS`, then the analyzers' results."""
+        out = dump(self, _RECORD)
         out.update(self.results)
         return out
+
+
+_EVENT, _STAGE, _RECORD = (readers(EVENT_FIELDS), readers(STAGE_FIELDS),
+                           readers(RECORD_FIELDS))

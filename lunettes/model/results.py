@@ -2,8 +2,9 @@
 
 Each analyzer's output lands in ``PodRecord.results`` (and the record's JSON) under the
 analyzer's name. A :class:`ResultSchema` says what that entry is: the roles it plays
-(:mod:`lunettes.analyzers.base`), the key the replay table shows (``headline``) and the
-types of the keys Elasticsearch indexes (``fields``). Sinks, the API and the table read
+(:mod:`lunettes.analyzers.base`), the key the replay table shows (``headline``) and its
+keys (``fields``, :class:`lunettes.model.schema.Field`: what Elasticsearch maps and the
+API's schema shows). Sinks, the API and the table read
 :class:`Results`, never a hard-coded analyzer name, so a new analyzer needs no change
 there.
 """
@@ -11,8 +12,10 @@ there.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from lunettes.model.schema import Field, fields_of
 
 
 @dataclass(frozen=True)
@@ -22,14 +25,14 @@ class ResultSchema:
     name: str
     roles: tuple[str, ...] = ()
     headline: str = ""
-    fields: Mapping[str, str] = field(default_factory=dict)
+    fields: tuple[Field, ...] = ()
 
     @classmethod
     def of(cls, name: str, analyzer: object) -> ResultSchema:
         """The schema an analyzer (class or instance) declares, under ``name``."""
         return cls(name, tuple(getattr(analyzer, "provides", ())),
                    str(getattr(analyzer, "headline", "") or ""),
-                   dict(getattr(analyzer, "fields", {}) or {}))
+                   fields_of(getattr(analyzer, "fields", {}) or {}))
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,11 @@ class Results:
     def get(self, record: Mapping[str, Any] | Any, role: str) -> dict[str, Any]:
         """The result playing ``role`` in a record (a PodRecord's ``results`` or its JSON
         dict), or an empty dict."""
+        return self.get_named(record, self.key(role))
+
+    @staticmethod
+    def get_named(record: Mapping[str, Any] | Any, name: str) -> dict[str, Any]:
+        """The result named ``name`` in a record, or an empty dict."""
         results = record if isinstance(record, Mapping) else record.results
-        value = results.get(self.key(role))
+        value = results.get(name)
         return value if isinstance(value, dict) else {}

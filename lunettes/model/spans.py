@@ -31,8 +31,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from lunettes.analyzers.base import DIAGNOSIS, SLO
 from lunettes.model.ids import span_id, trace_id
 from lunettes.model.record import PodRecord, SpanEvent, Stage
+from lunettes.model.results import Results
+from lunettes.model.schema import BOOLEAN, FLOAT, INTEGER, KEYWORD
 from lunettes.model.semconv import (
     AUDIT_ID,
     ERROR_OUTCOMES,
@@ -132,11 +135,15 @@ def parse_traceparent(value: str) -> Link | None:
     return Link(bytes.fromhex(tid), bytes.fromhex(sid), state.strip(), int(flags, 16))
 
 
-def pod_trace(record: PodRecord, link_as_parent: bool = False) -> Trace | None:
+def pod_trace(record: PodRecord, link_as_parent: bool = False,
+              results: Results | None = None) -> Trace | None:
     """The trace of a pod record, or None when the record has no time to place a span.
 
     With ``link_as_parent``, a record's trace context makes the root a child of the
-    caller's span, in the caller's trace, instead of a link from the UID's trace."""
+    caller's span, in the caller's trace, instead of a link from the UID's trace.
+    ``results`` says which result plays the SLO and diagnosis roles and which other
+    results there are (None: those roles under their own names, no others)."""
+    results = results or Results()
     stages = record.stages
     index = next((i for i, s in enumerate(stages) if not s.parent), None)
     if index is None:
@@ -189,9 +196,9 @@ def pod_trace(record: PodRecord, link_as_parent: bool = False) -> Trace | None:
             user_intervals=[(s * 1000, e * 1000) for s, e in stage.user_intervals],
         )
         if stage is root:
-            _describe_root(span, record)
+            _describe_root(span, record, results)
         spans.append(span)
-    _mark_cause(spans, record)
+    _mark_cause(spans, record, results.get(record, DIAGNOSIS))
 
     pod: list[Attribute] = [("k8s.namespace.name", record.namespace),
                             ("k8s.pod.name", record.name), ("k8s.pod.uid", uid)]
@@ -208,8 +215,10 @@ def pod_trace(record: PodRecord, link_as_parent: bool = False) -> Trace | None:
     return Trace(tid, pod, spans)
 
 
-def _describe_root(span: Span, record: PodRecord) -> None:
-    """The Pod's outcome, identity flags and owner on the root span; errors as status."""
+def _describe_root(span: Span, record: PodRecord, results: Results) -> None:
+    """The Pod's outcome, identity flags and owner on the root span, the SLO and diagnosis
+    results (``lunettes.slo.*``, ``lunettes.diagnosis.*``) and the scalar fields other
+    analyzers declare (``lunettes.<name>.<key>``); errors as status."""
     attributes = span.attributes
     attributes.append(("lunettes.pod.outcome", record.outcome))
     attributes.append(("lunettes.pod.partial", record.partial))
@@ -226,17 +235,20 @@ def _describe_root(span: Span, record: PodRecord) -> None:
     message = ERROR_OUTCOMES.get(record.outcome)
     if message is not None:
         span.status, span.status_message = ERROR, message
-    slo = record.results.get("slo")
-    if isinstance(slo, dict):
-        _copy(attributes, slo, _SLO_ATTRIBUTES)
-    diagnosis = record.results.get("diagnosis")
-    if isinstance(diagnosis, dict):
-        _copy(attributes, diagnosis, _DIAGNOSIS_ATTRIBUTES)
+    _copy(attributes, results.get(record, SLO), _SLO_ATTRIBUTES)
+    _copy(attributes, results.get(record, DIAGNOSIS), _DIAGNOSIS_ATTRIBUTES)
+    for schema in results.schemas:
+        if SLO not in schema.roles and DIAGNOSIS not in schema.roles:
+            _copy(attributes, results.get_named(record, schema.name),
+                  {f.name: f"lunettes.{schema.name}.{f.name}" for f in schema.fields
+                   if f.type in _ATTRIBUTE_TYPES and not f.many})
 
 
 _SLO_ATTRIBUTES = {"result": "lunettes.slo.result", "class": "lunettes.slo.class",
                    "deadline_s": "lunettes.slo.deadline_s",
                    "platform_s": "lunettes.slo.platform_s", "user_s": "lunettes.slo.user_s"}
+_ATTRIBUTE_TYPES = frozenset({KEYWORD, INTEGER, FLOAT, BOOLEAN})
+"""Declared result fields that become root span attributes."""
 _DIAGNOSIS_ATTRIBUTES = {"reason": "lunettes.diagnosis.reason",
                          "owner": "lunettes.diagnosis.owner",
                          "stage": "lunettes.diagnosis.stage"}
@@ -253,11 +265,10 @@ def _copy(attributes: list[Attribute], result: dict[str, Any], names: dict[str, 
 _EVIDENCE: Attribute = ("lunettes.evidence", True)
 
 
-def _mark_cause(spans: list[Span], record: PodRecord) -> None:
+def _mark_cause(spans: list[Span], record: PodRecord, diagnosis: dict[str, Any]) -> None:
     """The diagnosis' evidence as span events of the stage it names (the root when no span
     of that stage exists), with an error status there when the Pod failed."""
-    diagnosis = record.results.get("diagnosis")
-    if not isinstance(diagnosis, dict) or not diagnosis.get("reason"):
+    if not diagnosis.get("reason"):
         return
     evidence = [e for e in diagnosis.get("evidence") or () if isinstance(e, dict)]
     containers = {str(e.get("container")) for e in evidence if e.get("container")}

@@ -5,8 +5,18 @@ What is written (indices, documents, templates, the ILM retention policy) lives 
 module sends it with the official client (the ``elasticsearch`` extra); nothing else in
 lunettes imports it, so the core works without the client.
 
-Each batch becomes ``index`` bulk actions with ``_id`` = pod UID (a replay overwrites).
-``export`` only builds them: bulk requests are sent by a background thread through
+Each batch becomes bulk actions with ``_id`` = pod UID. ``export`` only builds them;
+the sending thread merges each pod record into its stored document (as the SQLite store
+does, :mod:`lunettes.model.merge`: a record never replaces one of the same UID that knows
+more, so overlapping or split replays give the documents of one clean pass): it reads the
+stored documents (``_mget``, real time), then writes the merged ones conditionally
+(``create`` when absent, else ``index`` with ``if_seq_no``/``if_primary_term``). A
+document another writer changed in between is refused (409) and read, merged and written
+again at once (at most :data:`MAX_CONFLICTS` times, then like any retry). The diagnosis
+document is derived from the merged pod document and written (or deleted) in the same
+bulk request, unconditionally: two writers of one Pod at the same instant may leave it
+one merge behind the pod document until the Pod is written again.
+``export`` hands the actions on: bulk requests are sent by a background thread through
 :class:`~lunettes.sinks.delivery.SpooledDelivery` (a bounded queue and the disk spool), so
 an Elasticsearch that is down, hung or overloaded never stalls the pipeline. Before the
 first bulk request the ILM policy and both index templates are PUT (once per sink; the PUTs
@@ -24,7 +34,8 @@ Failures:
   with the same ``spool_dir``); documents it took are never sent again.
 
 ``stats`` counts Elasticsearch documents (a pod record with a diagnosis is two):
-``indexed``, ``failed``, ``retried`` (re-sent documents), ``spooled``, ``drained`` (taken
+``indexed``, ``failed``, ``retried`` (re-sent documents), ``conflicts`` (pod documents
+merged again after a concurrent write), ``spooled``, ``drained`` (taken
 out of the spool), ``dropped`` (lost to the spool's size limit) and ``requests``; ``lost``
 counts the pod records refused for good or dropped.
 """
@@ -44,6 +55,7 @@ import elastic_transport
 from elasticsearch import ApiError, Elasticsearch
 
 from lunettes.config.errors import Section
+from lunettes.model.merge import merge
 from lunettes.model.record import PodRecord
 from lunettes.model.results import Results
 from lunettes.registry import BuildContext
@@ -67,6 +79,9 @@ DEFAULT_MAX_RETRIES = 5
 DEFAULT_SPOOL_MAX_MB = 512.0
 DEFAULT_QUEUE_SIZE = 16
 
+MAX_CONFLICTS = 10
+"""Times a bulk request is sent again at once for documents another writer changed between
+our read and our write, before they wait out a backoff like other retries."""
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _HOLD_STATUSES = frozenset({401, 403})
 """Refused credentials: spooled (not retried) until the configuration is fixed."""
@@ -147,7 +162,7 @@ class ElasticsearchSink:
         """The pipeline's analyzer results (mapped and read by role); None: the shipped
         configuration's."""
         self._counts: dict[str, int] = {
-            "indexed": 0, "failed": 0, "retried": 0, "requests": 0,
+            "indexed": 0, "failed": 0, "retried": 0, "conflicts": 0, "requests": 0,
         }
         self._es: Elasticsearch | None = None
         self._installed = False
@@ -275,71 +290,109 @@ class ElasticsearchSink:
         self._stopping.set()
 
     def _send(self, chunk: list[Action], deadline: float, retry: bool) -> _Undelivered | None:
-        """One bulk request and its retries; None when every document was indexed or
-        failed for good, else what is left to spool."""
-        pending = chunk
-        attempt = 0
+        """Merge the chunk's pod records into the stored documents and write them, with
+        retries; None when every document was written or failed for good, else what is
+        left to spool (the chunk's own actions of the Pods not written)."""
+        pending = _units(chunk, self.index_prefix)
+        attempt = conflicts = 0
         while True:
             if self._stopping.is_set():  # closing: nothing is sent after shutdown
-                return _Undelivered(pending, "shutting down")
+                return _undelivered(pending, "shutting down")
             setup = True
             try:
-                client = self._ready(pending, deadline)
+                client = self._ready(_indices(pending), deadline)
                 setup = False
                 self._counts["requests"] += 1
+                stored = self._stored(client, pending, deadline)
+                writes = [tpl.merged_writes(unit.index, unit.record, stored.get(unit.key),
+                                            self.index_prefix, self.results)
+                          for unit in pending]
+                client = self._ready({w.index for ws in writes for w in ws}, deadline)
+                self._counts["requests"] += 1
                 response = client.options(request_timeout=_remaining(deadline)).bulk(
-                    operations=_operations(pending), filter_path=_FILTER_PATH)
+                    operations=[op for ws in writes for w in ws for op in w.operations()],
+                    filter_path=_FILTER_PATH)
             except (ApiError, elastic_transport.TransportError) as exc:
                 verdict, reason = _classify(exc, setup)
                 if verdict == "fail":
-                    self._counts["failed"] += len(pending)
-                    self._failed_ids.update(str(a.get("_id")) for a in pending)
-                    log.error("Elasticsearch refused a bulk request of %d documents: %s; "
-                              "they are not retried", len(pending), reason)
+                    documents = sum(len(u.actions) for u in pending)
+                    self._counts["failed"] += documents
+                    self._failed_ids.update(u.key[1] for u in pending)
+                    log.error("Elasticsearch refused a request for %d documents: %s; "
+                              "they are not retried", documents, reason)
                     return None
                 if verdict == "retry" and retry and self._backoff(attempt, deadline):
                     attempt += 1
-                    self._counts["retried"] += len(pending)
+                    self._counts["retried"] += sum(len(u.actions) for u in pending)
                     continue
-                return _Undelivered(pending, reason)
+                return _undelivered(pending, reason)
 
-            again = self._check_items(pending, response.body.get("items") or [])
+            conflicted, again = self._check_items(pending, writes,
+                                                  response.body.get("items") or [])
+            if conflicted and conflicts < MAX_CONFLICTS:
+                # Another writer changed a document between our read and our write: read
+                # it again and merge with what it holds now (no backoff: nothing is wrong).
+                conflicts += 1
+                self._counts["conflicts"] += len(conflicted)
+                pending = conflicted + again
+                continue
+            again += conflicted
             if not again:
                 return None
             if retry and self._backoff(attempt, deadline):
                 attempt += 1
-                self._counts["retried"] += len(again)
+                self._counts["retried"] += sum(len(u.actions) for u in again)
                 pending = again
                 continue
-            return _Undelivered(again, f"{len(again)} documents refused with 429/5xx")
+            return _undelivered(again, f"{len(again)} pod documents refused with 429/5xx "
+                                       "or in conflict")
 
-    def _check_items(self, sent: list[Action], items: list[Any]) -> list[Action]:
-        """Count indexed and permanently failed documents; return those to retry."""
-        again: list[Action] = []
-        for position, action in enumerate(sent):
-            item = items[position] if position < len(items) else None
-            result: dict[str, Any] = next(iter(item.values()), {}) if isinstance(item, dict) else {}
-            status = int(result.get("status") or 0)
-            if 200 <= status < 300:
-                self._counts["indexed"] += 1
-            elif status in RETRYABLE_STATUSES or status == 0:
-                again.append(action)
-            else:
-                self._counts["failed"] += 1
-                self._failed_ids.add(str(action.get("_id")))
-                error = result.get("error") or {}
-                if isinstance(error, dict):
-                    cause = error.get("caused_by") or {}
-                    reason = f"{error.get('type')}: {error.get('reason')}"
-                    if isinstance(cause, dict) and cause.get("reason"):
-                        reason += f" ({cause.get('reason')})"
-                else:
-                    reason = str(error)
-                log.error("Elasticsearch refused pod %s in %s (status %d): %s; not retried",
-                          action.get("_id"), action.get("_index"), status, reason)
-        return again
+    def _stored(self, client: Elasticsearch, units: list[_Unit], deadline: float
+                ) -> dict[tuple[str, str], tpl.Stored]:
+        """The stored pod documents of ``units`` (real time: our own writes included),
+        with their sequence numbers, by (index, id)."""
+        response = client.options(request_timeout=_remaining(deadline)).mget(
+            docs=[{"_index": u.key[0], "_id": u.key[1]} for u in units], realtime=True)
+        stored: dict[tuple[str, str], tpl.Stored] = {}
+        for doc in response.body.get("docs") or []:
+            if isinstance(doc, dict) and doc.get("found"):
+                stored[(str(doc["_index"]), str(doc["_id"]))] = tpl.Stored(
+                    dict(doc["_source"]), int(doc["_seq_no"]), int(doc["_primary_term"]))
+        return stored
 
-    def _ready(self, pending: list[Action], deadline: float) -> Elasticsearch:
+    def _check_items(self, sent: list[_Unit], writes: list[list[tpl.Write]],
+                     items: list[Any]) -> tuple[list[_Unit], list[_Unit]]:
+        """Count written and permanently failed documents; return the Pods whose pod
+        document met a concurrent write (to merge again) and those to retry."""
+        conflicted: list[_Unit] = []
+        again: list[_Unit] = []
+        position = 0
+        for unit, unit_writes in zip(sent, writes, strict=True):
+            statuses = []
+            for write in unit_writes:
+                item = items[position] if position < len(items) else None
+                position += 1
+                result: dict[str, Any] = (next(iter(item.values()), {})
+                                          if isinstance(item, dict) else {})
+                status = int(result.get("status") or 0)
+                statuses.append(status)
+                if 200 <= status < 300 or (write.op == "delete" and status == 404):
+                    self._counts["indexed"] += write.op != "delete"
+                elif status == 409 and write.conditional:
+                    pass
+                elif status not in RETRYABLE_STATUSES and status != 0:
+                    self._counts["failed"] += 1
+                    self._failed_ids.add(unit.key[1])
+                    log.error("Elasticsearch refused pod %s in %s (status %d): %s; not "
+                              "retried", unit.key[1], write.index, status,
+                              _item_error(result))
+            if statuses and statuses[0] == 409 and unit_writes[0].conditional:
+                conflicted.append(unit)
+            elif any(s in RETRYABLE_STATUSES or s == 0 for s in statuses):
+                again.append(unit)
+        return conflicted, again
+
+    def _ready(self, indices: set[str], deadline: float) -> Elasticsearch:
         """The client, with the policy and templates installed and the indices created."""
         client = self._client().options(request_timeout=_remaining(deadline))
         if not self._installed:
@@ -355,7 +408,7 @@ class ElasticsearchSink:
             self._installed = True
             log.info("installed ILM policy %s and index templates %s-{%s}",
                      tpl.policy_name(prefix), prefix, ",".join(tpl.FAMILIES))
-        for index in sorted({str(a["_index"]) for a in pending} - self._indices):
+        for index in sorted(indices - self._indices):
             origin = tpl.month_end_ms(index)
             settings = ({"index": {"lifecycle": {"origination_date": origin}}}
                         if origin is not None else None)
@@ -394,12 +447,61 @@ def _payload(actions: list[Action]) -> Payload:
     return Payload(encode_lines(actions), len(actions), len({a.get("_id") for a in actions}))
 
 
-def _operations(actions: list[Action]) -> list[dict[str, Any]]:
-    ops: list[dict[str, Any]] = []
-    for action in actions:
-        ops.append({"index": {"_index": action["_index"], "_id": action["_id"]}})
-        ops.append(action["_source"])
-    return ops
+@dataclass(slots=True)
+class _Unit:
+    """One Pod of a chunk: its pod document's (index, id), the record to merge into it
+    (the chunk's records of that document merged in order), and the chunk's own actions
+    for it (what is spooled again if it cannot be written)."""
+
+    key: tuple[str, str]
+    record: dict[str, Any]
+    actions: list[Action]
+
+    @property
+    def index(self) -> str:
+        return self.key[0]
+
+
+def _units(chunk: list[Action], prefix: str) -> list[_Unit]:
+    """The Pods of a chunk of spooled actions. Its diagnosis documents are not sent as
+    they are: each is derived again from the merged pod document."""
+    units: dict[tuple[str, str], _Unit] = {}
+    by_id: dict[str, _Unit] = {}
+    pods = tpl.index_pattern(prefix, tpl.PODS)[:-1]
+    for action in chunk:
+        if str(action["_index"]).startswith(pods):
+            key = (str(action["_index"]), str(action["_id"]))
+            unit = units.get(key)
+            if unit is None:
+                unit = units[key] = _Unit(key, action["_source"], [])
+            else:
+                unit.record = merge(unit.record, action["_source"])
+            by_id[key[1]] = unit
+        else:
+            unit = by_id.get(str(action["_id"]))
+            if unit is None:  # a diagnosis without its pod document: nothing to derive from
+                continue
+        unit.actions.append(action)
+    return list(units.values())
+
+
+def _indices(units: list[_Unit]) -> set[str]:
+    return {str(a["_index"]) for u in units for a in u.actions}
+
+
+def _undelivered(units: list[_Unit], reason: str) -> _Undelivered:
+    return _Undelivered([a for u in units for a in u.actions], reason)
+
+
+def _item_error(result: dict[str, Any]) -> str:
+    error = result.get("error") or {}
+    if not isinstance(error, dict):
+        return str(error)
+    cause = error.get("caused_by") or {}
+    reason = f"{error.get('type')}: {error.get('reason')}"
+    if isinstance(cause, dict) and cause.get("reason"):
+        reason += f" ({cause.get('reason')})"
+    return reason
 
 
 def _remaining(deadline: float) -> float:

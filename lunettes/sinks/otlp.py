@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 from lunettes.config.errors import Section
 from lunettes.model.record import PodRecord
+from lunettes.model.results import Results
 from lunettes.model.spans import pod_trace
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import SinkClosedError
@@ -126,6 +127,7 @@ class OTLPSink:
         link_as_parent: bool = False,
         backoff_base_s: float = 0.1,
         backoff_max_s: float = 5.0,
+        results: Results | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
             supported = ", ".join(PROTOCOLS)
@@ -146,6 +148,8 @@ class OTLPSink:
         self.batch_size = batch_size
         self.service_name = service_name
         self.link_as_parent = link_as_parent
+        self.results = results
+        """Which results play the SLO and diagnosis roles (the root span's attributes)."""
         self._encoder = OTLPEncoder(service_name)
         transport: Transport
         if protocol == GRPC:
@@ -303,6 +307,7 @@ class OTLPSink:
             queue_size=queue_size,
             append_traces_path=append_path,
             link_as_parent=link_as_parent,
+            results=context.results,
         )
 
     # -- Sink contract -------------------------------------------------------------------
@@ -316,7 +321,7 @@ class OTLPSink:
         chunk: list[bytes] = []
         n_spans = 0
         for record in batch:
-            trace = pod_trace(record, self.link_as_parent)
+            trace = pod_trace(record, self.link_as_parent, self.results)
             if trace is None:
                 self._skipped += 1
                 log.debug("pod %s/%s (%s) has no time to place a span; skipped",

@@ -22,6 +22,7 @@ import orjson
 from lunettes.config.errors import Section
 from lunettes.model.merge import merge
 from lunettes.model.record import PodRecord
+from lunettes.model.results import Results
 from lunettes.private_files import create_private
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import SinkClosedError
@@ -52,7 +53,8 @@ _READ_CHUNK = 500
 """UIDs per ``SELECT ... IN`` (SQLite allows 32766 parameters; this keeps plans small)."""
 
 
-def merged_rows(db: sqlite3.Connection, batch: Sequence[PodRecord]) -> list[tuple[Any, ...]]:
+def merged_rows(db: sqlite3.Connection, batch: Sequence[PodRecord],
+                results: Results | None = None) -> list[tuple[Any, ...]]:
     """The rows to write for ``batch``: each record merged with the stored one and with the
     batch's earlier records of its UID. Call inside the writing transaction."""
     records: dict[str, dict[str, Any]] = {}
@@ -66,7 +68,7 @@ def merged_rows(db: sqlite3.Connection, batch: Sequence[PodRecord]) -> list[tupl
         for uid, blob in db.execute(f"SELECT uid, record FROM pods WHERE uid IN ({marks})",
                                     chunk):
             records[uid] = merge(orjson.loads(blob), records[uid])
-    return [row_of(data) for data in records.values()]
+    return [row_of(data, results) for data in records.values()]
 
 
 class SQLiteSink:
@@ -80,8 +82,11 @@ class SQLiteSink:
     created (or upgraded) by one of them.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, results: Results | None = None) -> None:
         self.path = Path(path)
+        self.results = results
+        """Which results play the SLO and diagnosis roles (the query columns); None: the
+        results named for them."""
         self._db: sqlite3.Connection | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -90,7 +95,7 @@ class SQLiteSink:
     def from_config(cls, name: str, section: Section, context: BuildContext) -> SQLiteSink:
         path = section.get("path", "lunettes.db", str)
         section.check_unknown()
-        return cls(path)
+        return cls(path, context.results)
 
     def _conn(self) -> sqlite3.Connection:
         """The connection, opened (and the schema created) on first use."""
@@ -106,7 +111,7 @@ class SQLiteSink:
                                        isolation_level="IMMEDIATE", check_same_thread=False)
             _journal_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
-            ensure_schema(self._db)
+            ensure_schema(self._db, self.results)
         return self._db
 
     def export(self, batch: Sequence[PodRecord]) -> None:
@@ -117,7 +122,7 @@ class SQLiteSink:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany(_INSERT, merged_rows(db, batch))
+                db.executemany(_INSERT, merged_rows(db, batch, self.results))
                 db.commit()
             except BaseException:
                 db.rollback()

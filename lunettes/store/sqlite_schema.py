@@ -2,7 +2,9 @@
 
 One row per Pod (``uid`` is the key): the JSON record, plus the columns the API filters and
 sorts on, each with an index. ``at_us`` is the Pod's time (created, else finished, else 0):
-the key of time ranges and of the default sort. :func:`ensure_schema` creates the table or
+the key of time ranges and of the default sort. The SLO and diagnosis columns are read from
+the results playing those roles (:class:`lunettes.model.results.Results`), whatever the
+analyzers are named. :func:`ensure_schema` creates the table or
 upgrades a store written by an older lunettes (adding the columns and filling them from the
 stored records). The writer (:mod:`lunettes.sinks.sqlite`) and the API's reader
 (:mod:`lunettes.api.store`) both open the store through it, so they agree on one schema.
@@ -15,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from lunettes.analyzers.base import DIAGNOSIS, SLO
+from lunettes.model.results import Results
 from lunettes.model.times import parse_time
 
 SCHEMA_VERSION = 3
@@ -79,8 +83,9 @@ CREATE INDEX IF NOT EXISTS pods_slo_summary ON pods (slo_result, namespace, slo_
 """
 
 
-def ensure_schema(db: sqlite3.Connection) -> None:
-    """Create the table and indexes, or upgrade a version-1 store in place.
+def ensure_schema(db: sqlite3.Connection, results: Results | None = None) -> None:
+    """Create the table and indexes, or upgrade a version-1 store in place (its query
+    columns filled by ``results`` as :func:`query_columns` does).
 
     Safe when several processes open one store at once (``lunettes replay --workers N``):
     the work runs in one ``BEGIN IMMEDIATE`` transaction (one writer at a time, the others
@@ -92,7 +97,7 @@ def ensure_schema(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         if _version(db) < SCHEMA_VERSION:
-            _create_or_upgrade(db)
+            _create_or_upgrade(db, results or Results())
         db.commit()
     except BaseException:
         db.rollback()
@@ -107,7 +112,7 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def _create_or_upgrade(db: sqlite3.Connection) -> None:
+def _create_or_upgrade(db: sqlite3.Connection, results: Results) -> None:
     """The schema work of :func:`ensure_schema`, inside its transaction (no
     ``executescript``: it would commit first)."""
     for statement in _statements(SCHEMA):
@@ -121,7 +126,7 @@ def _create_or_upgrade(db: sqlite3.Connection) -> None:
         db.executemany(
             "UPDATE pods SET at_us=?, slo_result=?, slo_class=?, reason=?, platform_s=?, "
             "total_s=? WHERE uid=?",
-            [(*query_columns(orjson.loads(record), created_us=None)[0:6], uid)
+            [(*query_columns(orjson.loads(record), None, results), uid)
              for uid, record in rows])
     for statement in _statements(INDEXES):
         db.execute(statement)
@@ -134,28 +139,30 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def query_columns(record: dict[str, Any], created_us: int | None
+def query_columns(record: dict[str, Any], created_us: int | None,
+                  results: Results | None = None
                   ) -> tuple[int, str, str, str, float | None, float | None]:
-    """(at_us, slo_result, slo_class, reason, platform_s, total_s) of a JSON record."""
+    """(at_us, slo_result, slo_class, reason, platform_s, total_s) of a JSON record: the
+    results playing the SLO and diagnosis roles in ``results`` (None: the results named
+    for those roles)."""
+    results = results or Results()
     at_us = created_us
     if at_us is None:
         for key in ("created", "finished", "last_seen"):
             if record.get(key):
                 at_us = parse_time(record[key])
                 break
-    slo = record.get("slo")
-    slo = slo if isinstance(slo, dict) else {}
-    diagnosis = record.get("diagnosis")
-    diagnosis = diagnosis if isinstance(diagnosis, dict) else {}
+    slo, diagnosis = results.get(record, SLO), results.get(record, DIAGNOSIS)
     return (at_us or 0, str(slo.get("result") or ""), str(slo.get("class") or ""),
             str(diagnosis.get("reason") or ""), _number(slo.get("platform_s")),
             _number(slo.get("total_s")))
 
 
-def row_of(data: dict[str, Any]) -> tuple[Any, ...]:
-    """The row of a JSON record (:meth:`PodRecord.to_dict`), in :data:`COLUMNS` order."""
+def row_of(data: dict[str, Any], results: Results | None = None) -> tuple[Any, ...]:
+    """The row of a JSON record (:meth:`PodRecord.to_dict`), in :data:`COLUMNS` order
+    (``results`` as :func:`query_columns`)."""
     created_us = _optional_time(data.get("created"))
-    columns = query_columns(data, created_us)
+    columns = query_columns(data, created_us, results)
     return (data["uid"], data["namespace"], data["name"], data["node"], created_us,
             _optional_time(data.get("finished")), data["outcome"], int(bool(data["partial"])),
             data["owner_kind"], data["owner_name"], data.get("duration_s"),

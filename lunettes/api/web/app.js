@@ -251,7 +251,7 @@ async function loadPod(uid) {
         h("dt", {}, "created"), h("dd", {class: "mono"}, shortTime(pod.created)),
         h("dt", {}, "finished"), h("dd", {class: "mono"}, shortTime(pod.finished)),
         h("dt", {}, "incarnations"), h("dd", {}, h("a", {href: `#/pods?namespace=${encodeURIComponent(pod.namespace)}&name_prefix=${encodeURIComponent(pod.name)}`}, "Pods with this name"))));
-    root.replaceChildren(head, waterfall(pod, trace.spans), h("div", {class: "grid2"}, diagnosisCard(pod.diagnosis), sloCard(pod.slo)));
+    root.replaceChildren(head, waterfall(pod, trace.spans), h("div", {class: "grid2"}, diagnosisCard(pod[resultKeys.diagnosis]), sloCard(pod[resultKeys.slo])));
     document.title = `${pod.namespace}/${pod.name} – lunettes`;
   } catch (err) { root.replaceChildren(); showError("#pod-error", err); }
 }
@@ -364,7 +364,13 @@ function route() {
   }
 }
 
+// The record keys of the results playing the diagnosis and SLO roles (/info names them;
+// their role names until it answers).
+const resultKeys = {diagnosis: "diagnosis", slo: "slo"};
 window.addEventListener("hashchange", route);
 route();
-api("/info").then((i) => { $("#store-info").textContent = `${i.pods} Pods · ${i.store}`; }).catch(() => {});
+api("/info").then((i) => {
+  $("#store-info").textContent = `${i.pods} Pods · ${i.store}`;
+  for (const r of [...(i.results || [])].reverse()) for (const role of r.roles) resultKeys[role] = r.name;
+}).catch(() => {});
 reasons().then((r) => { $("#reason-codes").replaceChildren(...r.reasons.map((c) => h("option", {value: c.code}))); }).catch(() => {});
