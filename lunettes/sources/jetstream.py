@@ -108,9 +108,9 @@ class JetStreamSource:
         numbers = {k: float(section.get(k, d, (int, float))) for k, d in (
             ("poll_s", 1.0), ("ack_wait_s", 7200.0), ("stall_s", 30.0))}
         section.check_unknown()
-        if consume is not None and not all(
-                type(k) is int and 0 <= k < settings.partitions for k in consume):
-            section.problem("consume", f"partition numbers from 0 to "
+        if consume is not None and not (consume and all(
+                type(k) is int and 0 <= k < settings.partitions for k in consume)):
+            section.problem("consume", f"one or more partition numbers from 0 to "
                                        f"{settings.partitions - 1}, got {consume}")
             consume = None
         if not durable or any(c in durable for c in " .*>"):
