@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from lunettes import registry
 from lunettes.config.errors import Section
-from lunettes.model.audit import AuditRecord
+from lunettes.model.audit import TICK_STAGE, AuditRecord
 from lunettes.registry import BuildContext
 from lunettes.sources.errors import BadRecords
 
@@ -154,7 +154,9 @@ def merged(sources: list[Source], lane_capacity: int = 5_000) -> Iterator[AuditR
                     if not heads and all(lane.done for lane in lanes):
                         return
                     cond.wait(0.05)  # also rechecks sources that went idle
-                lane = min(heads, key=lambda h: h.items[0].received_us)
+                # at one time, records before clock ticks (a tick never passes a record)
+                lane = min(heads, key=lambda h: (h.items[0].received_us,
+                                                 h.items[0].stage is TICK_STAGE))
                 record = lane.items.popleft()
                 cond.notify_all()
             yield record

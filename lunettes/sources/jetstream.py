@@ -19,11 +19,11 @@ delivered to a process that died are so read again at once, not after ``ack_wait
 Until the pipeline asks for a first checkpoint (and for ever when it writes none), the
 consumer is acknowledged as it is read.
 
-Clock messages (one per batch and partition, first) become clock ticks, each passed on
-just before the next event of the lane that followed it in the batch: the lane moves the
-audit clock in the order of the batch, so Pods time out and leave memory as in a file
-replay. The records and ticks of a batch carry the sequence of its clock message as
-their position: a restart reads the batch again from its clock message.
+Every instance also reads the clock subject (one clock message per batch, through its
+own durable consumer ``<durable>-clock-<its first partition>``): a tick for the time of
+every event of the batch that moves the audit clock, so the merge and the reorder window
+see the clock move as in a file replay of the whole stream, whichever partitions the
+instance reads (as ``--workers`` ticks the other workers' records).
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from lunettes.sources.decode import decode_document
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.jetstream_link import (
     CLOCK,
-    INDEX,
     EventLoop,
+    NoAnswer,
     StreamSettings,
     connect,
     ensure_stream,
@@ -84,9 +84,12 @@ class JetStreamSource:
         self.stall_s = stall_s
         self.bad = bad if bad is not None else BadRecords()
         self.resume = resume or {}
-        wanted = range(settings.partitions) if partitions is None else partitions
-        self.readers = {reader.name: reader for reader in (
-            _Partition(self, k) for k in sorted(set(wanted)))}
+        wanted = sorted(set(range(settings.partitions) if partitions is None
+                            else partitions))
+        lanes = [_Lane(self, settings.pod_subject(k), f"{durable}-{k}") for k in wanted]
+        lanes.append(_Lane(self, settings.clock_subject,  # one per instance
+                           f"{durable}-clock-{wanted[0] if wanted else 0}"))
+        self.readers = {lane.name: lane for lane in lanes}
         self._safe: dict[str, int] = {}
         self._checkpointed = any(lane in self.resume for lane in self.readers)
         self._stop = threading.Event()
@@ -184,7 +187,7 @@ class JetStreamSource:
 
     async def _subscribe(self) -> None:
         if self._client is None:
-            self._client = await connect(self.settings)
+            self._client = await connect(self.settings, reconnected=self._reconnected)
         js = self._client.jetstream(timeout=self.settings.timeout_s)
         await ensure_stream(js, self.settings)
         for lane, reader in self.readers.items():
@@ -203,16 +206,22 @@ class JetStreamSource:
                 durable=consumer, stream=self.settings.stream)
 
 
-class _Partition:
-    """One partition as a lane of the merge (a Source of its own)."""
+    async def _reconnected(self) -> None:
+        for lane in self.readers.values():
+            lane.resync = True
+
+
+class _Lane:
+    """One subject (a Pod partition, or the clock) read through its durable consumer, as
+    a lane of the merge (a Source of its own)."""
 
     live = True
 
-    def __init__(self, owner: JetStreamSource, partition: int) -> None:
+    def __init__(self, owner: JetStreamSource, subject: str, consumer: str) -> None:
         self.owner = owner
-        self.partition = partition
-        self.subject = owner.settings.pod_subject(partition)
-        self.name = f"{owner.name}:{self.subject}"
+        self.subject = subject
+        self.consumer = consumer
+        self.name = f"{owner.name}:{subject}"
         self.bad = owner.bad
         self.state, self.error = "starting", ""
         self.subscription: JetStreamContext.PullSubscription | None = None
@@ -220,13 +229,8 @@ class _Partition:
         self.last = 0
         self.delivered = 0
         """The consumer sequence of the last message delivered (a gap: some were lost)."""
-        self.consumer = f"{owner.durable}-{partition}"
-        self.clock: deque[tuple[int, int]] = deque()
-        """(index in the batch, µs) of the batch's records on other subjects, not yet
-        passed on as ticks."""
-        self.batch = 0
-        """The stream sequence of the batch's clock message: the position of its records
-        (a restart reads the batch again whole, clock included)."""
+        self.resync = False
+        """Set on a reconnect: the consumer is reset before the next fetch."""
 
     def checkpoint(self, lane: str, n: int) -> dict[str, Any] | None:
         return self.owner.checkpoint(lane, n)
@@ -241,23 +245,26 @@ class _Partition:
         failing: float | None = None
         while not owner._stop.is_set():
             try:
+                if self.resync:
+                    self._redeliver()
                 messages = loop.run(subscription.fetch(owner.fetch_batch, owner.poll_s),
                                     owner.poll_s + owner.settings.timeout_s)
-            except nats.errors.TimeoutError:  # nothing new
-                self.state, self.error, failing = "following", "", None
-                yield tick(0)  # the pipeline's chance to checkpoint while idle
+            except NoAnswer as exc:
+                failing = self._failing(exc, failing)
                 continue
+            except TimeoutError:  # nats-py's or asyncio's: the fetch found nothing new
+                messages = []
             except (nats.errors.Error, OSError) as exc:
-                self.error = f"{self.subject}: {type(exc).__name__}: {exc}"
-                failing = failing or time.monotonic()
-                if time.monotonic() - failing >= owner.stall_s:
-                    self.state = "stalled"
-                owner._stop.wait(owner.poll_s)
+                failing = self._failing(exc, failing)
                 continue
             failing, self.error = None, ""
+            if not messages:  # nothing new
+                self.state = "following"
+                yield tick(0)  # the pipeline's chance to checkpoint while idle
+                continue
             first = messages[0].metadata.sequence.consumer
             if first != 1 and self.delivered and first != self.delivered + 1:
-                self._redeliver()  # deliveries were lost (a reconnect): read them again
+                self.resync = True  # deliveries were lost
                 continue
             self.delivered = messages[-1].metadata.sequence.consumer
             fresh = [m for m in messages if m.metadata.sequence.stream > self.last]
@@ -271,34 +278,37 @@ class _Partition:
                 self.acknowledge_before(self.last + 1)
             for message in fresh:
                 yield from self._records(message)
-            if caught_up:  # the rest of the batch's clock: nothing of this lane is left
-                yield from self._ticks(None)
         self.state = "done"
 
+    def _failing(self, exc: Exception, since: float | None) -> float:
+        """Note a failed fetch (deliveries may be lost with it: the consumer is reset
+        before the next one), wait ``poll_s``; when the failures began."""
+        owner = self.owner
+        self.resync = True
+        self.error = f"{self.subject}: {type(exc).__name__}: {exc}"
+        since = since or time.monotonic()  # the merge waits for it, unless it stalls
+        self.state = "stalled" if time.monotonic() - since >= owner.stall_s else "reading"
+        owner._stop.wait(owner.poll_s)
+        return since
+
     def _records(self, message: Msg) -> Iterator[AuditRecord]:
-        """A clock message's ticks (from the next event on), or an event's records, in
-        the order of their batch."""
+        """An event's records, or a clock message's ticks."""
         seq = message.metadata.sequence.stream
         origin = f"{self.subject}#{seq}"
-        headers = message.headers or {}
-        if CLOCK in headers:
-            yield from self._ticks(None)  # the previous batch's
-            try:
-                base = int(headers[CLOCK])
-                self.clock.extend((int(i), base + int(d)) for i, d in orjson.loads(
-                    message.data))
-            except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-                self.bad.add("bad_clock_message", origin, str(exc))
-            self.batch = seq
-            return
-        index = headers.get(INDEX, "")
-        yield from self._ticks(int(index) if index.isdigit() else None)
+        position = (self.name, seq)
+        base = (message.headers or {}).get(CLOCK)
         try:
             document = orjson.loads(message.data)
-        except orjson.JSONDecodeError as exc:
-            self.bad.add("not_json", origin, str(exc))
+            if base is not None:
+                for after in document:
+                    record = tick(int(base) + int(after), origin)
+                    record.position = position
+                    yield record
+                return
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            self.bad.add("not_json" if base is None else "bad_clock_message", origin,
+                         str(exc))
             return
-        position = (self.name, self.batch or seq)
         for item in decode_document(document, origin):
             if isinstance(item, BadRecord):
                 self.bad.add(item.reason, origin, str(item))
@@ -306,25 +316,15 @@ class _Partition:
                 item.position = position
                 yield item
 
-    def _ticks(self, before: int | None) -> Iterator[AuditRecord]:
-        """Ticks of the batch's clock before the event at index ``before`` (None: all)."""
-        clock = self.clock
-        while clock and (before is None or clock[0][0] < before):
-            record = tick(clock.popleft()[1], self.subject)
-            record.position = (self.name, self.batch)
-            yield record
-
     def _redeliver(self) -> None:
         """Have JetStream deliver again all after the acknowledged floor (what was read
-        already is then dropped by its sequence)."""
+        already is then dropped by its sequence): after a reconnect or a gap in the
+        delivery sequence, nothing lost in flight stays unread until ``ack_wait_s``."""
         owner, loop, client = self.owner, self.owner._loop, self.owner._client
         assert loop is not None and client is not None
-        self.delivered = 0
-        try:
-            loop.run(client.jetstream().reset_consumer(
-                owner.settings.stream, self.consumer), owner.settings.timeout_s)
-        except (nats.errors.Error, OSError) as exc:  # the next gap tries again
-            self.error = f"{self.subject}: resetting its consumer: {exc}"
+        loop.run(client.jetstream().reset_consumer(owner.settings.stream, self.consumer),
+                 owner.settings.timeout_s)
+        self.resync, self.delivered = False, 0
 
     def acknowledge_before(self, seq: int) -> None:
         """Acknowledge the consumer up to the newest kept message before ``seq``."""

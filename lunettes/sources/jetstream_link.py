@@ -6,13 +6,14 @@ Layout of the stream (``stream``, default ``LUNETTES_AUDIT``, subjects ``<prefix
 - ``<prefix>.pods.<k>``: audit events about Pods (and their Events), partition ``k`` of
   ``partitions`` chosen by the Pod's key with the ``--workers`` function
   (:func:`lunettes.sources.partition.owner`), so every record about one Pod is on one
-  subject. Each batch begins, on every partition, with a clock message (header
-  :data:`CLOCK`): the place in the batch (header :data:`INDEX` of each event) and the
-  time of every record of the batch that moves the audit clock and is not on that
-  partition. A consumer of some partitions so sees the audit clock move exactly as a file
-  replay of the whole stream does: Pods time out and leave memory at the same records.
+  subject.
 - ``<prefix>.apiserver``: every other event (leases, lists, watches, other resources),
   kept for the API-server analysis.
+- ``<prefix>.clock``: one clock message per batch (header :data:`CLOCK`), the time of
+  every event of the batch that moves the audit clock (final stages, and events about
+  Pods), in the batch's order. Every consumer instance reads it besides its partitions,
+  so its audit clock moves as a file replay's does: Pods time out and leave memory at
+  the same records, whichever partitions an instance reads.
 
 Events are stored as the JSON lines a log would hold, with ``Nats-Msg-Id`` set to
 ``auditID/stage``: a batch the API server sends again is stored once (within the stream's
@@ -26,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,12 +40,11 @@ from nats.js.errors import NotFoundError
 
 from lunettes.config.errors import Section
 
-__all__ = ["CLOCK", "INDEX", "EventLoop", "StreamSettings", "connect", "ensure_stream"]
+__all__ = ["CLOCK", "EventLoop", "NoAnswer", "StreamSettings", "connect", "ensure_stream"]
 
 CLOCK = "Lunettes-Clock"
-"""Header of a clock message (µs; its body lists ``[index, µs after it]`` pairs)."""
-INDEX = "Lunettes-Index"
-"""Header of an event: its place in its batch."""
+"""Header of a clock message: a time in µs; its body lists the batch's times as µs after
+it (JSON)."""
 PARTITIONS_KEY = "lunettes.partitions"
 T = TypeVar("T")
 
@@ -69,6 +69,10 @@ class StreamSettings:
     @property
     def apiserver_subject(self) -> str:
         return f"{self.prefix}.apiserver"
+
+    @property
+    def clock_subject(self) -> str:
+        return f"{self.prefix}.clock"
 
     @classmethod
     def from_config(cls, section: Section, config_dir: Path) -> StreamSettings:
@@ -106,11 +110,15 @@ class StreamSettings:
                    str(config_dir / creds_file) if creds_file else "", timeout_s)
 
 
-async def connect(settings: StreamSettings) -> Client:
-    """A connection that reconnects for ever (the pipeline outlives server restarts)."""
+async def connect(settings: StreamSettings,
+                  reconnected: Callable[[], Awaitable[None]] | None = None) -> Client:
+    """A connection that reconnects for ever (the pipeline outlives server restarts),
+    calling ``reconnected`` after each reconnection."""
     options: dict[str, Any] = {"servers": list(settings.servers),
                                "max_reconnect_attempts": -1,
                                "connect_timeout": max(1, int(settings.timeout_s))}
+    if reconnected is not None:
+        options["reconnected_cb"] = reconnected
     if settings.token:
         options["token"] = settings.token
     if settings.creds_file:
@@ -135,6 +143,10 @@ async def ensure_stream(js: JetStreamContext, settings: StreamSettings) -> None:
                          f"{settings.partitions}: set partitions: {found}")
 
 
+class NoAnswer(TimeoutError):
+    """A coroutine run by :meth:`EventLoop.run` did not end in time."""
+
+
 class EventLoop:
     """An asyncio loop on its own daemon thread, for synchronous callers."""
 
@@ -145,12 +157,12 @@ class EventLoop:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
-        """The coroutine's result; TimeoutError (and the coroutine cancelled) after
+        """The coroutine's result; :class:`NoAnswer` (and the coroutine cancelled) after
         ``timeout_s``."""
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         if not concurrent.futures.wait([future], timeout_s).done:
             future.cancel()  # (the coroutine's own TimeoutError is raised as it is)
-            raise TimeoutError(f"no answer within {timeout_s} s")
+            raise NoAnswer(f"no answer within {timeout_s} s")
         return future.result()
 
     def stop(self) -> None:

@@ -1,8 +1,8 @@
 """The webhook receiver's JetStream mode: each acknowledged batch is in the stream.
 
-:meth:`JetStreamPublisher.publish` sends one clock message per Pod partition, then every
-event of the batch to its subject (see :mod:`lunettes.sources.jetstream_link`), and
-answers 200 only once JetStream acknowledged storing all of them. If the stream cannot be
+:meth:`JetStreamPublisher.publish` sends every event of the batch to its subject, then
+the batch's clock message (see :mod:`lunettes.sources.jetstream_link`), and answers 200
+only once JetStream acknowledged storing all of them. If the stream cannot be
 reached, or does not acknowledge within ``timeout_s``, the answer is 503 with
 ``Retry-After`` (the API server sends the batch again; what was stored already is dropped
 by its message id); 429 while more than ``max_pending`` events wait for their
@@ -26,7 +26,6 @@ from lunettes.config.errors import Section
 from lunettes.model.audit import FOLDED_VERBS, AuditRecord
 from lunettes.sources.jetstream_link import (
     CLOCK,
-    INDEX,
     EventLoop,
     StreamSettings,
     connect,
@@ -120,16 +119,15 @@ class JetStreamPublisher:
                        partitions: Sequence[int | None]) -> None:
         js = await self._stream()
         settings = self.settings
-        messages = [(settings.pod_subject(k), payload, headers)
-                    for k, (payload, headers) in enumerate(clocks(records, partitions,
-                                                                  settings.partitions))]
-        for index, (record, line, k) in enumerate(zip(records, lines, partitions,
-                                                      strict=True)):
-            headers = {INDEX: str(index)}
-            if record.audit_id:
-                headers["Nats-Msg-Id"] = f"{record.audit_id}/{record.stage}"
+        messages = []
+        for record, line, k in zip(records, lines, partitions, strict=True):
+            headers = {"Nats-Msg-Id": f"{record.audit_id}/{record.stage}"} \
+                if record.audit_id else None
             subject = settings.apiserver_subject if k is None else settings.pod_subject(k)
             messages.append((subject, line, headers))
+        clock = clock_message(records, partitions)
+        if clock is not None:
+            messages.append((settings.clock_subject, *clock))
         pending = []
         try:
             for subject, payload, headers in messages:  # in order, acknowledged together
@@ -143,21 +141,17 @@ class JetStreamPublisher:
         self.stats["duplicates"] += duplicates
 
 
-def clocks(records: Sequence[AuditRecord], partitions: Sequence[int | None], count: int
-           ) -> list[tuple[bytes, dict[str, str]]]:
-    """The clock message of each Pod partition for one batch: the place in the batch and
-    the time of every record that moves the audit clock (as a file replay sees it: final
-    stages, and records about Pods) and is not on that partition."""
-    moving = [(i, r.received_us, k)
-              for i, (r, k) in enumerate(zip(records, partitions, strict=True))
-              if k is not None or r.stage in _FINAL]
-    base = moving[0][1] if moving else 0
+def clock_message(records: Sequence[AuditRecord], partitions: Sequence[int | None]
+                  ) -> tuple[bytes, dict[str, str]] | None:
+    """The clock message of a batch: the time of every event that moves the audit clock
+    as a file replay sees it (final stages, and events about Pods), in the batch's order;
+    None when none does."""
+    times = [r.received_us for r, k in zip(records, partitions, strict=True)
+             if k is not None or r.stage in _FINAL]
+    if not times:
+        return None
+    headers = {CLOCK: str(times[0])}
     first = next((r for r in records if r.audit_id), None)
-    out = []
-    for partition in range(count):
-        entries = [[i, at - base] for i, at, k in moving if k != partition]
-        headers = {CLOCK: str(base)}
-        if first is not None:  # a batch sent again is stored once
-            headers["Nats-Msg-Id"] = f"{first.audit_id}/{first.stage}/clock/{partition}"
-        out.append((orjson.dumps(entries), headers))
-    return out
+    if first is not None:  # a batch sent again is stored once
+        headers["Nats-Msg-Id"] = f"{first.audit_id}/{first.stage}/clock"
+    return orjson.dumps([t - times[0] for t in times]), headers
