@@ -169,7 +169,8 @@ class Pipeline:
             except OSError as exc:
                 inputs.problem("dead_letter", f"cannot write it: {exc}")
         context = BuildContext(config_dir=config_dir, env=dict(env or {}), bad=bad,
-                               resume=dict(restored.positions) if restored else {})
+                               resume=dict(restored.positions) if restored else {},
+                               checkpointing=checkpointing is not None)
         processors = build_processors(top, context)
         if checkpointing is not None:
             processors.insert(0, checkpointing)

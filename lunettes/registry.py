@@ -32,6 +32,9 @@ class BuildContext:
     env: dict[str, str] = field(default_factory=dict)
     bad: BadRecords = field(default_factory=BadRecords)
     resume: dict[str, Any] = field(default_factory=dict)
+    checkpointing: bool = False
+    """Whether the pipeline writes checkpoints: a source then keeps what a restart from
+    the last one written still needs."""
     results: Results = field(default_factory=lambda: default_results())
     """The analyzers' result entries of the pipeline the sink serves (the shipped
     configuration's when a sink is built on its own)."""

@@ -65,8 +65,9 @@ def register(sub: Any) -> None:
     tls.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
     tls.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
     tls.add_argument("--tls-client-ca", metavar="FILE",
-                     help="require client certificates signed by this CA (mutual TLS) "
-                          "on every connection")
+                     help="require a client certificate signed by this CA (mutual TLS) "
+                          "on the audit webhook; other paths accept connections without "
+                          "one (a certificate shown is verified)")
     api = parser.add_argument_group("API")
     api.add_argument("--api-store", choices=("sqlite", "elasticsearch"), default="sqlite",
                      help="what the API reads: the SQLite store (default) or the indices "
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
         from lunettes.api.app import ServeState, create_app
         from lunettes.api.metrics import PipelineCollector
+        from lunettes.api.tls import peer_certificate_protocol
         from lunettes.api.webhook import add_webhook
         from lunettes.sinks.prometheus import PrometheusSink
     except ImportError as exc:
@@ -181,12 +183,13 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(registry, state, api)
     for source in pipeline.sources:
         if isinstance(source, WebhookSource):
-            add_webhook(app, source)
+            add_webhook(app, source, client_certificate=bool(args.tls_client_ca))
     tls: dict[str, Any] = {}
     if args.tls_cert:
         tls = {"ssl_certfile": args.tls_cert, "ssl_keyfile": args.tls_key}
-        if args.tls_client_ca:
-            tls |= {"ssl_ca_certs": args.tls_client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+        if args.tls_client_ca:  # verified when shown; required by the webhook route only
+            tls |= {"ssl_ca_certs": args.tls_client_ca, "ssl_cert_reqs": ssl.CERT_OPTIONAL,
+                    "http": peer_certificate_protocol()}
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
                                            lifespan="off", **tls))
     try:

@@ -23,7 +23,8 @@ __all__ = ["Source", "build_sources", "merged", "source_overrides"]
 
 STATES = ("starting", "reading", "following", "stalled", "failed", "done")
 """What a source says of itself: ``following`` a live input it has caught up with,
-``stalled`` when it has not been able to read for a while, ``failed`` when it gave up."""
+``stalled`` when it has not been able to read for a while (a webhook: when its spool is
+full), ``failed`` when it gave up."""
 
 
 @runtime_checkable

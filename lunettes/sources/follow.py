@@ -135,6 +135,10 @@ class FollowSource:
         self.stop.set()
         self.wake.set()
 
+    def read_to_end(self) -> set[tuple[int, int]]:
+        """(device, inode) of the rotated files read to their end (safe from any thread)."""
+        return set().union(*(lane.done.copy() for lane in self.lanes))
+
     def checkpoint(self, key: str, n: int) -> dict[str, Any] | None:
         """Where the record at ``n`` of lane ``key`` starts: path, device, inode, offset."""
         lane = next((lane for lane in self.lanes if lane.key == key), None)
@@ -306,13 +310,15 @@ class FollowSource:
             return None
         if (st.st_dev, st.st_ino) == (file.device, file.inode):
             return None
+        # files rotated within one tick of the coarse file clock share an mtime: those
+        # not read yet count as newer, in name order (audit-<time>.log, spool.000002)
         seen = {*lane.done, (file.device, file.inode), (st.st_dev, st.st_ino)}
         final = os.fstat(file.stream.fileno()).st_mtime
         newer = []
         for path in _siblings(lane.path):  # rotated several times since the last look
             with contextlib.suppress(OSError):
                 other = os.stat(path)
-                if (other.st_dev, other.st_ino) not in seen and other.st_mtime > final:
+                if (other.st_dev, other.st_ino) not in seen and other.st_mtime >= final:
                     newer.append((other.st_mtime, path))
         return min(newer)[1] if newer else lane.path
 

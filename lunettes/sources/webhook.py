@@ -11,15 +11,28 @@ the batch is acknowledged once JetStream stored it, and this source yields nothi
 ``nats`` sources of other instances read the stream. The HTTP route is
 :mod:`lunettes.api.webhook`; this module needs no web framework.
 
+The spool rotates at ``spool_max_bytes`` (``webhook.jsonl`` renamed ``webhook.jsonl.<n>``,
+n increasing: ``000001``...). A rotated spool is deleted only once nothing needs it: with
+checkpoints, once a written checkpoint lies in a newer spool (the pipeline asks
+:meth:`WebhookSource.checkpoint` for the position it is about to write; when it asks
+again, that one is written); without, once the reader has read it to its end (a restart
+without checkpoints reads the current spool again, so it deletes the rotated ones left
+behind and counts them in ``bad`` as ``webhook_spool_dropped``). The spools together stay
+under ``spool_limit_bytes``: a batch that would pass it is refused with 503 and
+``Retry-After`` instead of dropping spooled data, and the source says ``stalled``
+(``/readyz``, ``lunettes_source_state``) until a batch is accepted again.
+
 Answers: 200 accepted; 400 not an EventList (counted in ``bad`` as
 ``webhook_invalid_document``); 401 bad or missing token; 413 body (or its gzip content)
 over ``max_body_bytes``; 429 with ``Retry-After`` while more than ``queue_events`` events
-wait to be read (the API server retries with backoff). Events inside a valid EventList
-that cannot be used are counted in ``bad`` and the rest accepted.
+wait to be read (the API server retries with backoff); 503 with ``Retry-After`` while the
+spool is full. Events inside a valid EventList that cannot be used are counted in ``bad``
+and the rest accepted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import threading
@@ -69,9 +82,10 @@ class WebhookSource:
     def __init__(self, spool_dir: str | Path | None, *, name: str = "webhook", path: str =
                  "/audit/webhook", token: str = "", max_body_bytes: int = 32 << 20,
                  queue_events: int = 50_000, retry_after_s: int = 1, fsync: bool = True,
-                 spool_max_bytes: int = 256 << 20, spool_keep: int = 2,
-                 bad: BadRecords | None = None, resume: dict[str, Any] | None = None,
-                 publisher: Publisher | None = None) -> None:
+                 spool_max_bytes: int = 256 << 20, spool_limit_bytes: int = 4 << 30,
+                 checkpointing: bool = False, bad: BadRecords | None = None,
+                 resume: dict[str, Any] | None = None, publisher: Publisher | None = None
+                 ) -> None:
         self.name = name
         self.path = path
         self.token = token
@@ -80,12 +94,19 @@ class WebhookSource:
         self.retry_after_s = retry_after_s
         self.fsync = fsync
         self.spool_max_bytes = spool_max_bytes
-        self.spool_keep = spool_keep
+        self.spool_limit_bytes = spool_limit_bytes
+        self.checkpointing = checkpointing
         self.bad = bad if bad is not None else BadRecords()
         self.error = ""
         self._lock = threading.Lock()
         self._pending = 0
-        self.stats = {"batches": 0, "events": 0, "refused": 0}
+        self.stats = {"batches": 0, "events": 0, "refused": 0, "spool_full": 0,
+                      "spools_deleted": 0}
+        self._written: tuple[int, int] | None = None
+        """The spool file of the last checkpoint written: older ones are not needed."""
+        self._asked: tuple[int, int] | None = None
+        self._full = False
+        self._spool_bytes = 0
         self._wake = threading.Event()
         self.publisher = publisher
         self._closed = threading.Event()
@@ -97,6 +118,15 @@ class WebhookSource:
             self._follow = FollowSource([str(self.spool)], name=name, bad=self.bad,
                                         resume=resume, wake=self._wake, poll_s=1.0,
                                         heartbeat=True)
+            self._written = _identity((resume or {}).get(self._follow.lanes[0].key))
+            self._spool_bytes = self.spool.stat().st_size
+            if not checkpointing:  # no reader reads them: a restart reads the spool anew
+                for old in self._rotated():
+                    self.bad.add("webhook_spool_dropped", str(old),
+                                 f"{old.stat().st_size} bytes spooled by a run that wrote "
+                                 f"no checkpoint: read by it, or lost (use --checkpoint)")
+                    old.unlink()
+            self._prune()
         elif publisher is None:
             raise ValueError("a webhook source needs a spool directory or a publisher")
 
@@ -107,7 +137,8 @@ class WebhookSource:
         it, only the server's TLS client-certificate check guards the receiver),
         ``max_body_bytes`` (32 MiB), ``queue_events`` (50000), ``retry_after_s`` (1),
         ``fsync`` (true), ``spool_max_bytes`` (256 MiB, then the spool rotates) and
-        ``spool_keep`` (2 rotated spools kept). ``nats`` (the stream's settings, see
+        ``spool_limit_bytes`` (4 GiB: the spools together; past it, batches are refused
+        until rotated spools may go). ``nats`` (the stream's settings, see
         :class:`~lunettes.sources.jetstream_link.StreamSettings`) publishes the batches
         to JetStream instead of a spool."""
         jetstream = section.sub("nats") if "nats" in section.data else None
@@ -120,12 +151,15 @@ class WebhookSource:
         token_file = section.get("token_file", None, str)
         numbers = {k: section.get(k, d, int) for k, d in (
             ("max_body_bytes", 32 << 20), ("queue_events", 50_000), ("retry_after_s", 1),
-            ("spool_max_bytes", 256 << 20), ("spool_keep", 2))}
+            ("spool_max_bytes", 256 << 20), ("spool_limit_bytes", 4 << 30))}
         fsync = section.get("fsync", True, bool)
         section.check_unknown()
         for key_name, number in numbers.items():
-            if number < (0 if key_name == "spool_keep" else 1):
+            if number < 1:
                 section.problem(key_name, "must be positive")
+        if numbers["spool_limit_bytes"] <= numbers["spool_max_bytes"]:
+            section.problem("spool_limit_bytes", "must be more than spool_max_bytes (the "
+                                                 "current spool and the rotated ones)")
         token = ""
         if token_file:
             try:
@@ -139,14 +173,15 @@ class WebhookSource:
             return cls(None, name=key, path=path, token=token, bad=context.bad,
                        publisher=publisher, **numbers)
         return cls(context.config_dir / (spool or "."), name=key, path=path, token=token,
-                   fsync=fsync, bad=context.bad, resume=context.resume, **numbers)
+                   fsync=fsync, bad=context.bad, resume=context.resume,
+                   checkpointing=context.checkpointing, **numbers)
 
     # -- the Source contract --------------------------------------------------------------
     @property
     def state(self) -> str:
         if self._follow is None:
             return "done" if self._closed.is_set() else "following"
-        return self._follow.state
+        return "stalled" if self._full else self._follow.state
 
     def __iter__(self) -> Iterator[AuditRecord]:
         if self._follow is None:  # the stream is read by the nats sources
@@ -159,7 +194,15 @@ class WebhookSource:
             yield record
 
     def checkpoint(self, lane: str, n: int) -> dict[str, Any] | None:
-        return self._follow.checkpoint(lane, n) if self._follow is not None else None
+        """The spool position of record ``n``; the pipeline asks for it to write it, so
+        the position it asked for before is written: spools older than it go."""
+        state = self._follow.checkpoint(lane, n) if self._follow is not None else None
+        if state is not None:
+            with self._lock:
+                self._written = self._asked or self._written
+                self._asked = _identity(state)
+                self._prune()
+        return state
 
     def close(self) -> None:
         self._closed.set()
@@ -218,12 +261,19 @@ class WebhookSource:
             with self._lock:
                 self._count(answer.status == 200, len(lines))
             return answer
+        data = b"".join(lines)
         with self._lock:
             if self._pending and self._pending + len(lines) > self.queue_events:
                 self.stats["refused"] += 1
                 return Answer(429, {"message": f"{self._pending} events wait to be read"},
                               {"Retry-After": str(self.retry_after_s)})
-            self._append(b"".join(lines))
+            if self._spooled_bytes() + len(data) > self.spool_limit_bytes:
+                self._prune()
+                if self._spooled_bytes() + len(data) > self.spool_limit_bytes:
+                    return self._spool_full()
+            if self._full:
+                self._full, self.error = False, ""
+            self._append(data)
             self._pending += len(lines)
             self._count(True, len(lines))
         self._wake.set()
@@ -243,24 +293,52 @@ class WebhookSource:
             out.flush()
             if self.fsync:
                 os.fsync(out.fileno())
-            size = out.tell()
-        if size >= self.spool_max_bytes:
-            self._rotate()
+            self._spool_bytes = out.tell()
+        if self._spool_bytes >= self.spool_max_bytes:
+            rotated = self._rotated()
+            number = int(rotated[-1].name.rsplit(".", 1)[1]) + 1 if rotated else 1
+            self.spool.rename(self.spool.with_name(f"{SPOOL}.{number:06d}"))
+            self.spool.touch()
+            self._spool_bytes = 0
+            self._prune()
 
-    def _rotate(self) -> None:
-        folder = self.spool.parent
-        for n in range(self.spool_keep, 0, -1):
-            older = folder / f"{SPOOL}.{n}"
-            if older.exists():
-                if n == self.spool_keep:
-                    older.unlink()
-                else:
-                    older.rename(folder / f"{SPOOL}.{n + 1}")
-        if self.spool_keep:
-            self.spool.rename(folder / f"{SPOOL}.1")
-        else:
-            self.spool.unlink()
-        self.spool.touch()
+    def _rotated(self) -> list[Path]:
+        """The rotated spools, oldest first."""
+        numbered = [(int(p.name.rsplit(".", 1)[1]), p)
+                    for p in self.spool.parent.glob(f"{SPOOL}.*")
+                    if p.name.rsplit(".", 1)[1].isdigit()]
+        return [p for _, p in sorted(numbered)]
+
+    def _spooled_bytes(self) -> int:
+        total = self._spool_bytes
+        for path in self._rotated():
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size
+        return total
+
+    def _prune(self) -> None:
+        """Delete the rotated spools nothing needs any more (see the module docstring)."""
+        read = self._follow.read_to_end() if self._follow is not None else set()
+        for path in self._rotated():
+            try:
+                identity = _identity(path.stat())
+            except FileNotFoundError:
+                continue
+            if self.checkpointing:
+                if identity == self._written or self._written is None:
+                    return  # the written checkpoint's spool, and every newer one, stay
+            elif identity not in read:
+                return
+            path.unlink()
+            self.stats["spools_deleted"] += 1
+
+    def _spool_full(self) -> Answer:
+        self._full = True
+        self.stats["spool_full"] += 1
+        self.error = (f"spool full: {self._spooled_bytes()} bytes in {self.spool.parent} "
+                      f"(spool_limit_bytes {self.spool_limit_bytes}) until rotated spools "
+                      f"may go")
+        return Answer(503, {"message": self.error}, {"Retry-After": str(self.retry_after_s)})
 
     @staticmethod
     def unauthorized() -> Answer:
@@ -275,6 +353,15 @@ class WebhookSource:
     def _invalid(self, why: str) -> Answer:
         self.bad.add("webhook_invalid_document", self.name, why)
         return Answer(400, {"message": why})
+
+
+def _identity(state: Any) -> tuple[int, int] | None:
+    """(device, inode) of a checkpoint's position or of a stat result."""
+    if isinstance(state, os.stat_result):
+        return state.st_dev, state.st_ino
+    if isinstance(state, dict) and "device" in state and "inode" in state:
+        return int(state["device"]), int(state["inode"])
+    return None
 
 
 def _publisher(section: Section, jetstream: Section, context: BuildContext,
