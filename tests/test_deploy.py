@@ -6,7 +6,6 @@ subcommands and options, probes paths lunettes serves, and the configuration val
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shlex
@@ -318,78 +317,87 @@ def test_kubernetes_manifests() -> None:
     labels = spec["template"]["metadata"]["labels"]
     assert spec["selector"]["matchLabels"].items() <= labels.items()
     assert pod["automountServiceAccountToken"] is False
-    containers = {c["name"]: c for c in pod["containers"]}
-    assert set(containers) == {"lunettes", "audit-reader"}
-    for container in containers.values():
-        security = container["securityContext"]
-        assert security["readOnlyRootFilesystem"] is True
-        assert security["allowPrivilegeEscalation"] is False
-        assert security["capabilities"]["drop"] == ["ALL"]
-        assert container["resources"]["requests"] and container["resources"]["limits"]
-        assert container["command"][:2] == ["tini", "--"]
-    container = containers["lunettes"]
-    assert container["securityContext"]["runAsNonRoot"] is True
-    assert container["securityContext"]["runAsUser"] != 0
+    (container,) = pod["containers"]
+    check_container(container)
+    # root only to read the API server's 0600 log as its owner: no capability at all
+    assert container["securityContext"]["runAsUser"] == 0
+    check_probes_and_scrape(spec["template"], container)
 
-    # Probes on paths lunettes serve, on the container's named port.
+    # The command: `lunettes serve --follow LOG --checkpoint FILE`, each on its volume.
+    args = serve_args(container)
+    assert args.follow and not args.webhook
+    assert args.port in ports_of(container).values() and args.host == "0.0.0.0"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert {m["name"] for m in mounts.values()} == set(volumes)
+    config_mount = mounts[args.config.as_posix()]
+    generator = load(K8S / "kustomization.yaml")["configMapGenerator"][0]["name"]
+    assert volumes[config_mount["name"]]["configMap"]["name"] == generator
+    (log,) = args.paths
+    audit_dir = Path(log).parent.as_posix()
+    assert mounts[audit_dir]["readOnly"] is True
+    assert volumes[mounts[audit_dir]["name"]]["hostPath"]["path"] == audit_dir
+    data = Path(args.checkpoint).parent.as_posix()
+    assert data == "/var/lib/lunettes"  # where pipeline.yaml puts the store and spools
+    assert volumes[mounts[data]["name"]]["hostPath"]["type"] == "DirectoryOrCreate"
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+
+    service = found["Service"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= set(ports_of(container))
+
+
+def check_container(container: dict[str, Any]) -> None:
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in security["capabilities"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["command"] == ["tini", "--", "lunettes"]
+
+
+def ports_of(container: dict[str, Any]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container["ports"]}
+
+
+def serve_args(container: dict[str, Any]) -> Any:
+    """The container's command, parsed by the real lunettes command line."""
+    args = lunettes_args(container["args"])
+    assert args.command == "serve"
+    assert args.checkpoint and args.checkpoint.startswith("/var/lib/lunettes/")
+    return args
+
+
+def check_probes_and_scrape(template: dict[str, Any], container: dict[str, Any],
+                            scheme: str = "HTTP") -> None:
+    """Probes and the scrape annotation on paths lunettes serves, on the named port."""
     served = served_paths()
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    ports = ports_of(container)
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     for probe in ("livenessProbe", "readinessProbe"):
         get = container[probe]["httpGet"]
         assert "get" in served[get["path"]] and get["port"] in ports
-    annotations = spec["template"]["metadata"]["annotations"]
+        assert get.get("scheme", "HTTP") == scheme
+    annotations = template["metadata"]["annotations"]
     assert "get" in served[annotations["prometheus.io/path"]]
     assert int(annotations["prometheus.io/port"]) in ports.values()
-
-    # The commands: a real `lunettes serve -` reading the FIFO the reader's tail -F feeds.
-    serve = next(shlex.split(c) for c in shell_commands(container) if "lunettes" in c)
-    args = lunettes_args(serve[serve.index("lunettes") + 1:serve.index("-") + 1])
-    assert args.command == "serve" and args.paths == ["-"]
-    assert args.port in ports.values() and args.host == "0.0.0.0"
-    tail = next(shlex.split(c) for c in shell_commands(containers["audit-reader"])
-                if "tail" in c)
-    assert "-F" in tail and tail[-2] == ">"
-    fifo = tail[-1]
-    assert f"3<>{fifo}" in container["args"][0]
-
-    # Every mount has its volume; the config, the writable data dir, the FIFO, the logs.
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    reader_mounts = {m["mountPath"]: m for m in containers["audit-reader"]["volumeMounts"]}
-    assert {m["name"] for m in [*mounts.values(), *reader_mounts.values()]} == set(volumes)
-    config_mount = mounts[args.config.as_posix()]
-    generator = load(K8S / "kustomization.yaml")["configMapGenerator"][0]["name"]
-    assert volumes[config_mount["name"]]["configMap"]["name"] == generator
-    assert "emptyDir" in volumes[mounts["/var/lib/lunettes"]["name"]]
-    assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
-    fifo_dir = Path(fifo).parent.as_posix()
-    assert mounts[fifo_dir]["name"] == reader_mounts[fifo_dir]["name"]
-    audit_dir = Path(tail[-3]).parent.as_posix()
-    assert audit_dir not in mounts  # only the reader sees the log
-    assert reader_mounts[audit_dir]["readOnly"] is True
-    assert volumes[reader_mounts[audit_dir]["name"]]["hostPath"]["path"] == audit_dir
-
-    service = found["Service"]
-    assert service["spec"]["selector"].items() <= labels.items()
-    assert {p["targetPort"] for p in service["spec"]["ports"]} <= set(ports)
+    assert annotations.get("prometheus.io/scheme", "http") == scheme.lower()
 
 
-def shell_commands(container: dict[str, Any]) -> list[str]:
-    """The commands of a container's ``sh -c`` script."""
-    assert container["command"][-2:] == ["sh", "-c"]
-    return [c.strip() for c in container["args"][0].split(";") if c.strip()]
+def kustomize(directory: Path) -> dict[str, dict[str, Any]]:
+    out = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return {d["kind"]: d for d in yaml.safe_load_all(out.stdout) if d}
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None,
                     reason="kubectl is not installed (.ci/run installs kubernetes-client)")
 def test_kubectl_kustomize_builds(tmp_path: Path) -> None:
     """With any kubectl from Debian's (kubernetes-client 1.20, kustomize v2) on."""
-    out = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    docs = {d["kind"]: d for d in yaml.safe_load_all(out.stdout) if d}
+    docs = kustomize(K8S)
     assert set(docs) == {"Namespace", "ConfigMap", "Service", "Deployment"}
     config_map = docs["ConfigMap"]
     assert set(config_map["data"]) == {"pipeline.yaml", "stages.yaml", "diagnosis.yaml",
@@ -400,10 +408,54 @@ def test_kubectl_kustomize_builds(tmp_path: Path) -> None:
                for d in docs.values())
     assert all(d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "lunettes"
                for d in docs.values())
+    (container,) = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert serve_args(container).follow
     # The files of the ConfigMap, written out, are a configuration lunettes accepts.
     for name, text in config_map["data"].items():
         (tmp_path / name).write_text(text)
     assert main(["validate-config", str(tmp_path)]) == 0
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None,
+                    reason="kubectl is not installed (.ci/run installs kubernetes-client)")
+def test_the_webhook_variant_receives_over_mutual_tls_with_its_checkpoint_on_a_claim(
+        ) -> None:
+    """deploy/kubernetes-webhook: the base patched into `lunettes serve --webhook
+    --checkpoint` over mutual TLS, non-root, on any node, its data on a claim."""
+    docs = kustomize(DEPLOY / "kubernetes-webhook")
+    assert set(docs) == {"Namespace", "ConfigMap", "Service", "Deployment",
+                         "PersistentVolumeClaim"}
+    assert all(d["metadata"].get("namespace", "lunettes") == "lunettes"
+               for d in docs.values())
+    template = docs["Deployment"]["spec"]["template"]
+    pod = template["spec"]
+    assert "nodeSelector" not in pod and "tolerations" not in pod
+    (container,) = pod["containers"]
+    check_container(container)
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["runAsUser"] != 0
+    # the probes and Prometheus need no client certificate (only the webhook does)
+    check_probes_and_scrape(template, container, scheme="HTTPS")
+    args = serve_args(container)
+    assert args.webhook and not args.follow and not args.paths
+    assert args.port in ports_of(container).values() and args.host == "0.0.0.0"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert {m["name"] for m in mounts.values()} == set(volumes)
+    assert volumes[mounts[args.config.as_posix()]["name"]]["configMap"]["name"] == (
+        docs["ConfigMap"]["metadata"]["name"])
+    data = volumes[mounts["/var/lib/lunettes"]["name"]]
+    assert data["persistentVolumeClaim"]["claimName"] == (
+        docs["PersistentVolumeClaim"]["metadata"]["name"])
+    assert args.webhook_spool.startswith("/var/lib/lunettes/")
+    tls_files = {args.tls_cert, args.tls_key, args.tls_client_ca}
+    (tls_dir,) = {Path(f).parent.as_posix() for f in tls_files}
+    assert "secret" in volumes[mounts[tls_dir]["name"]] and mounts[tls_dir]["readOnly"]
+    service = docs["Service"]
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= set(ports_of(container))
+    kubeconfig = load(DEPLOY / "audit-webhook.kubeconfig")
+    server = kubeconfig["clusters"][0]["cluster"]["server"]
+    assert server.startswith("https://") and f":{args.port}/audit/webhook" in server
 
 
 # -- Filebeat ------------------------------------------------------------------------------
@@ -431,88 +483,63 @@ def test_filebeat_ships_the_audit_log_through_the_ingest_pipeline() -> None:
                 assert not value.startswith("kubernetes.") or value.startswith(target), value
 
 
-def test_the_pods_reader_feeds_lunettes_through_the_fifo(tmp_path: Path) -> None:
-    """The two containers' scripts, run here as they are (paths and port made local):
-    lunettes reads what `tail -F` writes into the FIFO, across a log rotation and a restart
-    of the reader, whose end never ends lunettes' input."""
+def test_the_manifests_command_follows_the_log_and_resumes_after_kill_9(
+        tmp_path: Path) -> None:
+    """The container's command, run here as it is (paths and port made local): lunettes
+    follows the log across a rotation, and after kill -9 resumes from its checkpoint on the
+    data volume instead of reading the log again from its start."""
     pytest.importorskip("fastapi", reason="needs the serve extra")
     import gzip
-    import os
-    import signal
     import socket
     import sys
-    import time
 
     import httpx
+    from api_server import SAMPLE, wait_for
+    from test_serve import process
 
-    pod = manifests()["Deployment"]["spec"]["template"]["spec"]
-    scripts = {c["name"]: c["args"][0] for c in pod["containers"]}
-    run, logs, config = tmp_path / "fifo", tmp_path / "apiserver", tmp_path / "config"
-    run.mkdir()
+    (container,) = manifests()["Deployment"]["spec"]["template"]["spec"]["containers"]
+    logs, data, config = tmp_path / "apiserver", tmp_path / "data", tmp_path / "config"
     logs.mkdir()
+    data.mkdir()
     shutil.copytree(DEFAULT_CONFIG_DIR, config)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    local = {"/etc/lunettes": str(config), "0.0.0.0": "127.0.0.1", "8080": str(port)}
+    argv = []
+    for arg in container["args"]:
+        for old, new in (("/var/log/kubernetes/audit", str(logs)),
+                         ("/var/lib/lunettes", str(data))):
+            arg = arg.replace(old, new)
+        argv.append(local.get(arg, arg))
+    assert not [a for a in argv if a.startswith(("/var/", "/etc/"))], argv
+    command = [sys.executable, "-m", "lunettes.cli.main", *argv, "--no-store"]
 
-    def local(script: str) -> str:
-        for old, new in (("/run/audit", str(run)), ("/var/log/kubernetes/audit", str(logs)),
-                         ("--config /etc/lunettes", f"--config {config} --no-store"),
-                         ("--host 0.0.0.0 --port 8080", f"--host 127.0.0.1 --port {port}"),
-                         ("exec lunettes ", f"exec {sys.executable} -m lunettes.cli.main ")):
-            script = script.replace(old, new)
-        for container_only in ("/run/audit", "/var/log/kubernetes", "/etc/lunettes", "0.0.0.0"):
-            assert container_only not in script, script
-        return script
-
-    def start(name: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(["sh", "-c", local(scripts[name])], start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=(tmp_path / name).open("wb"))
-
-    def metric(name: str) -> float:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-        found = re.search(rf"^{name} (\S+)$", text, re.M)
+    def read() -> float:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        found = re.search(r"^lunettes_audit_records_read_total (\S+)$", text, re.M)
         return float(found[1]) if found else -1.0
 
-    def wait(check: Any, what: str, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                if check():
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}: {(tmp_path / 'lunettes').read_text()}")
-
-    sample = Path(__file__).resolve().parents[1] / "lunettes" / "data" / "sample-audit.jsonl.gz"
-    lines = gzip.decompress(sample.read_bytes()).splitlines(keepends=True)[:3500]
+    lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)[:3500]
     log = logs / "audit.log"
     log.write_bytes(b"".join(lines[:2000]))
-    read = "lunettes_audit_records_read_total"
-    processes = [start("lunettes"), start("audit-reader")]
-    try:
-        wait(lambda: metric(read) == 2000, "the log read through the FIFO")
-        log.rename(logs / "audit-2026-01-01T00-30-00.000.log")  # the API server rotates
+    checkpoint = data / "checkpoint.json"
+    with process(command, tmp_path / "first.log", tmp_path) as first:
+        wait_for(lambda: read() == 2000, "the log read", 120)
+        rotated = logs / "audit-2026-01-01T00-30-00.000.log"
+        log.rename(rotated)  # the API server rotates
         log.write_bytes(b"".join(lines[2000:3000]))
-        wait(lambda: metric(read) == 3000, "the rotated log followed")
-        os.killpg(processes[1].pid, signal.SIGKILL)  # the reader dies...
-        processes[1].wait(10)
-        time.sleep(0.5)
-        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
-        assert health["phase"] != "done", health  # ...and lunettes' input goes on
-        processes[1] = start("audit-reader")  # the kubelet restarts it
-        with log.open("ab") as out:
-            out.write(b"".join(lines[3000:3500]))
-        wait(lambda: metric(read) >= 3500, "the restarted reader's lines")
-        assert processes[0].poll() is None
-    finally:
-        for proc in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in processes:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        wait_for(lambda: read() == 3000, "the rotated log followed", 120)
+        wait_for(checkpoint.exists, "a checkpoint on the data volume", 60)
+        first.kill()
+        first.wait(30)
+    with log.open("ab") as out:
+        out.write(b"".join(lines[3000:3500]))
+    saved = next(iter(json.loads(checkpoint.read_text())["positions"].values()))
+    files = [rotated, log]  # oldest first
+    at = next(k for k, f in enumerate(files) if f.stat().st_ino == saved["inode"])
+    again = files[at].read_bytes()[saved["offset"]:].count(b"\n") + sum(
+        f.read_bytes().count(b"\n") for f in files[at + 1:])
+    assert again < 3500  # resumed where the Pods then in flight began
+    with process(command, tmp_path / "second.log", tmp_path):
+        wait_for(lambda: read() == again, "the restart to read from its checkpoint", 120)

@@ -35,7 +35,8 @@ def add_bad_limit_args(parser: argparse.ArgumentParser) -> None:
                              f"bad (default: {DEFAULT_MAX_BAD_RATIO:g}, 1%%; 1 never)")
 
 
-def add_dead_letter_arg(parser: argparse.ArgumentParser) -> None:
+def add_dead_letter_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup
+                        ) -> None:
     parser.add_argument("--dead-letter", metavar="FILE",
                         help="append every bad record (and every late one) to FILE as JSON "
                              "lines: where, why, the line redacted (overrides "

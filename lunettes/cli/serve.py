@@ -27,48 +27,53 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("serve", help="serve the API, the web page and Prometheus "
                                           "metrics, reading audit logs in the background",
                             description=__doc__)
-    parser.add_argument("paths", nargs="*", metavar="PATH",
-                        help="audit log files (.gz too), directories, or - for stdin "
-                             "(default: the sources of pipeline.yaml; none: serve what the "
-                             "store already holds)")
     add_config_arg(parser)
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080,
-                        help="port to listen on; 0 picks a free one (default: 8080)")
-    parser.add_argument("--follow", action="store_true",
-                        help="keep reading the files as they grow (plain files only)")
-    parser.add_argument("--batch-size", type=int, default=1, metavar="N",
-                        help="pod records handed to the sinks at once (default: 1, so "
-                             "metrics move as soon as a Pod is final)")
-    parser.add_argument("--store", metavar="PATH",
-                        help="SQLite store file (overrides sinks.sqlite.path)")
-    parser.add_argument("--no-store", action="store_true", help="do not write the store")
-    parser.add_argument("--otlp-endpoint", metavar="URL", help="also export traces over OTLP")
-    parser.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"),
-                        help="OTLP protocol (default: grpc)")
-    hook = parser.add_argument_group("audit webhook (kube-apiserver --audit-webhook-*)")
-    hook.add_argument("--webhook", action="store_true",
+    given = parser.add_argument_group("input")
+    given.add_argument("paths", nargs="*", metavar="PATH",
+                       help="audit log files (.gz too), directories, or - for stdin "
+                            "(default: the sources of pipeline.yaml; none: serve what the "
+                            "store already holds)")
+    add_dead_letter_arg(given)
+    live = parser.add_argument_group(
+        "live", "follow growing logs or receive kube-apiserver's audit webhook "
+                "(--audit-webhook-*), and resume after a restart")
+    live.add_argument("--follow", action="store_true",
+                      help="keep reading the files as they grow (plain files only)")
+    live.add_argument("--webhook", action="store_true",
                       help="receive EventList batches at POST /audit/webhook (the webhook "
                            "source of pipeline.yaml, added when absent)")
-    hook.add_argument("--webhook-spool", metavar="DIR",
+    live.add_argument("--webhook-spool", metavar="DIR",
                       help="where acknowledged batches are kept until read (default: "
                            "lunettes-spool)")
-    hook.add_argument("--webhook-token-file", metavar="FILE",
+    live.add_argument("--webhook-token-file", metavar="FILE",
                       help="require Authorization: Bearer <the token in FILE> on the "
                            "receiver")
-    add_dead_letter_arg(parser)
-    parser.add_argument("--checkpoint", metavar="FILE",
-                        help="resume from this checkpoint and keep it current (follow and "
-                             "webhook sources; overrides checkpoint.path)")
-    tls = parser.add_argument_group("TLS")
-    tls.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
-    tls.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
-    tls.add_argument("--tls-client-ca", metavar="FILE",
+    live.add_argument("--checkpoint", metavar="FILE",
+                      help="resume from this checkpoint and keep it current (follow and "
+                           "webhook sources; overrides checkpoint.path)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--store", metavar="PATH",
+                        help="SQLite store file (overrides sinks.sqlite.path)")
+    output.add_argument("--no-store", action="store_true", help="do not write the store")
+    output.add_argument("--otlp-endpoint", metavar="URL",
+                        help="also export traces over OTLP")
+    output.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"),
+                        help="OTLP protocol (default: grpc)")
+    output.add_argument("--batch-size", type=int, default=1, metavar="N",
+                        help="pod records handed to the sinks at once (default: 1, so "
+                             "metrics move as soon as a Pod is final)")
+    api = parser.add_argument_group("API", "the listener: /api/v1, the web page, /metrics, "
+                                           "/healthz, /readyz and the webhook")
+    api.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default: 127.0.0.1)")
+    api.add_argument("--port", type=int, default=8080,
+                     help="port to listen on; 0 picks a free one (default: 8080)")
+    api.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
+    api.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
+    api.add_argument("--tls-client-ca", metavar="FILE",
                      help="require a client certificate signed by this CA (mutual TLS) "
                           "on the audit webhook; other paths accept connections without "
                           "one (a certificate shown is verified)")
-    api = parser.add_argument_group("API")
     api.add_argument("--api-store", choices=("sqlite", "elasticsearch"), default="sqlite",
                      help="what the API reads: the SQLite store (default) or the indices "
                           "of the pipeline's elasticsearch sink")
