@@ -41,7 +41,7 @@ def test_machine_and_command(results: dict) -> None:
 
 
 def test_throughput_against_the_floor(results: dict) -> None:
-    for group in ("sizes", "metadata"):
+    for group in ("sizes", "metadata", "pods_only"):
         (row,) = results[group].values()
         assert row["events"] == 10_000
         assert row["floor_events_per_s"] > 0 and row["replay_events_per_s"] > 0
@@ -73,11 +73,16 @@ def test_profile_and_workers(results: dict) -> None:
     assert runs[1]["pods"] == runs[2]["pods"] == results["sizes"]["10000"]["pods"]
     assert runs[2]["records"] == runs[1]["records"]
     assert runs[2]["otlp"]["spans"] == runs[1]["otlp"]["spans"]
+    # CPU of each process, for the projection to more cores
+    assert len(runs[2]["workers_cpu_seconds"]) == 2
+    assert all(c > 0 for c in runs[2]["workers_cpu_seconds"])
+    assert runs[2]["prescan_cpu_seconds"] > 0 and runs[2]["projected_speedup"] > 0
 
 
 def test_verdict_and_docs(results: dict) -> None:
-    assert set(results["verdict"]) == {"ratio_to_floor_met", "bytes_per_inflight_pod_met",
-                                       "linear_time", "flat_memory_for_finished_pods"}
+    assert set(results["verdict"]) == {
+        "ratio_to_floor_met", "ratio_to_floor_all_pod_log_met", "workers_2_speedup_met",
+        "bytes_per_inflight_pod_met", "linear_time", "flat_memory_for_finished_pods"}
     docs = results["_docs"]
     assert docs.startswith("# Benchmarks") and docs.rstrip().endswith("after")
     assert "STALE-RESULTS" not in docs and "events/s" in docs and "Workers" in docs

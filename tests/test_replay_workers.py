@@ -92,15 +92,53 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def truth_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    """A simulated log of every scenario written by three API servers (records out of
+    order, some twice), with the simulator's ground truth."""
+    work = tmp_path_factory.mktemp("truth")
+    log, truth = work / "audit.log", work / "truth.jsonl"
+    with redirect_stderr(io.StringIO()):
+        assert main(["simulate", "-o", str(log), "--truth", str(truth), "--pods", "120",
+                     "--scenarios", "all=1", "--duration", "240", "--rate", "5",
+                     "--apiservers", "3", "--skew", "4", "--duplicates", "0.02",
+                     "--request-received", "0.2", "--seed", "23", "-q"]) == 0
+    return log, [orjson.loads(line) for line in truth.read_bytes().splitlines()]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_prescanned_workers_write_one_process_records_and_the_truth(
+        truth_log: tuple[Path, list[dict[str, Any]]], tmp_path: Path, workers: int) -> None:
+    log, truth = truth_log
+    one = replay(str(log), "--format", "jsonl", "--store", str(tmp_path / "1.db"),
+                 "--workers", "1")
+    many = replay(str(log), "--format", "jsonl", "--store", str(tmp_path / "n.db"),
+                  "--workers", str(workers))
+    assert one.rc == many.rc == 0
+    records = {r["uid"]: r for r in map(orjson.loads, many.out.splitlines())}
+    assert stored(tmp_path / "n.db") == stored(tmp_path / "1.db") == records
+    assert many.summary == one.summary
+    for row in truth:  # the simulator's own account of each Pod
+        record = records[row["uid"]]
+        assert record["outcome"] == row["outcome"], row["scenario"]
+        assert {(s["name"], s["instance"]): (s["start"], s["end"])
+                for s in record["stages"]} == {
+            (s["name"], s["instance"]): (s["start"], s["end"]) for s in row["stages"]}, \
+            row["scenario"]
+    assert len(records) == len(truth)
+
+
+@pytest.fixture(scope="module")
 def sample_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, tuple[Run, Path]]]:
     work = tmp_path_factory.mktemp("sample")
     yield {n: (replay(SAMPLE, "--format", "jsonl", "--store", str(work / f"{n}.db"),
                       "--workers", str(n)), work / f"{n}.db")
-           for n in (1, 2)}
+           for n in (1, 2, 3)}
 
 
-def test_sample_with_two_workers(sample_runs: dict[int, tuple[Run, Path]]) -> None:
-    (one, one_db), (two, two_db) = sample_runs[1], sample_runs[2]
+@pytest.mark.parametrize("workers", [2, 3])
+def test_sample_with_several_workers(sample_runs: dict[int, tuple[Run, Path]],
+                                     workers: int) -> None:
+    (one, one_db), (two, two_db) = sample_runs[1], sample_runs[workers]
     assert one.rc == two.rc == 0
     lines = [orjson.loads(line) for line in two.out.splitlines()]
     jsonl = {r["uid"]: r for r in lines}

@@ -19,6 +19,7 @@ from lunettes.model.times import parse_time
 from lunettes.processors.bodies import meta
 from lunettes.sources.files import FileSource
 from lunettes.sources.partition import Partition
+from lunettes.sources.prescan import Prescan
 
 
 def _read(*paths: str) -> tuple[list, FileSource]:
@@ -175,11 +176,47 @@ def test_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(records) == 5
 
 
-def test_partition_gives_each_record_to_one_worker_and_each_pod_to_one() -> None:
+def _worker(path: str, index: int, workers: int, prescanned: bool) -> list[AuditRecord]:
+    """What worker ``index`` of ``workers`` reads: the whole file itself, or the items a
+    pre-scan sent it."""
+    feed = [batch[index] for batch in Prescan([path], workers)] if prescanned else None
+    return list(FileSource([path], partition=Partition(index, workers), feed=feed))
+
+
+def test_prescan_hands_each_line_to_one_worker_and_its_time_to_the_others() -> None:
+    path = str(SAMPLE)
+    scan = Prescan([path], 3)
+    batches = list(scan)
+    with gzip.open(path) as stream:
+        lines = stream.read().splitlines()
+    assert scan.lines == len(lines) and len(batches) > 10
+    owners: dict[int, list[int]] = {}
+    ticks = [0, 0, 0]
+    for batch in batches:
+        for index, items in enumerate(batch):
+            for item in items:
+                if type(item) is int:
+                    ticks[index] += 1
+                elif item[0] in ("o", "s", "a"):
+                    owners.setdefault(item[1], []).append(index)
+    assert sorted(owners) == list(range(1, len(lines) + 1))
+    # one worker each, but for the few lines whose bytes do not tell (every worker's)
+    assert all(v in ([0], [1], [2], [0, 1, 2]) for v in owners.values())
+    assert sum(len(v) == 3 for v in owners.values()) < len(lines) / 100
+    assert {v[0] for v in owners.values() if len(v) == 1} == {0, 1, 2}
+    finals = sum(b'"stage":"ResponseComplete"' in line for number, line
+                 in enumerate(lines, 1) if len(owners[number]) == 1)
+    # every worker sees the time of each final line it does not own
+    assert sum(ticks) == 2 * finals
+
+
+@pytest.mark.parametrize("prescanned", [False, True], ids=["reading", "prescanned"])
+def test_partition_gives_each_record_to_one_worker_and_each_pod_to_one(
+        prescanned: bool) -> None:
     path = str(SAMPLE)
     single = [r for r in FileSource([path]) if r.stage != SKIPPED_STAGE]
     workers = 3
-    parts = [list(FileSource([path], partition=Partition(k, workers))) for k in range(workers)]
+    parts = [_worker(path, k, workers, prescanned) for k in range(workers)]
     decoded = [[r for r in part if r.stage not in (TICK_STAGE, SKIPPED_STAGE)]
                for part in parts]
     # every record decoded exactly once over the workers; every line counted once

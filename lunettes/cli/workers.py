@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import threading
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,6 +39,7 @@ from lunettes.sinks.spool import default_dir
 from lunettes.sources.errors import BadRecords, LateRecords
 from lunettes.sources.files import MAX_LINE_BYTES, FileSource
 from lunettes.sources.partition import Partition
+from lunettes.sources.prescan import Prescan
 
 __all__ = ["WORKER_SINKS", "Job", "Report", "TimeOrdered", "WorkerFailed", "own_spools",
            "run_workers",
@@ -74,6 +77,7 @@ class Job:
     count: int
     send_records: bool = False
     progress: bool = False
+    max_line_bytes: int = MAX_LINE_BYTES
 
 
 @dataclass
@@ -84,6 +88,10 @@ class Report:
     bad: BadRecords = field(default_factory=BadRecords)
     lines: int = 0
     late: LateRecords = field(default_factory=LateRecords)
+    cpu_s: list[float] = field(default_factory=list)
+    """Each worker's CPU seconds, in worker order."""
+    prescan_cpu_s: float = 0.0
+    """The parent's pre-scan thread's CPU seconds."""
 
 
 class WorkerFailed(Exception):
@@ -134,15 +142,25 @@ def run_workers(job: Job, on_records: Callable[[list[PodRecord]], None] | None =
     procs: list[BaseProcess] = []
     readers: dict[Connection, int] = {}
     reports: dict[int, Report] = {}
+    feeds: list[Connection] = []
+    scan = Prescan(job.paths, job.count, job.max_line_bytes, on_bytes)
+    scan_cpu: list[float] = []
+    scan_errors: list[BaseException] = []
+    feeder = threading.Thread(target=_feed, args=(scan, feeds, scan_cpu, scan_errors),
+                              name="lunettes-prescan", daemon=True)
     try:
         for index in range(job.count):
             reader, writer = context.Pipe(duplex=False)
-            proc = context.Process(target=_work, args=(job, index, writer),
+            feed_reader, feed_writer = context.Pipe(duplex=False)
+            proc = context.Process(target=_work, args=(job, index, writer, feed_reader),
                                    name=f"lunettes-worker-{index + 1}", daemon=True)
             proc.start()
             writer.close()
+            feed_reader.close()
             procs.append(proc)
             readers[reader] = index
+            feeds.append(feed_writer)
+        feeder.start()
         while readers:
             for ready in wait(list(readers)):
                 assert isinstance(ready, Connection)
@@ -166,6 +184,8 @@ def run_workers(job: Job, on_records: Callable[[list[PodRecord]], None] | None =
                 elif kind == "config":
                     raise ConfigError(payload)
                 elif kind == "failed":
+                    if scan_errors:  # the worker failed for want of its input
+                        raise scan_errors[0]
                     raise WorkerFailed(index, job.count, *payload)
     finally:
         for process in procs:
@@ -175,7 +195,35 @@ def run_workers(job: Job, on_records: Callable[[list[PodRecord]], None] | None =
             process.join()
         for left in readers:
             left.close()
-    return merge([reports[k] for k in sorted(reports)], job.paths)
+        for feed in feeds:  # a feeder still sending stops at its next send
+            feed.close()
+        if feeder.is_alive():
+            feeder.join()
+    report = merge([reports[k] for k in sorted(reports)], job.paths)
+    report.lines += scan.lines
+    report.prescan_cpu_s = sum(scan_cpu)
+    return report
+
+
+def _feed(scan: Prescan, feeds: list[Connection], cpu: list[float],
+          errors: list[BaseException]) -> None:
+    """The pre-scan thread: each worker's items, batch by batch, then None; its CPU
+    seconds go to ``cpu``, an exception to ``errors``."""
+    began = time.thread_time()
+    try:
+        for batch in scan:
+            for feed, items in zip(feeds, batch, strict=True):
+                feed.send(items)
+        for feed in feeds:
+            feed.send(None)
+    except OSError:
+        pass  # a worker is gone (or the run was stopped): the parent reports why
+    except BaseException as exc:  # a bug: the workers stop reading, the parent raises it
+        errors.append(exc)
+        for feed in feeds:
+            feed.close()
+    finally:
+        cpu.append(time.thread_time() - began)
 
 
 def merge(reports: Iterable[Report], paths: Sequence[str] = ()) -> Report:
@@ -191,6 +239,7 @@ def merge(reports: Iterable[Report], paths: Sequence[str] = ()) -> Report:
         total.lines = max(total.lines, report.lines)
         total.late.count += report.late.count
         total.late.places.extend(report.late.places)
+        total.cpu_s.extend(report.cpu_s)
     order = {path: n for n, path in enumerate(paths)}
     for places in [*total.bad.samples.values(), total.late.places]:
         places.sort(key=lambda place: _position(place, order))
@@ -228,12 +277,13 @@ def _context() -> ForkServerContext | SpawnContext:
 
 # -- in the worker -------------------------------------------------------------------------
 
-def _work(job: Job, index: int, out: Connection) -> None:
-    """One worker: replay its partition, then send its report (or why it failed)."""
+def _work(job: Job, index: int, out: Connection, feed: Connection) -> None:
+    """One worker: replay its partition (the lines the parent's pre-scan sends on
+    ``feed``), then send its report (or why it failed)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the workers
     message: tuple[str, Any]
     try:
-        message = ("done", _replay(job, index, out))
+        message = ("done", _replay(job, index, out, feed))
     except ConfigError as exc:
         message = ("config", exc.problems)
     except BaseException as exc:  # the parent reports it and stops the others
@@ -263,12 +313,11 @@ def own_spools(data: Mapping[str, Any], index: int) -> dict[str, Any]:
     return {**data, "sinks": own}
 
 
-def _replay(job: Job, index: int, out: Connection) -> Report:
+def _replay(job: Job, index: int, out: Connection, feed: Connection) -> Report:
+    began = time.process_time()
     pipeline = Pipeline.from_config(job.config, own_spools(job.data, index), job.env)
-    limit = next((s.max_line_bytes for s in pipeline.sources if isinstance(s, FileSource)),
-                 MAX_LINE_BYTES)
     source = FileSource(job.paths, partition=Partition(index, job.count),
-                        max_line_bytes=limit)
+                        max_line_bytes=job.max_line_bytes, feed=iter(feed.recv, None))
     source.bad.dead_letter = pipeline.bad.dead_letter  # every worker appends to it
     if pipeline.carry is not None:  # Pods in flight go on with the same worker next run
         pipeline.carry.key = f"worker-{index + 1}-of-{job.count}"
@@ -291,7 +340,8 @@ def _replay(job: Job, index: int, out: Connection) -> Report:
     if progress is not None:
         progress.flush()
     source.bad.dead_letter = pipeline.late.dead_letter = None  # the report is pickled
-    return Report(stats, source.bad, source.lines, pipeline.late)
+    return Report(stats, source.bad, source.lines, pipeline.late,
+                  [time.process_time() - began])
 
 
 class _BytesSender:

@@ -23,8 +23,7 @@ from lunettes.sources.decode import audit_version, decode_document, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.exports import strip_time_prefix
 from lunettes.sources.fastdecode import fast_event
-from lunettes.sources.partition import Partition
-from lunettes.sources.peek import clock_only, peek, received_us
+from lunettes.sources.partition import ANY, CLOCK, Partition, route_line
 
 STDIN = "-"
 MAX_LINE_BYTES = 64 << 20
@@ -209,7 +208,8 @@ class FileSource:
     watches...) are read from their bytes only (:mod:`lunettes.sources.peek`) and yielded
     undecoded, as :func:`~lunettes.model.audit.skipped` records, unless ``every_record``.
     With ``partition`` (one worker of several, see :mod:`lunettes.sources.partition`) it
-    yields only the records that worker owns, and clock ticks for the others' final records.
+    yields only the records that worker owns, and clock ticks for the others' final records;
+    with a ``feed`` too, it reads only the lines a pre-scan routed to it.
     A :class:`~lunettes.sources.base.Source` (type ``file``: ``paths``), not resumable;
     :meth:`close` stops it at the next file.
     """
@@ -219,7 +219,8 @@ class FileSource:
     def __init__(self, paths: Iterable[str], bad: BadRecords | None = None,
                  on_bytes: Callable[[int], None] | None = None,
                  partition: Partition | None = None, every_record: bool = False,
-                 name: str = "file", max_line_bytes: int = MAX_LINE_BYTES) -> None:
+                 name: str = "file", max_line_bytes: int = MAX_LINE_BYTES,
+                 feed: Iterable[list[Any]] | None = None) -> None:
         self.name = name
         self.state, self.error = "starting", ""
         self._closed = False
@@ -232,6 +233,9 @@ class FileSource:
         self.partition = partition
         self.max_line_bytes = max_line_bytes
         """Longer lines are refused unread (``line_too_long``), their bytes skipped."""
+        self.feed = feed
+        """With a partition: batches of the lines a pre-scan routed to it (see
+        :mod:`lunettes.sources.prescan`), read instead of ``paths``."""
         self.lines = 0
 
     @classmethod
@@ -256,26 +260,57 @@ class FileSource:
 
     def __iter__(self) -> Iterator[AuditRecord]:
         self.state = "reading"
-        for path in self.paths:
-            if self._closed:
-                break
-            name = "<stdin>" if path == STDIN else path
-            before = self.lines
-            try:
-                with _open(path, self.on_bytes) as stream:
-                    if is_yaml(path):
-                        yield from self._yaml(stream, name)
-                    else:
-                        yield from self._json(stream, name)
-            except _COMPRESSION_ERRORS as exc:  # the file ends here; the next one is read
-                if self.partition is None or self.partition.index == 0:
-                    self.bad.add("corrupt_gzip", f"{name}:{self.lines - before + 1}",
-                                 f"{type(exc).__name__}: {exc}; the rest of the file is "
-                                 f"lost")
-            except OSError as exc:
-                if self.partition is None or self.partition.index == 0:
-                    self.bad.add("unreadable_file", name, str(exc))
+        if self.feed is not None:
+            yield from self._fed(self.feed)
+        else:
+            for path in self.paths:
+                if self._closed:
+                    break
+                yield from self._read(path)
         self.state = "done"
+
+    def _read(self, path: str) -> Iterator[AuditRecord]:
+        """The records of one file (or stdin)."""
+        name = "<stdin>" if path == STDIN else path
+        before = self.lines
+        try:
+            with _open(path, self.on_bytes) as stream:
+                if is_yaml(path):
+                    yield from self._yaml(stream, name)
+                else:
+                    yield from self._json(stream, name)
+        except _COMPRESSION_ERRORS as exc:  # the file ends here; the next one is read
+            if self.partition is None or self.partition.index == 0:
+                self.bad.add("corrupt_gzip", f"{name}:{self.lines - before + 1}",
+                             f"{type(exc).__name__}: {exc}; the rest of the file is lost")
+        except OSError as exc:
+            if self.partition is None or self.partition.index == 0:
+                self.bad.add("unreadable_file", name, str(exc))
+
+    def _fed(self, feed: Iterable[list[Any]]) -> Iterator[AuditRecord]:
+        """The records of the lines a pre-scan routed here (see
+        :mod:`lunettes.sources.prescan`, which says what each item means)."""
+        name, decode, bad = "", self._decode, self.bad
+        for batch in feed:
+            if self._closed:
+                return
+            for item in batch:
+                if type(item) is int:
+                    yield tick(item, name)
+                    continue
+                what = item[0]
+                if what == "o":
+                    yield from decode(item[2], name, item[1], True)
+                elif what == "s":
+                    yield skipped(item[2], f"{name}:{item[1]}")
+                elif what == "a":
+                    yield from decode(item[2], name, item[1], False)
+                elif what == "f":
+                    name = item[1]
+                elif what == "r":
+                    yield from self._read(item[1])
+                elif what == "b":
+                    bad.add(*item[1:])
 
     def _emit(self, doc: Any, origin: str, whole: bool = False, line: bytes | None = None
               ) -> Iterator[AuditRecord]:
@@ -326,10 +361,9 @@ class FileSource:
         """The records of JSON lines. Each line is a guarded boundary: whatever it holds
         is either yielded as records or counted as bad with its place, and the next line
         is read."""
-        loads, decode_error, fast = orjson.loads, orjson.JSONDecodeError, fast_event
         bad, part = self.bad, self.partition
         mine, workers = (part.index, part.count) if part is not None else (0, 1)
-        every, limit = self.every_record, self.max_line_bytes
+        every, limit, decode = self.every_record, self.max_line_bytes, self._decode
         for number, raw in enumerate(lines, 1):
             self.lines += 1
             if len(raw) >= limit and raw[-1] != 10:  # 10: newline
@@ -339,63 +373,68 @@ class FileSource:
                             f"{size} bytes, more than max_line_bytes ({limit})", raw)
                 continue
             try:
-                seen = peek(raw)
-                owner: int | None = None  # the worker that decodes the line; None: all do
-                if seen is not None:
-                    received = None if every else clock_only(raw, seen)
-                    if received is not None:  # nothing about a Pod: count it, move the clock
-                        if number % workers == mine:
-                            yield skipped(received, f"{name}:{number}")
-                        elif received:
-                            yield tick(received, name)
-                        continue
-                    owner = mine if part is None else part.route(raw, seen, number)
-                    if owner is not None and owner != mine:
-                        received = received_us(raw) if seen.final else None
-                        if received is not None:
-                            yield tick(received, name)
-                        continue
-                routed = owner is not None
-                record = fast(raw, f"{name}:{number}")  # None: the checked path below
-                if record is not None:
-                    if routed or part is None:
-                        yield record
-                    else:
-                        yield from part.filter(record, record.origin)
-                    continue
-                try:
-                    doc = loads(raw)
-                except decode_error as exc:
-                    if not raw.strip():
-                        continue
-                    json_part = strip_time_prefix(raw)
-                    if json_part is not None:  # a CloudWatch export to S3: time, then Event
-                        try:
-                            doc = loads(json_part)
-                        except decode_error:
-                            pass
-                        else:
-                            yield from self._emit(doc, f"{name}:{number}", routed, raw)
-                            continue
-                    if routed or mine == 0:
-                        bad.add("invalid_json", f"{name}:{number}", str(exc), raw)
-                    continue
-                # The common case, inline: one audit Event per line.
-                if (routed or part is None) and type(doc) is dict \
-                        and doc.get("kind") == "Event" and audit_version(doc):
-                    origin = f"{name}:{number}"
-                    try:
-                        record = decode_event(doc, origin)
-                    except BadRecord as exc:
-                        bad.add(exc.reason, origin, str(exc), raw)
-                        continue
-                    yield record
-                    continue
-                yield from self._emit(doc, f"{name}:{number}", routed, raw)
+                what, owner, received = route_line(raw, number, workers, every)
             except Exception as exc:  # a bug must not stop the run: count it, where it was
                 if mine == 0:
                     bad.add(f"internal_error:{type(exc).__name__}", f"{name}:{number}",
                             str(exc)[:200], raw)
+                continue
+            if owner == mine:
+                if what == CLOCK:  # nothing about a Pod: count it, move the clock
+                    yield skipped(received or 0, f"{name}:{number}")
+                else:
+                    yield from decode(raw, name, number, True)
+            elif what == ANY:
+                yield from decode(raw, name, number, False)
+            elif received:
+                yield tick(received, name)
+
+    def _decode(self, raw: bytes, name: str, number: int, routed: bool
+                ) -> Iterator[AuditRecord]:
+        """The records of one line; ``routed``: this worker owns the line (else it keeps
+        only the records it owns). Whatever it holds is either yielded as records or
+        counted as bad with its place."""
+        bad, part = self.bad, self.partition
+        origin = f"{name}:{number}"
+        try:
+            record = fast_event(raw, origin)  # None: the checked path below
+            if record is not None:
+                if routed or part is None:
+                    yield record
+                else:
+                    yield from part.filter(record, origin)
+                return
+            try:
+                doc = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                if not raw.strip():
+                    return
+                json_part = strip_time_prefix(raw)
+                if json_part is not None:  # a CloudWatch export to S3: time, then Event
+                    try:
+                        doc = orjson.loads(json_part)
+                    except orjson.JSONDecodeError:
+                        pass
+                    else:
+                        yield from self._emit(doc, origin, routed, raw)
+                        return
+                if routed or part is None or part.index == 0:
+                    bad.add("invalid_json", origin, str(exc), raw)
+                return
+            # The common case, inline: one audit Event per line.
+            if (routed or part is None) and type(doc) is dict \
+                    and doc.get("kind") == "Event" and audit_version(doc):
+                try:
+                    record = decode_event(doc, origin)
+                except BadRecord as exc:
+                    bad.add(exc.reason, origin, str(exc), raw)
+                    return
+                yield record
+                return
+            yield from self._emit(doc, origin, routed, raw)
+        except Exception as exc:  # a bug must not stop the run: count it, where it was
+            if part is None or part.index == 0:
+                bad.add(f"internal_error:{type(exc).__name__}", origin, str(exc)[:200], raw)
 
     def _yaml(self, stream: IO[bytes], name: str) -> Iterator[AuditRecord]:
         """YAML documents (Cloud Logging exports, audit events written as YAML)."""

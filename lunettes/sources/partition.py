@@ -9,14 +9,15 @@ kube-scheduler, the kubelet and the controllers (core/v1 and events.k8s.io alike
 Event's key is its name up to the last dot. Records of one Pod hash to one worker
 (``crc32("namespace/name") % N``); all other records go to a worker chosen by line number.
 
-Each worker reads the whole log. It decodes only its own lines; for the others it reads
-the few fields it needs from the bytes (:mod:`lunettes.sources.peek`) and, for final-stage
-records, yields a :func:`~lunettes.model.audit.tick`: the audit clock (reorder window, Pod
+:func:`route_line` tells a line's owner from its bytes (:mod:`lunettes.sources.peek`): the
+parent of ``--workers`` routes every line with it once (:mod:`lunettes.sources.prescan`), so
+each worker decodes only its own lines; for the others' final-stage records a worker gets
+their time, a :func:`~lunettes.model.audit.tick`: the audit clock (reorder window, Pod
 timeouts, when a Pod leaves memory) then advances in every worker exactly as in a single
-process. Lines whose bytes do not tell (EventList batches, Cloud Logging entries,
-pretty-printed JSON, escapes) are decoded by every worker and their records routed one by
-one. Bad lines are counted by the worker that owns them, or by worker 0 when no owner can
-be told.
+process. (A worker given a :class:`Partition` and the whole log does the same itself.)
+Lines whose bytes do not tell (EventList batches, Cloud Logging entries, pretty-printed
+JSON, escapes) are decoded by every worker and their records routed one by one. Bad lines
+are counted by the worker that owns them, or by worker 0 when no owner can be told.
 
 Known differences with one process: an Event named against the convention (a custom
 recorder naming Events about Pod ``a`` ``b.x``) reaches Pod ``b``'s worker, which does not
@@ -32,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lunettes.model.audit import AuditRecord, tick
-from lunettes.sources.peek import Peek, created_pod_name
+from lunettes.sources.peek import Peek, clock_only, created_pod_name, peek, received_us
 
 _FINAL_STAGES = ("ResponseComplete", "Panic")
 
@@ -65,6 +66,48 @@ def owner(key: str | None, number: int, count: int) -> int:
     return zlib.crc32(key.encode()) % count
 
 
+def line_owner(raw: bytes, seen: Peek, number: int, count: int) -> int | None:
+    """:func:`owner` of line ``number`` from its bytes (``seen``: what
+    :func:`~lunettes.sources.peek.peek` read of them); None when they do not tell (every
+    worker decodes the line, then keeps the records it owns)."""
+    name = seen.name
+    if not name and seen.resource == b"pods" and seen.verb == b"create":
+        name = created_pod_name(raw) or b""
+        if not name:
+            return None
+    try:
+        key = pod_key(seen.resource.decode(), seen.namespace.decode(), name.decode())
+    except UnicodeDecodeError:
+        return None
+    return owner(key, number, count)
+
+
+ANY, CLOCK, POD = 0, 1, 2
+"""What :func:`route_line` tells of a line: its bytes do not tell (every worker decodes
+it); it is about no Pod (its owner counts it, the others only see its time); it is about a
+Pod (its owner decodes it, the others only see its time)."""
+
+
+def route_line(raw: bytes, number: int, count: int, every: bool = False
+               ) -> tuple[int, int, int | None]:
+    """``(what, owner, time)`` of line ``number`` for ``count`` workers, from its bytes
+    alone: ``what`` is :data:`ANY` (owner -1), :data:`CLOCK` or :data:`POD`; ``time`` is
+    the audit time the line moves the clock to (its received time when its stage is
+    final, else 0 or None). ``every``: lines about no Pod are decoded too (as POD lines).
+    The one routing of ``--workers`` and of live partitions."""
+    seen = peek(raw)
+    if seen is None:
+        return ANY, -1, None
+    if not every:
+        received = clock_only(raw, seen)
+        if received is not None:
+            return CLOCK, number % count, received
+    found = 0 if count == 1 else line_owner(raw, seen, number, count)
+    if found is None:
+        return ANY, -1, None
+    return POD, found, received_us(raw) if seen.final else None
+
+
 @dataclass(frozen=True)
 class Partition:
     """Worker ``index`` of ``count``."""
@@ -82,16 +125,7 @@ class Partition:
     def route(self, raw: bytes, seen: Peek, number: int) -> int | None:
         """The worker of a line :func:`~lunettes.sources.peek.peek` read; None when its
         bytes do not tell (decode it, then :meth:`filter`)."""
-        name = seen.name
-        if not name and seen.resource == b"pods" and seen.verb == b"create":
-            name = created_pod_name(raw) or b""
-            if not name:
-                return None
-        try:
-            key = pod_key(seen.resource.decode(), seen.namespace.decode(), name.decode())
-        except UnicodeDecodeError:
-            return None
-        return self._owner(key, number)
+        return line_owner(raw, seen, number, self.count)
 
     def filter(self, record: AuditRecord, origin: str) -> Iterator[AuditRecord]:
         """A decoded record if this worker owns it, else its tick (final stages only)."""
