@@ -281,7 +281,6 @@ def _top(profiler: cProfile.Profile, n: int) -> list[dict[str, Any]]:
 def phase_inflight(args: argparse.Namespace) -> dict[str, Any]:
     """Memory of the Folder per Pod in flight: fold a log in which no Pod finishes, then
     measure what dropping the Folder frees (tracemalloc), divided by its live Pods."""
-    from lunettes.pipeline import Settings
     from lunettes.processors.dedupe import Deduplicator
     from lunettes.processors.fold import Folder
     from lunettes.processors.reorder import ReorderWindow
@@ -289,17 +288,14 @@ def phase_inflight(args: argparse.Namespace) -> dict[str, Any]:
 
     pipeline = _pipeline(args)
     stage_set = pipeline.stage_set
-    settings = Settings()
     stats: Counter[str] = Counter()
-    dedupe = Deduplicator(stats, settings.dedupe_horizon_us)
-    window = ReorderWindow(stats, settings.reorder_window_us)
+    dedupe = Deduplicator(stats)  # the processors' defaults, as in pipeline.yaml
+    window = ReorderWindow(stats)
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     rss_base = _rss_now()
-    folder: Any = Folder(lambda t, e: stage_set.delivered(t.spec, e), stats,
-                         linger_us=settings.linger_us, timeout_us=settings.timeout_us,
-                         forget_us=settings.forget_us)
+    folder: Any = Folder(lambda t, e: stage_set.delivered(t.spec, e), stats)
     finished = 0
     for record in FileSource([args.input]):
         if dedupe.accept(record):

@@ -16,7 +16,7 @@ from realdata import REAL, real
 import lunettes
 from lunettes.model.audit import AuditRecord
 from lunettes.pipeline import Pipeline
-from lunettes.processors.fold import Folder
+from lunettes.processors.bodies import slim
 from lunettes.simulate import SCENARIOS, SimConfig, Simulation, open_output, write_events
 from lunettes.sinks.memory import InMemorySink
 from lunettes.sources import files
@@ -67,7 +67,7 @@ def _checked(raw: bytes) -> AuditRecord | None:
         record = decode_event(doc, "here")
     except BadRecord:
         return None
-    Folder.slim(record)
+    slim(record)
     return record
 
 
@@ -80,7 +80,7 @@ def _compare(lines: list[bytes]) -> int:
             assert checked is None, f"line {number}: the fast path refused a good Event"
             continue
         assert checked is not None, f"line {number}: the fast path took a bad line"
-        Folder.slim(fast)
+        slim(fast)
         decoded += 1
         for field in AuditRecord.__slots__:
             if field in ("request", "response"):
