@@ -50,6 +50,7 @@ SLO_UID = "lunettes-pod-slo"
 TRACE_UID = "lunettes-pod-trace"
 DIAGNOSIS_UID = "lunettes-diagnosis"
 CONTROL_PLANE_UID = "lunettes-control-plane"
+APISERVER_LOAD_UID = "lunettes-apiserver-load"
 
 PROM = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 JAEGER = dm.DataSourceRef(type_val="jaeger", uid="${jaeger}")
@@ -668,7 +669,97 @@ def control_plane_dashboard() -> board.Dashboard:
         variables, panels)
 
 
+# -- API server load (Prometheus: lunettes serve/replay --apiserver-load) ------------------
+
+def apiserver_load_dashboard() -> board.Dashboard:
+    """The requests of the audit log, counted by lunettes (lunettes.apiserver.metrics)."""
+    job = 'job=~"$job"'
+    sel = f'{job},client=~"$client",verb=~"$verb",resource=~"$resource"'
+    requests = "lunettes_apiserver_requests_total"
+    latency = "lunettes_apiserver_request_duration_seconds"
+    rejected = "lunettes_apiserver_rejected_requests_total"
+    unbounded = "lunettes_apiserver_unbounded_lists_total"
+    lat = f'{job},verb=~"$verb",resource=~"$resource"'
+    variables = [
+        datasource_var("datasource", "Prometheus", "prometheus", PROMETHEUS_UID),
+        prom_var("job", "Job", f"label_values({requests}, job)", multi=False),
+        prom_var("client", "Client", f"label_values({requests}{{{job}}}, client)"),
+        prom_var("verb", "Verb", f"label_values({requests}{{{job}}}, verb)"),
+        prom_var("resource", "Resource", f"label_values({requests}{{{job}}}, resource)"),
+    ]
+    rate = "[$__rate_interval]"
+    panels: list[Panel | board.Row] = [
+        board.Row("Load"),
+        big_stat("Requests per second",
+                 prom_target(f"sum(rate({requests}{{{sel}}}{rate}))"), "reqps"),
+        big_stat("Answered 429 (time range)",
+                 prom_target(f"sum(increase({rejected}{{{sel}}}[$__range])) or vector(0)"),
+                 "short").thresholds(thresholds((None, "green"), (1, "red"))),
+        big_stat("Cluster-wide LISTs without limit (time range)",
+                 prom_target(f'sum(increase({unbounded}{{{job},client=~"$client",'
+                             f'resource=~"$resource"}}[$__range])) or vector(0)'), "short",
+                 description="LISTs of a whole resource with neither limit nor "
+                             "resourceVersion: each reads every object from etcd."),
+        big_stat("Requests counted as other (time range)",
+                 prom_target(f'sum(increase(lunettes_apiserver_label_folded_requests_total'
+                             f'{{{job},label="client"}}[$__range])) or vector(0)'), "short",
+                 description="Requests of clients beyond the label guard's places "
+                             "(requests.max_label_values): counted under client=other."),
+        stacked("lines", seconds_series(
+            "Requests by client (top 10)",
+            [prom_target(f"topk(10, sum by (client) (rate({requests}{{{sel}}}{rate})))",
+                         "{{client}}")], w=12, unit="reqps")),
+        horizontal_bars("Top talkers (time range)",
+                        [prom_target(f"topk(10, sum by (client) (increase({requests}"
+                                     f"{{{sel}}}[$__range])))", "{{client}}")],
+                        "short", w=12),
+        stacked("lines", seconds_series(
+            "Requests by verb",
+            [prom_target(f"sum by (verb) (rate({requests}{{{sel}}}{rate}))", "{{verb}}")],
+            w=8, unit="reqps")),
+        seconds_series("Requests by resource (top 10)",
+                       [prom_target(f"topk(10, sum by (resource) (rate({requests}{{{sel}}}"
+                                    f"{rate})))", "{{resource}}")], w=8, unit="reqps"),
+        seconds_series("Requests by client and verb (top 10)",
+                       [prom_target(f"topk(10, sum by (client, verb, resource) (rate("
+                                    f"{requests}{{{sel}}}{rate})))",
+                                    "{{client}} {{verb}} {{resource}}")], w=8, unit="reqps"),
+
+        board.Row("Latency (from the audit log; never averaged)"),
+        seconds_series("p99 latency by verb, worst instance",
+                       [prom_target(worst_instance_quantile(0.99, latency, lat, "verb"),
+                                    "{{verb}}")],
+                       description="requestReceivedTimestamp to stageTimestamp, watches and "
+                                   "exec/attach/port-forward/proxy left out; the quantile of "
+                                   "each lunettes instance's buckets, then the worst."),
+        seconds_series("p99 latency by resource, worst instance (top 10)",
+                       [prom_target("topk(10, " + worst_instance_quantile(
+                           0.99, latency, lat, "resource") + ")", "{{resource}}")]),
+
+        board.Row("Rejected and expensive requests"),
+        seconds_series("Answered 429 by client, verb and resource",
+                       [prom_target(f"sum by (client, verb, resource) (rate({rejected}"
+                                    f"{{{sel}}}{rate}))", "{{client}} {{verb}} {{resource}}")],
+                       w=12, unit="reqps",
+                       description="Who is throttled. kube-apiserver writes no flow schema or "
+                                   "priority level into its audit log: the Control plane "
+                                   "dashboard shows its rejections by flow schema."),
+        seconds_series("Cluster-wide LISTs without limit, by client and resource",
+                       [prom_target(f'sum by (client, resource) (rate({unbounded}{{{job},'
+                                    f'client=~"$client",resource=~"$resource"}}{rate}))',
+                                    "{{client}} {{resource}}")], w=12, unit="reqps"),
+    ]
+    return dashboard(
+        APISERVER_LOAD_UID, "API server load",
+        "The requests of the audit log as lunettes counts them (lunettes serve or replay "
+        "--apiserver-load): who calls the API server, how often, how slowly, who is "
+        "throttled and who lists the whole cluster.",
+        variables, panels,
+        links=[url_link("Control plane", f"/d/{CONTROL_PLANE_UID}/control-plane")])
+
+
 DASHBOARDS: dict[str, Callable[[], board.Dashboard]] = {
+    "lunettes-apiserver-load.json": apiserver_load_dashboard,
     "lunettes-control-plane.json": control_plane_dashboard,
     "lunettes-pod-slo.json": slo_dashboard,
     "lunettes-pod-trace.json": trace_dashboard,

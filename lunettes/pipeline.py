@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lunettes import registry
 from lunettes.analyzers.base import LIFECYCLE, PIPELINE_ROLES, SLO, STAGES
@@ -32,6 +32,9 @@ from lunettes.sinks.sqlite import SQLiteSink
 from lunettes.sources.base import Source, build_sources, merged
 from lunettes.sources.deadletter import DEFAULT_MAX_MB, DeadLetter
 from lunettes.sources.errors import BadRecords, LateRecords
+
+if TYPE_CHECKING:
+    from lunettes.apiserver.stream import RequestStream
 
 DEFAULT_CONFIG_DIR = bundled_config_dir()
 GC_GEN0_THRESHOLD = 20_000
@@ -133,6 +136,13 @@ class Pipeline:
     def newest_us(self) -> int | None:
         """The newest audit timestamp read so far (the audit clock's watermark)."""
         return self._run_state.newest_us if self._run_state is not None else None
+
+    @property
+    def requests(self) -> RequestStream | None:
+        """The API server load counts of the ``requests`` processor, if there is one."""
+        from lunettes.apiserver.processor import Requests
+
+        return next((p.stream for p in self.processors if isinstance(p, Requests)), None)
 
     @property
     def pods_in_flight(self) -> int:

@@ -17,30 +17,45 @@ from lunettes.sources.files import STDIN, expand, is_yaml, yaml_documents
 from lunettes.sources.files import _open as open_log  # the sources' opener: gzip, BOM, stdin
 
 
-def read_facts(paths: Iterable[str], bad: BadRecords) -> Iterator[RequestFacts]:
-    """The finished requests of audit logs (JSON lines of Events, EventLists, Cloud Logging
-    entries, AKS resource logs, CloudWatch events and exports; YAML files of Cloud Logging
-    entries or Events, as GKE exports them; files, .gz, directories, ``-``), in file order.
-    Bad lines are counted in ``bad``."""
+def read_lines(paths: Iterable[str], bad: BadRecords
+               ) -> Iterator[tuple[bytes | RequestFacts, str]]:
+    """The lines of audit logs with where they were read (``file:line``), in file order;
+    the requests of YAML files (Cloud Logging entries or Events, as GKE exports them)
+    already read. Files, .gz, directories, ``-``; unreadable files counted in ``bad``."""
     for path in expand(paths):
         name = "<stdin>" if path == STDIN else path
         try:
             with open_log(path) as stream:
                 if is_yaml(path):  # Cloud Logging exports (GKE), events written as YAML
                     for index, doc in yaml_documents(stream, name, bad):
-                        yield from _facts_of(doc, f"{name}#{index}", bad)
+                        origin = f"{name}#{index}"
+                        for facts in _facts_of(doc, origin, bad):
+                            yield facts, origin
                     continue
                 for number, raw in enumerate(stream, 1):
-                    facts = scan(raw)
-                    if facts is UNREADABLE:
-                        yield from _decoded(raw, f"{name}:{number}", bad)
-                    elif facts is not None:
-                        yield facts  # type: ignore[misc]
+                    yield raw, f"{name}:{number}"
         except OSError as exc:
             bad.add("unreadable_file", name, str(exc))
 
 
-def _decoded(raw: bytes, origin: str, bad: BadRecords) -> Iterator[RequestFacts]:
+def read_facts(paths: Iterable[str], bad: BadRecords) -> Iterator[RequestFacts]:
+    """The finished requests of audit logs (JSON lines of Events, EventLists, Cloud Logging
+    entries, AKS resource logs, CloudWatch events and exports; YAML files of Cloud Logging
+    entries or Events, as GKE exports them; files, .gz, directories, ``-``), in file order.
+    Bad lines are counted in ``bad``."""
+    for item, origin in read_lines(paths, bad):
+        if not isinstance(item, bytes):
+            yield item
+            continue
+        facts = scan(item)
+        if facts is UNREADABLE:
+            yield from decoded_facts(item, origin, bad)
+        elif facts is not None:
+            yield facts  # type: ignore[misc]
+
+
+def decoded_facts(raw: bytes, origin: str, bad: BadRecords) -> Iterator[RequestFacts]:
+    """The finished requests of a line the bytes do not tell, decoded (bad ones counted)."""
     if not raw.strip():
         return
     try:

@@ -9,10 +9,8 @@ from typing import Any
 from lunettes.apiserver.anomaly import Baseline
 from lunettes.apiserver.drilldown import Culprit
 from lunettes.apiserver.load import Anomaly, find_anomalies
-from lunettes.apiserver.reader import read_facts
 from lunettes.apiserver.requests import RequestTables
-from lunettes.apiserver.scan import RequestFacts
-from lunettes.apiserver.series import DIMENSIONS, Series, SeriesBuilder
+from lunettes.apiserver.series import DIMENSIONS, Series
 from lunettes.model.times import format_time
 from lunettes.sources.errors import BadRecords
 
@@ -29,26 +27,26 @@ class LoadAnalysis:
     bad: BadRecords = field(default_factory=BadRecords)
 
 
-def analyze(facts: Iterable[RequestFacts], interval_s: int = 60, period: int | None = None,
-            threshold: float = 4.0, top_k: int = 25, where: dict[str, str] | None = None,
+def explain(series: Series, tables: RequestTables, period: int | None = None,
+            threshold: float = 4.0, where: dict[str, str] | None = None,
             bad: BadRecords | None = None) -> LoadAnalysis:
-    """Count every request, then find and explain the anomalous windows of the total (or of
+    """Find and explain the anomalous windows of counted requests' series (the total, or
     the slice ``where``)."""
-    builder, tables = SeriesBuilder(interval_s, top_k=top_k), RequestTables()
-    for item in facts:
-        builder.add(item)
-        tables.add(item)
-    series = builder.series()
     fit, anomalies = find_anomalies(series, where, period, threshold)
     return LoadAnalysis(series, tables, fit, anomalies, where or {}, bad or BadRecords())
 
 
 def analyze_paths(paths: Iterable[str], bad: BadRecords | None = None,
-                  **options: Any) -> LoadAnalysis:
-    """:func:`analyze` over audit log files, directories or ``-``; bad lines are counted
-    in ``bad``."""
-    bad = bad if bad is not None else BadRecords()
-    return analyze(read_facts(paths, bad), bad=bad, **options)
+                  interval_s: int = 60, top_k: int = 25, **options: Any) -> LoadAnalysis:
+    """The analysis of audit log files, directories or ``-`` (read by a
+    :class:`~lunettes.apiserver.stream.RequestStream`, as replay's ``--apiserver-load``
+    reads the pipeline's lines); bad lines are counted in ``bad``; ``options`` as
+    :func:`explain`'s."""
+    from lunettes.apiserver.stream import RequestStream
+
+    stream = RequestStream(interval_s, top_k, bad=bad)
+    stream.read(paths)
+    return stream.analysis(**options)
 
 
 def _time(series: Series, index: int) -> str:
@@ -81,7 +79,7 @@ def to_json(analysis: LoadAnalysis, top: int = 10, min_count: int = 5) -> dict[s
             "requests": round(anomaly.real), "expected": round(anomaly.expected, 1),
             "culprits": [culprit_json(c, seconds) for c in anomaly.culprits]})
     slow = sorted(((key, h) for key, h in tables.slow.items() if h.count >= min_count),
-                  key=lambda item: -(item[1].quantile_s(0.99) or 0))[:top]
+                  key=lambda item: (-(item[1].quantile_s(0.99) or 0), item[0]))[:top]
     minutes = max(n * series.interval_s / 60, 1e-9)
     return {
         "interval_s": series.interval_s,

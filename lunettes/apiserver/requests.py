@@ -57,22 +57,28 @@ class RequestTables:
     unbounded: Counter[tuple[str, str]] = field(default_factory=Counter)
     overflow: int = 0
 
-    def add(self, facts: RequestFacts) -> None:
+    def add(self, facts: RequestFacts, n: int = 1,
+            latencies: list[int] | None = None) -> None:
+        """Count ``n`` requests like ``facts``; ``latencies`` (microseconds) replaces
+        ``facts.latency_us`` when given."""
         client = client_of(facts.user_agent)
-        latency = facts.latency_us
-        if latency is not None:
-            self._histogram(self.slow, (uri_pattern(facts.uri), client)).add(latency)
+        if latencies is None:
+            latencies = [] if facts.latency_us is None else [facts.latency_us]
+        if latencies:
+            histogram = self._histogram(self.slow, (uri_pattern(facts.uri), client))
+            for latency in latencies:
+                histogram.add(latency)
         if facts.code == 429:
-            self._count(self.rejected, (client, facts.user, facts.verb, facts.resource))
+            self._count(self.rejected, (client, facts.user, facts.verb, facts.resource), n)
         if facts.apf_wait_us is not None:
             self._histogram(self.queue_wait, client).add(facts.apf_wait_us)
         if _from_controller_manager(client, facts.user) and facts.resource != "leases" and (
                 facts.resource or not facts.uri.startswith(_DISCOVERY)):
             account = facts.user if facts.user.startswith(_SYSTEM_ACCOUNT) else (
                 client.partition("/")[2] or facts.user)
-            self._count(self.controllers, controller_of(account))
+            self._count(self.controllers, controller_of(account), n)
         if is_unbounded_list(facts):
-            self._count(self.unbounded, (client, facts.resource))
+            self._count(self.unbounded, (client, facts.resource), n)
 
     def _histogram(self, table: dict[Any, LatencyHistogram], key: Any) -> LatencyHistogram:
         found = table.get(key)
@@ -85,8 +91,8 @@ class RequestTables:
                 found = table[key] = LatencyHistogram()
         return found
 
-    def _count(self, table: Counter[Any], key: Any) -> None:
+    def _count(self, table: Counter[Any], key: Any, n: int = 1) -> None:
         if key not in table and len(table) >= self.max_keys:
-            self.overflow += 1
+            self.overflow += n
             key = (OTHER,) * len(key) if isinstance(key, tuple) else OTHER
-        table[key] += 1
+        table[key] += n

@@ -58,20 +58,113 @@ _BODIES = (b',"requestObject":', b',"responseObject":')
 _RECEIVED = b',"requestReceivedTimestamp":"'
 _WHOLE = (b"}\n", b"}", b"}\r\n")
 _FINAL = (b"ResponseComplete", b"Panic")
+_APF_KEY = APF_QUEUE_WAIT.encode()
 _LONG_RUNNING_SUB = frozenset({"exec", "attach", "portforward", "proxy"})
 _DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT_US = {"ns": 0.001, "us": 1.0, "µs": 1.0, "μs": 1.0, "ms": 1e3, "s": 1e6, "m": 6e7,
             "h": 3.6e9}
 
 
+_STRING = rb'"([^"\\]*)"'  # a JSON string without escapes, captured
+_SKIP = rb'"[^"\\]*"'
+_FIELDS = re.compile(
+    rb'\{"kind":"Event","apiVersion":"audit\.k8s\.io/v1","level":"[A-Za-z]+","auditID":'
+    + _SKIP + rb',"stage":"(?:ResponseComplete|Panic)","requestURI":' + _STRING
+    + rb',"verb":"([a-z]+)","user":\{(?:"username":' + _STRING
+    + rb')?[^{}]*(?:\{[^{}]*\}[^{}]*)?\}'
+    rb'(?:,"impersonatedUser":\{[^{}]*(?:\{[^{}]*\}[^{}]*)?\})?(?:,"sourceIPs":\[[^\]]*\])?'
+    rb'(?:,"userAgent":' + _STRING + rb')?'
+    rb'(?:,"objectRef":\{"resource":' + _STRING + rb'(?:,"namespace":' + _STRING
+    + rb')?(?:,"name":' + _STRING + rb')?(?:,"uid":' + _SKIP + rb')?(?:,"apiGroup":' + _SKIP
+    + rb')?(?:,"apiVersion":' + _SKIP + rb')?(?:,"resourceVersion":' + _SKIP
+    + rb')?(?:,"subresource":' + _STRING + rb')?\})?'
+    rb',"responseStatus":\{"metadata":\{\}(?:,"status":' + _SKIP + rb')?(?:,"message":'
+    + _SKIP + rb')?(?:,"reason":' + _SKIP + rb')?,"code":(\d{1,3})\}[,}]')
+_STAMP = rb'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{6})Z"'
+_TIMES = re.compile(rb'"requestReceivedTimestamp":' + _STAMP + rb'(?:,"stageTimestamp":'
+                    + _STAMP + rb')?[,}]')
+_MINUTES: dict[bytes, int] = {}
+
+
+def _seconds(text: bytes) -> int:
+    """``2026-01-02T03:04:05`` (checked digits) in seconds since the epoch: each minute
+    parsed once, then its seconds added."""
+    minute = _MINUTES.get(text[:16])
+    if minute is None:
+        minute = parse_time(text[:16].decode() + ":00Z") // 1_000_000
+        if len(_MINUTES) > 4096:
+            _MINUTES.clear()
+        _MINUTES[text[:16]] = minute
+    seconds = int(text[17:19])
+    if seconds > 59:
+        raise ValueError(f"{text!r}: not a time")
+    return minute + seconds
+
+
+RawKey = tuple[bytes, ...]
+"""A request's fields as bytes: uri, verb, user, userAgent, resource, namespace, name,
+subresource, code (see :func:`raw_request`)."""
+
+
+def raw_request(raw: bytes) -> tuple[RawKey, int, int | None] | None:
+    """A final line exactly as kube-apiserver writes it (escape-free values, no annotation
+    of the APF queue wait), read from its bytes alone: its fields undecoded, its
+    requestReceivedTimestamp and its stageTimestamp (None when absent) in microseconds;
+    None for any other line."""
+    fields = _FIELDS.match(raw)
+    if fields is None:
+        return None
+    tail = raw.rfind(_RECEIVED)
+    times = _TIMES.match(raw, tail + 1) if tail > 0 else None
+    if times is None or raw.find(_APF_KEY, tail) >= 0:
+        return None
+    try:
+        received = _seconds(times[1]) * 1_000_000 + int(times[2])
+        stage_at = None if times[3] is None else (
+            _seconds(times[3]) * 1_000_000 + int(times[4]))
+    except ValueError:
+        return None  # not a date: the decoder says why
+    return fields.groups(b""), received, stage_at
+
+
+def facts_of(key: RawKey, received: int, stage_at: int | None) -> RequestFacts | None:
+    """The facts of :func:`raw_request`'s reading (None when a value is not UTF-8)."""
+    uri, verb, user, agent, resource, namespace, name, sub, code = key
+    try:
+        return _facts(received, stage_at, verb.decode(), uri.decode(), user.decode(),
+                      agent.decode(), resource.decode(), sub.decode(), namespace.decode(),
+                      name.decode(), int(code), "")
+    except UnicodeDecodeError:
+        return None
+
+
+def is_timed(verb: str, subresource: str) -> bool:
+    """True when a request's latency counts: not a watch nor a long-running
+    subresource (exec, attach, portforward, proxy)."""
+    return verb != "watch" and subresource not in _LONG_RUNNING_SUB
+
+
 def scan(raw: bytes) -> RequestFacts | _Unreadable | None:
     """The facts of one audit line; None (:data:`NOT_FINAL`) for a stage that is not final;
     :data:`UNREADABLE` when the bytes do not tell.
 
-    Only the metadata before the bodies and the timestamps and annotations after them are
-    decoded (two small ``orjson`` calls); the bodies, most of a RequestResponse line, are
-    never read.
+    A line exactly as kube-apiserver writes it is read by two regular expressions (its
+    metadata, then its timestamps after the bodies); any other is cut before its bodies
+    and after them, and only the metadata and the timestamps and annotations are decoded
+    (two small ``orjson`` calls). The bodies, most of a RequestResponse line, are never
+    read.
     """
+    read = raw_request(raw)
+    if read is not None:
+        fast = facts_of(*read)
+        if fast is not None:
+            return fast
+    return scan_decoding(raw)
+
+
+def scan_decoding(raw: bytes) -> RequestFacts | _Unreadable | None:
+    """:func:`scan` without reading the line as kube-apiserver writes it first: the line
+    cut before and after its bodies, the two ends decoded."""
     if not raw.startswith(_HEAD) or not raw.endswith(_WHOLE):
         return UNREADABLE
     at = raw.find(_STAGE_KEY, len(_HEAD), 200)
@@ -101,7 +194,7 @@ def _facts(received: int, stage_at: int | None, verb: str, uri: str, user: str, 
            resource: str, subresource: str, namespace: str, name: str, code: int,
            wait: str) -> RequestFacts:
     latency = None
-    if stage_at is not None and verb != "watch" and subresource not in _LONG_RUNNING_SUB:
+    if stage_at is not None and is_timed(verb, subresource):
         latency = max(0, stage_at - received)
     return RequestFacts(received, verb, uri, user, agent, resource, subresource, namespace,
                         name, code, latency, go_duration_us(wait) if wait else None)

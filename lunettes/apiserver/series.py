@@ -14,10 +14,9 @@ is thus bounded per interval, whatever the number of distinct userAgents or user
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
-
-import numpy as np
+from typing import TYPE_CHECKING, Final
 
 from lunettes.apiserver import DIMENSIONS, MAX_INTERVALS, SpanTooLong
 from lunettes.apiserver.clients import client_of
@@ -25,6 +24,9 @@ from lunettes.apiserver.scan import RequestFacts
 
 OTHER: Final = "(other)"
 NONE: Final = "-"
+if TYPE_CHECKING:
+    import numpy as np
+
 _WIDE = tuple(i for i, name in enumerate(DIMENSIONS)
               if name in ("user_agent", "user", "resource", "namespace"))
 _OPEN = 2  # intervals still open: the newest and the one before
@@ -92,7 +94,6 @@ class LatencyHistogram:
 @dataclass
 class _Interval:
     joint: Counter[Key] = field(default_factory=Counter)
-    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     marginals: list[Counter[str]] | None = None  # set when closed
 
 
@@ -105,12 +106,13 @@ class Series:
     total: np.ndarray
     joint: list[Counter[Key]]
     marginals: list[list[Counter[str]]]  # [interval][dimension] value -> count
-    latency: list[LatencyHistogram]
     overflow: int
     folded: Counter[str]  # dimension -> requests counted under OTHER
 
     def slice(self, where: dict[str, str]) -> np.ndarray:
         """Requests per interval matching every ``dimension: value`` of ``where``."""
+        import numpy as np
+
         if not where:
             return self.total.copy()
         if len(where) == 1:
@@ -135,7 +137,12 @@ class SeriesBuilder:
     """Feeds :class:`RequestFacts` into per-interval counts; :meth:`series` reads them."""
 
     def __init__(self, interval_s: int = 60, top_k: int = 25, max_open_keys: int = 50_000,
-                 max_closed_keys: int = 5_000) -> None:
+                 max_closed_keys: int = 5_000,
+                 on_close: Callable[[int, Counter[Key]], None] | None = None,
+                 on_late: Callable[[Counter[Key]], None] | None = None) -> None:
+        """``on_close(index, joint)`` is told each interval's joint counts once it is
+        closed; ``on_late(joint)`` each record counted in a closed interval after that (with
+        its own values; the series counts it under :data:`OTHER`)."""
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
         self.interval_us = interval_s * 1_000_000
@@ -147,32 +154,43 @@ class SeriesBuilder:
         self._open: set[int] = set()
         self._newest = -1
         self.overflow = 0
+        self.on_close = on_close
+        self.on_late = on_late
 
-    def add(self, facts: RequestFacts) -> None:
+    def add(self, facts: RequestFacts, n: int = 1) -> None:
+        """Count ``n`` requests like ``facts`` (in its interval)."""
         index = facts.time_us // self.interval_us
         interval = self._intervals.get(index)
         if interval is None:
             interval = self._intervals[index] = _Interval()
             self._open.add(index)
         if index > self._newest:
-            self._newest = index
-            for old in [i for i in self._open if i <= index - _OPEN]:
-                self._open.discard(old)
-                self._close(self._intervals[old])
+            self.advance(index)
         key = dimensions_of(facts)
         joint = interval.joint
         if interval.marginals is not None or (
                 key not in joint and len(joint) >= self.max_open_keys):
-            self.overflow += 1  # a late record for a closed interval, or too many keys
+            if interval.marginals is not None and self.on_late is not None:
+                self.on_late(Counter({key: n}))  # its own values: the listener guards them
+            self.overflow += n  # a late record for a closed interval, or too many keys
             key = _widen(key)
             if interval.marginals is not None:
                 for d, value in enumerate(key):
-                    interval.marginals[d][value] += 1
-        joint[key] += 1
-        if facts.latency_us is not None:
-            interval.latency.add(facts.latency_us)
+                    interval.marginals[d][value] += n
+        joint[key] += n
 
-    def _close(self, interval: _Interval) -> None:
+    def advance(self, index: int) -> None:
+        """The newest interval is ``index`` (or a later one already): close those before
+        the open ones."""
+        if index <= self._newest:
+            return
+        self._newest = index
+        for old in sorted(i for i in self._open if i <= index - _OPEN):
+            self._open.discard(old)
+            self._close(old)
+
+    def _close(self, index: int) -> None:
+        interval = self._intervals[index]
         per_dim: list[Counter[str]] = [Counter() for _ in DIMENSIONS]
         for key, n in interval.joint.items():
             for d, value in enumerate(key):
@@ -198,17 +216,24 @@ class SeriesBuilder:
                 joint[_widen(key)] += n
         interval.joint = joint
         interval.marginals = marginals
+        if self.on_close is not None:
+            self.on_close(index, joint)
+
+    def close_all(self) -> None:
+        """Close every interval (the end of the input)."""
+        for index in sorted(self._open):
+            self._close(index)
+        self._open.clear()
 
     def series(self) -> Series:
         """Close every interval and return the counts, one entry per interval from the
         first to the last (empty intervals included); :class:`SpanTooLong` past
         :data:`~lunettes.apiserver.MAX_INTERVALS` of them."""
-        for index in self._open:
-            self._close(self._intervals[index])
-        self._open.clear()
+        import numpy as np
+
+        self.close_all()
         if not self._intervals:
-            return Series(self.interval_s, 0, np.zeros(0), [], [], [], self.overflow,
-                          Counter())
+            return Series(self.interval_s, 0, np.zeros(0), [], [], self.overflow, Counter())
         first, last = min(self._intervals), max(self._intervals)
         if last - first >= MAX_INTERVALS:
             raise SpanTooLong(
@@ -224,4 +249,4 @@ class SeriesBuilder:
             self.interval_s, first * self.interval_s,
             np.array([sum(item.joint.values()) for item in items], dtype=float),
             [item.joint for item in items], [item.marginals or [] for item in items],
-            [item.latency for item in items], self.overflow, folded)
+            self.overflow, folded)

@@ -44,6 +44,13 @@ def add_dead_letter_arg(parser: argparse.ArgumentParser | argparse._ArgumentGrou
                              "input.dead_letter_max_mb)")
 
 
+def add_apiserver_load_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--apiserver-load", action="store_true",
+                        help="count the API requests of the records read too (the series of "
+                             "lunettes analyze apiserver) and export them as Prometheus "
+                             "metrics (the requests processor of pipeline.yaml)")
+
+
 def bad_limits(args: argparse.Namespace) -> BadLimits:
     """The bad-record limits of the command line."""
     return BadLimits(args.max_bad, args.max_bad_ratio)
@@ -81,10 +88,15 @@ def input_overrides(args: argparse.Namespace, data: Mapping[str, Any],
                     webhook: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """pipeline.yaml's data with the command line's inputs in its ``sources`` section (the
     one place they become configuration): PATHs (made absolute), --follow, and serve's
-    webhook settings; and --dead-letter in its ``input`` section."""
+    webhook settings; --dead-letter in its ``input`` section, --apiserver-load as the
+    ``requests`` processor first in its ``processors`` list."""
     paths = [p if p == STDIN else os.path.abspath(p) for p in getattr(args, "paths", [])]
     out = source_overrides(data, paths, follow=getattr(args, "follow", False),
                            webhook=webhook)
+    if getattr(args, "apiserver_load", False):
+        from lunettes.apiserver.processor import with_requests
+
+        out = with_requests(out)
     if getattr(args, "dead_letter", None):
         section = out.get("input")
         out["input"] = {**(section if isinstance(section, dict) else {}),

@@ -9,11 +9,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import orjson
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lunettes.apiserver.processor import requested
 from lunettes.cli import exitcodes
 from lunettes.cli.common import (
+    add_apiserver_load_arg,
     add_bad_limit_args,
     add_config_arg,
     add_dead_letter_arg,
@@ -27,6 +30,7 @@ from lunettes.config.errors import ConfigError
 from lunettes.model.record import PodRecord
 from lunettes.model.results import Results
 from lunettes.pipeline import Pipeline, Settings, load_config
+from lunettes.private_files import open_private
 from lunettes.sinks.base import Sink
 from lunettes.sinks.jsonl import JSONLSink
 from lunettes.sources import deadletter
@@ -66,6 +70,10 @@ def register(sub: Any) -> None:
                              "the Pods")
     add_bad_limit_args(parser)
     add_dead_letter_arg(parser)
+    add_apiserver_load_arg(parser)
+    parser.add_argument("--apiserver-report", metavar="FILE",
+                        help="with --apiserver-load: write lunettes analyze apiserver's JSON "
+                             "report of the requests read here (needs the analyze extra)")
     parser.set_defaults(run=run)
 
 
@@ -133,6 +141,21 @@ def run(args: argparse.Namespace) -> int:
             f"line or a file source"]))
     stdin = STDIN in configured
     workers = args.workers or (1 if stdin else _cpus())
+    load = requested(data)
+    if args.apiserver_report and not load:
+        print("lunettes replay: --apiserver-report needs --apiserver-load", file=sys.stderr)
+        return 2
+    if load and workers > 1:
+        print("lunettes replay: --apiserver-load counts the requests in one process; use "
+              "--workers 1", file=sys.stderr)
+        return 2
+    if args.apiserver_report:
+        from lunettes.cli.analyze import EXTRA_HINT, missing_extra
+
+        if missing_extra():
+            print(f"lunettes replay: --apiserver-report needs {', '.join(missing_extra())}:"
+                  f" {EXTRA_HINT}", file=sys.stderr)
+            return 2
     if workers > 1 and stdin:
         print(f"lunettes replay: --workers {args.workers}: every worker reads the whole "
               "input, and stdin (-) can be read once; use --workers 1", file=sys.stderr)
@@ -153,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
         pipeline = Pipeline.from_config(args.config, data, env, extra)
     except ConfigError as exc:
         return report_config_error(exc)
+    requests = pipeline.requests
+    if requests is not None and args.openmetrics:
+        from lunettes.apiserver.metrics import RequestCollector
+
+        requests.counts.before_close = metrics.track(RequestCollector(requests.counts))
     err = Console(stderr=True)
     records: list[PodRecord] = []
     keep = records.append if args.format == "table" else None
@@ -173,6 +201,18 @@ def run(args: argparse.Namespace) -> int:
     _print_table(records, pipeline.results, args.wide)
     _summary(err, stats, pipeline, [f for s in sources for f in s.skipped_files],
              pipeline.settings)
+    if requests is not None and args.apiserver_report:
+        from lunettes.apiserver import SpanTooLong
+        from lunettes.apiserver.report import to_json
+
+        try:
+            report = to_json(requests.analysis())
+        except SpanTooLong as exc:
+            err.print(f"lunettes replay: --apiserver-report: {exc}", markup=False,
+                      highlight=False, soft_wrap=True)
+            return 2
+        with open_private(args.apiserver_report, "wb") as out:
+            out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     return _exit(err, stats, pipeline.bad, args)
 
 

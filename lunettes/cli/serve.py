@@ -14,7 +14,12 @@ import sys
 import threading
 from typing import Any
 
-from lunettes.cli.common import add_config_arg, add_dead_letter_arg, report_config_error
+from lunettes.cli.common import (
+    add_apiserver_load_arg,
+    add_config_arg,
+    add_dead_letter_arg,
+    report_config_error,
+)
 from lunettes.cli.replay import pipeline_data
 from lunettes.config.errors import ConfigError, Section
 from lunettes.pipeline import Pipeline
@@ -52,6 +57,7 @@ def register(sub: Any) -> None:
                       help="resume from this checkpoint and keep it current (follow and "
                            "webhook sources; overrides checkpoint.path)")
     output = parser.add_argument_group("output")
+    add_apiserver_load_arg(output)
     output.add_argument("--store", metavar="PATH",
                         help="SQLite store file (overrides sinks.sqlite.path)")
     output.add_argument("--no-store", action="store_true", help="do not write the store")
@@ -160,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
     if pipeline.sources:
         pipeline.batch_size = max(1, args.batch_size)
         registry.register(PipelineCollector(pipeline, pipeline.bad))
+        if pipeline.requests is not None:
+            from lunettes.apiserver.metrics import RequestCollector
+
+            registry.register(RequestCollector(pipeline.requests.counts))
         for source in pipeline.sources:
             for line in getattr(source, "skipped_files", ()):
                 print(f"serve: not read: {line}", file=sys.stderr)

@@ -52,6 +52,9 @@ class AuditRecord:
     position: tuple[str, int] | None = None
     """Where a resumable source can read it again: ``(lane, n)`` (see
     :class:`lunettes.sources.base.Source`)."""
+    raw: bytes = b""
+    """The line it was read from, when the pipeline asked its source for lines
+    (``keep_lines``: the API server load analysis reads them); empty otherwise."""
 
     @property
     def succeeded(self) -> bool:

@@ -9,7 +9,9 @@ growing to its peak, ``burst``: a short, high rate) and a kind:
 - ``new_client``: a client never seen before LISTs every Pod of the cluster;
 - ``list_storm``: kube-controller-manager's job-controller LISTs every Pod of the cluster;
 - ``namespace_hammer``: the CI runner creates ConfigMaps in one namespace;
-- ``error_storm``: the operator GETs Secrets it may not read (403).
+- ``error_storm``: the operator GETs Secrets it may not read (403);
+- ``throttled`` (only when asked for, never drawn by :func:`random_injections`): a batch
+  operator LISTs every Pod of the cluster and is answered 429 (too many requests).
 
 Each request the generator writes is also kept as a :class:`Request` with the client name
 it simulated (binary and controller) and the injection it belongs to (-1: steady traffic),
@@ -135,7 +137,12 @@ def _misbehaving(kind: str) -> _Client:
                        "cert-manager-controller/v1.14.4 (linux/amd64) cert-manager/f8d4a6a",
                        "system:serviceaccount:cert-manager:cert-manager", 0.0,
                        (("get", "secrets", "kube-system", "ca-{i}", 403, 0.002),))
-    raise ValueError(f"unknown injection kind {kind!r} (one of {', '.join(KINDS)})")
+    if kind == "throttled":
+        return _Client("batch-operator", "batch-operator/1.2.0 (linux/amd64) kubernetes/0a1b2c3",
+                       "system:serviceaccount:batch:batch-operator", 0.0,
+                       (("list", "pods", "", "", 429, 0.001),))
+    raise ValueError(f"unknown injection kind {kind!r} (one of {', '.join(KINDS)}, "
+                     f"throttled)")
 
 
 @dataclass(frozen=True)
@@ -259,6 +266,10 @@ def _line(request: Request) -> bytes:
     if request.code == 403:
         status = {"metadata": {}, "status": "Failure", "reason": "Forbidden",
                   "code": 403}
+    elif request.code == 429:
+        status = {"metadata": {}, "status": "Failure",
+                  "message": "Too many requests, please try again later.",
+                  "reason": "TooManyRequests", "code": 429}
     identity = uuid.UUID(int=request.time_us << 32 | zlib.crc32(request.name.encode()))
     event = {
         "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",

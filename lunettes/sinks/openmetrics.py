@@ -20,12 +20,13 @@ until shutdown (one tuple of numbers per series per written interval).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from lunettes.model.record import PodRecord
@@ -62,42 +63,21 @@ class _Family:
     series: dict[tuple[tuple[str, str], ...], _Series] = field(default_factory=dict)
 
 
-class OpenMetricsFileSink:
-    """Writes ``path`` on shutdown (see the module docstring); ``interval_s`` is the audit
-    time between snapshots, ``hold_s`` how long before and after a record they are taken.
-    ``force_flush`` writes nothing: a backfill file is complete only when the run is."""
+class _Snapshots:
+    """Snapshots of one registry's series over one audit clock (see the module
+    docstring): :meth:`advance` before each change, :meth:`last` at the end."""
 
-    def __init__(self, path: str | Path, interval_s: int = 60, *, max_namespaces: int = 200,
-                 max_classes: int = 50, slo_key: str = "slo",
-                 diagnosis_key: str = "diagnosis", hold_s: int = DEFAULT_HOLD_S) -> None:
-        if interval_s < 1:
-            raise ValueError("interval_s must be at least 1")
-        if hold_s < 0:
-            raise ValueError("hold_s must not be negative")
-        self.path = Path(path)
-        self.interval_us = interval_s * _S
-        self.hold_us = hold_s * _S
-        self.registry = CollectorRegistry()
-        self.metrics = PrometheusSink(self.registry, max_namespaces=max_namespaces,
-                                      max_classes=max_classes, slo_key=slo_key,
-                                      diagnosis_key=diagnosis_key)
+    def __init__(self, registry: CollectorRegistry, interval_us: int, hold_us: int) -> None:
+        self.registry = registry
+        self.interval_us = interval_us
+        self.hold_us = hold_us
         self.families: dict[str, _Family] = {}
         self._boundary_us: int | None = None
         self._last_us = 0
-        self._closed = False
 
-    def export(self, batch: Sequence[PodRecord]) -> None:
-        if self._closed:
-            raise SinkClosedError(f"openmetrics file {self.path} is shut down")
-        for record in batch:
-            when = record_time_us(record)
-            if when is not None:
-                self._advance(when)
-            self.metrics.observe(record)
-
-    def _advance(self, when_us: int) -> None:
+    def advance(self, when_us: int) -> None:
         """Snapshot the interval boundaries passed before ``when_us`` that lie within
-        ``hold_us`` after the previous record or before this one; skip the rest."""
+        ``hold_us`` after the previous change or before this one; skip the rest."""
         interval = self.interval_us
         if self._boundary_us is None:
             self._boundary_us = (when_us // interval + 1) * interval
@@ -112,6 +92,11 @@ class OpenMetricsFileSink:
             else:  # an idle gap: nothing to say until the lead-in of this record
                 self._boundary_us = lead_from
         self._last_us = max(self._last_us, when_us)
+
+    def last(self) -> None:
+        """The snapshot after the last change."""
+        if self._boundary_us is not None:
+            self._snapshot(self._boundary_us)
 
     def _snapshot(self, at_us: int) -> None:
         at_s = at_us / _S
@@ -137,6 +122,57 @@ class OpenMetricsFileSink:
                     continue  # a series never changes shape; skip rather than corrupt
                 series.points.append((at_s, tuple(v for _, _, v in samples)))
 
+
+class OpenMetricsFileSink:
+    """Writes ``path`` on shutdown (see the module docstring); ``interval_s`` is the audit
+    time between snapshots, ``hold_s`` how long before and after a record they are taken.
+    ``force_flush`` writes nothing: a backfill file is complete only when the run is.
+    :meth:`track` adds the metrics of another collector, over its own audit clock."""
+
+    def __init__(self, path: str | Path, interval_s: int = 60, *, max_namespaces: int = 200,
+                 max_classes: int = 50, slo_key: str = "slo",
+                 diagnosis_key: str = "diagnosis", hold_s: int = DEFAULT_HOLD_S) -> None:
+        if interval_s < 1:
+            raise ValueError("interval_s must be at least 1")
+        if hold_s < 0:
+            raise ValueError("hold_s must not be negative")
+        self.path = Path(path)
+        self.interval_us = interval_s * _S
+        self.hold_us = hold_s * _S
+        self.registry = CollectorRegistry()
+        self.metrics = PrometheusSink(self.registry, max_namespaces=max_namespaces,
+                                      max_classes=max_classes, slo_key=slo_key,
+                                      diagnosis_key=diagnosis_key)
+        self._pods = _Snapshots(self.registry, self.interval_us, self.hold_us)
+        self._clocks = [self._pods]
+        self._closed = False
+
+    def track(self, collector: Collector) -> Callable[[int], None]:
+        """Backfill ``collector``'s metrics too (names of their own); returns what to call
+        with the audit time (microseconds) before each change of them."""
+        registry = CollectorRegistry()
+        registry.register(collector)
+        clock = _Snapshots(registry, self.interval_us, self.hold_us)
+        self._clocks.append(clock)
+        return clock.advance
+
+    @property
+    def families(self) -> dict[str, _Family]:
+        """Every family snapshotted so far, by name."""
+        out: dict[str, _Family] = {}
+        for clock in self._clocks:
+            out.update(clock.families)
+        return out
+
+    def export(self, batch: Sequence[PodRecord]) -> None:
+        if self._closed:
+            raise SinkClosedError(f"openmetrics file {self.path} is shut down")
+        for record in batch:
+            when = record_time_us(record)
+            if when is not None:
+                self._pods.advance(when)
+            self.metrics.observe(record)
+
     def force_flush(self, timeout_s: float = 30.0) -> bool:
         return not self._closed
 
@@ -145,16 +181,17 @@ class OpenMetricsFileSink:
         if self._closed:
             return
         self._closed = True
-        if self._boundary_us is not None:
-            self._snapshot(self._boundary_us)
+        for clock in self._clocks:
+            clock.last()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open_private(self.path, "w", encoding="utf-8") as out:
             self.write(out)
 
     def write(self, out: IO[str]) -> None:
         """The OpenMetrics text of every snapshot taken so far."""
-        for name in sorted(self.families):
-            family = self.families[name]
+        families = self.families
+        for name in sorted(families):
+            family = families[name]
             if not any(s.points for s in family.series.values()):
                 continue
             out.write(f"# TYPE {name} {family.type}\n")

@@ -199,6 +199,17 @@ def _skip_bom(stream: Any) -> IO[bytes]:
     return stream  # type: ignore[no-any-return]
 
 
+def _with_line(records: Iterator[AuditRecord], raw: bytes) -> Iterator[AuditRecord]:
+    """``records`` of one line, the first carrying the line (an EventList's line is read
+    once, for all its events)."""
+    first = True
+    for record in records:
+        if first:
+            record.raw = raw
+            first = False
+        yield record
+
+
 class FileSource:
     """Yields AuditRecords from paths; bad lines are counted in ``bad`` with file:line.
 
@@ -237,6 +248,9 @@ class FileSource:
         """With a partition: batches of the lines a pre-scan routed to it (see
         :mod:`lunettes.sources.prescan`), read instead of ``paths``."""
         self.lines = 0
+        self.keep_lines = False
+        """Records read from one line of JSON carry it in ``raw`` (the first record of a
+        line; set by the pipeline when a processor reads lines)."""
 
     @classmethod
     def from_config(cls, key: str, section: Section, context: BuildContext) -> FileSource:
@@ -364,6 +378,7 @@ class FileSource:
         bad, part = self.bad, self.partition
         mine, workers = (part.index, part.count) if part is not None else (0, 1)
         every, limit, decode = self.every_record, self.max_line_bytes, self._decode
+        keep = self.keep_lines
         for number, raw in enumerate(lines, 1):
             self.lines += 1
             if len(raw) >= limit and raw[-1] != 10:  # 10: newline
@@ -381,7 +396,12 @@ class FileSource:
                 continue
             if owner == mine:
                 if what == CLOCK:  # nothing about a Pod: count it, move the clock
-                    yield skipped(received or 0, f"{name}:{number}")
+                    record = skipped(received or 0, f"{name}:{number}")
+                    if keep:
+                        record.raw = raw
+                    yield record
+                elif keep:
+                    yield from _with_line(decode(raw, name, number, True), raw)
                 else:
                     yield from decode(raw, name, number, True)
             elif what == ANY:

@@ -109,6 +109,8 @@ class FollowSource:
         self.bad = bad if bad is not None else BadRecords()
         self.on_caught_up = on_caught_up
         self.resume = resume or {}
+        self.keep_lines = False
+        """Records read from one line of JSON carry it in ``raw`` (set by the pipeline)."""
         self.heartbeat = heartbeat
         self.state, self.error = "starting", ""
         self.lanes = [_Lane(path, f"{name}:{path}") for path in self.paths]
@@ -340,7 +342,10 @@ class FollowSource:
         seen = peek(raw)
         received = None if seen is None else clock_only(raw, seen)
         if received is not None:  # nothing about a Pod (see FileSource)
-            yield skipped(received, origin)
+            other = skipped(received, origin)
+            if self.keep_lines:
+                other.raw = raw
+            yield other
             return
         try:
             doc = orjson.loads(raw)
@@ -351,6 +356,8 @@ class FollowSource:
             if isinstance(item, BadRecord):
                 self.bad.add(item.reason, origin, str(item), raw)
             else:
+                if self.keep_lines and type(doc) is dict:  # one Event: its line
+                    item.raw = raw
                 yield item
 
 

@@ -1,0 +1,167 @@
+"""The load analysis of a stream of audit lines: series, tables and Prometheus counts.
+
+Both ways in use it: ``lunettes analyze apiserver`` feeds it the lines of the files it
+reads, and ``lunettes replay/serve --apiserver-load`` the lines the pipeline's sources read
+(``file`` and ``follow`` hand each record's line on in ``record.raw`` when the pipeline
+asks, ``keep_lines``; :meth:`RequestStream.process` passes the record on without it).
+
+Cheap by aggregation: a line exactly as kube-apiserver writes it is read by two regular
+expressions (:func:`~lunettes.apiserver.scan.raw_request`) and counted under its fields as
+bytes, with its latency, in a table of its interval; each distinct request is decoded and
+counted into the series (:mod:`.series`), the tables (:mod:`.requests`) and the Prometheus
+counts (:mod:`.counts`) once, with its number, when its interval is no longer among the
+two newest. Any other line is decoded and counted at once (a bad one counted in ``bad``),
+as is a line whose interval was already handed on. The analysis' own results (anomalies,
+drilldown) need the ``analyze`` extra and are computed only when asked
+(:meth:`RequestStream.analysis`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from lunettes.apiserver.counts import RequestCounts
+from lunettes.apiserver.reader import decoded_facts, read_lines
+from lunettes.apiserver.requests import RequestTables
+from lunettes.apiserver.scan import (
+    UNREADABLE,
+    RawKey,
+    RequestFacts,
+    facts_of,
+    is_timed,
+    raw_request,
+    scan_decoding,
+)
+from lunettes.apiserver.series import Series, SeriesBuilder
+from lunettes.model.audit import AuditRecord
+from lunettes.sources.errors import BadRecords
+
+if TYPE_CHECKING:
+    from lunettes.apiserver.report import LoadAnalysis
+
+__all__ = ["RequestStream"]
+
+_PENDING = 2  # intervals whose lines are still gathered: the newest and the one before
+
+
+class RequestStream:
+    """Counts the requests of audit lines (``interval_s``: the series' interval; ``top_k``
+    values per dimension and interval; ``max_values`` per metric label). Lines the bytes
+    do not tell and that do not decode are counted in ``bad``."""
+
+    def __init__(self, interval_s: int = 60, top_k: int = 25, max_values: int = 50,
+                 bad: BadRecords | None = None) -> None:
+        self.interval_us = interval_s * 1_000_000
+        self.counts = RequestCounts(interval_s, max_values)
+        self.builder = SeriesBuilder(interval_s, top_k=top_k, on_close=self.counts.close,
+                                     on_late=self.counts.add_joint)
+        self.tables = RequestTables()
+        self.bad = bad if bad is not None else BadRecords()
+        self.requests = 0
+        self._pending: dict[int, dict[RawKey, list[Any]]] = {}
+        self._newest = -1
+        self._series: Series | None = None
+
+    def process(self, records: Iterable[AuditRecord]) -> Iterator[AuditRecord]:
+        """Pass ``records`` on, each without its line, counting the requests of the lines."""
+        add = self.add_line
+        for record in records:
+            raw = record.raw
+            if raw:
+                record.raw = b""
+                add(raw, record.origin)
+            yield record
+
+    def read(self, paths: Iterable[str]) -> None:
+        """Count the requests of audit log files, directories or ``-`` (see
+        :func:`~lunettes.apiserver.reader.read_lines`), then :meth:`finish`."""
+        for item, origin in read_lines(paths, self.bad):
+            if isinstance(item, bytes):
+                self.add_line(item, origin)
+            else:
+                self.add(item)
+        self.finish()
+
+    def add_line(self, raw: bytes, origin: str = "") -> None:
+        """Count the request of one audit line (nothing for a stage that is not final)."""
+        read = raw_request(raw)
+        if read is None:
+            facts = scan_decoding(raw)
+            if facts is UNREADABLE:
+                for item in decoded_facts(raw, origin, self.bad):
+                    self.add(item)
+            elif facts is not None:
+                self.add(facts)  # type: ignore[arg-type]
+            return
+        key, received, stage_at = read
+        index = received // self.interval_us
+        if index > self._newest:
+            self._advance(index)
+        elif index <= self._newest - _PENDING:  # its interval was handed on: count it now
+            facts = facts_of(key, received, stage_at)
+            if facts is None:
+                self.bad.add("not_utf8", origin or "?", "a value is not UTF-8")
+            else:
+                self.add(facts)
+            return
+        lines = self._pending.get(index)
+        if lines is None:
+            lines = self._pending[index] = {}
+        entry = lines.get(key)
+        if entry is None:
+            entry = lines[key] = [0, received, []]
+        entry[0] += 1
+        if stage_at is not None:
+            entry[2].append(stage_at - received if stage_at > received else 0)
+
+    def add(self, facts: RequestFacts) -> None:
+        """Count one finished request."""
+        index = facts.time_us // self.interval_us
+        if index > self._newest:
+            self._advance(index)
+        self._count(facts, index, 1, None)
+
+    def _count(self, facts: RequestFacts, index: int, n: int,
+               latencies: list[int] | None) -> None:
+        self.requests += n
+        self.builder.add(facts, n)
+        self.tables.add(facts, n, latencies)
+        self.counts.observe(facts, index, n, latencies)
+
+    def _advance(self, index: int) -> None:
+        self._newest = index
+        for old in sorted(i for i in self._pending if i <= index - _PENDING):
+            self._hand_on(old)
+        self.builder.advance(index)
+
+    def _hand_on(self, index: int) -> None:
+        """Count the gathered requests of one interval, each distinct one decoded once."""
+        for key, (n, received, latencies) in self._pending.pop(index).items():
+            facts = facts_of(key, received, None)
+            if facts is None:
+                self.bad.add("not_utf8", "?", f"{n} lines with a value that is not UTF-8")
+                continue
+            timed = latencies if is_timed(facts.verb, facts.subresource) else []
+            self._count(facts, index, n, timed)
+
+    def finish(self) -> None:
+        """The end of the input: every interval counted and closed; the counts then hold
+        every request."""
+        for index in sorted(self._pending):
+            self._hand_on(index)
+        self.builder.close_all()
+
+    def series(self) -> Series:
+        """The series of every request counted (after :meth:`finish`; needs numpy)."""
+        if self._series is None:
+            self.finish()
+            self._series = self.builder.series()
+        return self._series
+
+    def analysis(self, **options: Any) -> LoadAnalysis:
+        """The report of ``lunettes analyze apiserver`` over the requests counted;
+        ``options`` as :func:`~lunettes.apiserver.report.explain`'s."""
+        from lunettes.apiserver.report import explain
+
+        return explain(self.series(), self.tables, bad=self.bad, **options)
