@@ -185,6 +185,15 @@ def _pipeline(args: argparse.Namespace) -> Any:
     return Pipeline.from_config(DEFAULT_CONFIG_DIR, _pipeline_data(args), env={})
 
 
+def _decodes_late(pipeline: Any) -> bool:
+    """True when the pipeline decodes records late (a checkout that predates it: False)."""
+    try:
+        from lunettes.processors.base import decodes_late
+    except ImportError:
+        return False
+    return decodes_late(getattr(pipeline, "processors", []))
+
+
 def phase_floor(args: argparse.Namespace) -> dict[str, Any]:
     """Read and orjson-decode every line; nothing else."""
     import orjson
@@ -222,8 +231,11 @@ def phase_replay(args: argparse.Namespace) -> dict[str, Any]:
 
         index, count = (int(x) for x in args.part.split("/"))
         partition = Partition(index, count)
-    # (no partition keyword unless asked: a baseline checkout may predate it)
-    source = FileSource([args.input], **({"partition": partition} if partition else {}))
+    # (keywords only when they apply: a baseline checkout may predate them)
+    options: dict[str, Any] = {"partition": partition} if partition else {}
+    if _decodes_late(pipeline):
+        options["decode_late"] = True  # as the pipeline's own sources would
+    source = FileSource([args.input], **options)
     rss_before = _rss_now()
     profiler = cProfile.Profile() if args.cprofile else None
     rss_samples: list[tuple[int, int]] = []  # (records read, RSS): flat once warm?

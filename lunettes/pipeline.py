@@ -22,7 +22,7 @@ from lunettes.config.errors import ConfigError, Section, read_yaml
 from lunettes.model.audit import AuditRecord
 from lunettes.model.record import PodRecord
 from lunettes.model.timeline import PodTimeline
-from lunettes.processors.base import Processor, Run, build_processors
+from lunettes.processors.base import Processor, Run, build_processors, decodes_late
 from lunettes.processors.carry import CarryRun, CarryStore
 from lunettes.processors.checkpoint import Checkpointer, Checkpointing
 from lunettes.processors.reorder import Reorder
@@ -182,6 +182,7 @@ class Pipeline:
                                resume=dict(restored.positions) if restored else {},
                                checkpointing=checkpointing is not None)
         processors = build_processors(top, context)
+        context = replace(context, decode_late=decodes_late(processors))
         if checkpointing is not None:
             processors.insert(0, checkpointing)
         sources = build_sources(top.sub("sources"), context)

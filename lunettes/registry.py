@@ -38,6 +38,9 @@ class BuildContext:
     results: Results = field(default_factory=lambda: default_results())
     """The analyzers' result entries of the pipeline the sink serves (the shipped
     configuration's when a sink is built on its own)."""
+    decode_late: bool = False
+    """Sources may leave final records undecoded (``AuditRecord.raw``): the processors
+    decode them (:mod:`lunettes.processors.decode`)."""
 
 
 def default_results() -> Results:

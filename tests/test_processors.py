@@ -80,7 +80,7 @@ TOY_PROCESSOR = '''
 
 
 class NamespaceFilter:
-    reads = "lines"
+    reads = "records"
     writes = None
 
     def __init__(self, name, drop):

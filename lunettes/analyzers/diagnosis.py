@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 from lunettes.analyzers.base import DIAGNOSIS, FAULT_INTERVALS, LIFECYCLE, STAGES, Inputs, Reference
 from lunettes.analyzers.diagnosisdefs import CodeDef, DiagnosisConfig, RuleDef
 from lunettes.analyzers.lifecycle import Lifecycle
-from lunettes.analyzers.markers import Alternative, EventKey, Instance, event_key
+from lunettes.analyzers.markers import Alternative, Instance
 from lunettes.config.errors import Section
-from lunettes.model.hyperevent import HyperEvent
+from lunettes.model.hyperevent import EventKey, HyperEvent
 from lunettes.model.record import Stage
 from lunettes.model.schema import (
     BOOLEAN,
@@ -223,7 +223,7 @@ class DiagnosisAnalyzer:
         """(rule index, rule, message captures, (container, image)) of every rule the
         event matches: one per code, and one ranked rule (the cause on most nodes)."""
         matches: list[tuple[int, RuleDef, dict[str, str], Instance]] = []
-        key = event_key(event)
+        key = event.key
         candidates = self._candidates.get(key)
         if candidates is None:
             if len(self._candidates) >= 4096:

@@ -7,25 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lunettes.config.errors import Section
-from lunettes.model.hyperevent import OPS, HyperEvent
+from lunettes.model.hyperevent import OPS, EventKey, HyperEvent
 from lunettes.model.spec import PodSpecSummary
 
 # (container name, image) a match is about; ("", "") for Pod-level facts.
 Instance = tuple[str, str]
 _POD_LEVEL: list[Instance] = [("", "")]
 _STATES = ("waiting", "running", "terminated")
-# What decides which alternatives can match a HyperEvent: (op, reason, the types of the
-# conditions it changes, the states of the containers it changes, has a phase).
-EventKey = tuple[str, str, tuple[str, ...], tuple[str, ...], bool]
 _CACHE_LIMIT = 4096
-
-
-def event_key(event: HyperEvent) -> EventKey:
-    """The :data:`EventKey` of a HyperEvent."""
-    return (event.op, event.reason,
-            tuple([c.type for c in event.conditions]) if event.conditions else (),
-            tuple([c.state for c in event.containers]) if event.containers else (),
-            bool(event.phase))
 
 
 def _names(section: Section, key: str, allowed: tuple[str, ...] = ()) -> frozenset[str] | None:
@@ -168,7 +157,7 @@ class Alternative:
         return ops
 
     def could_match(self, key: EventKey) -> bool:
-        """False when no HyperEvent with this :func:`event_key` can match (a cheap
+        """False when no HyperEvent with this key (:attr:`HyperEvent.key`) can match (a cheap
         necessary condition: :meth:`match` decides)."""
         op, reason, condition_types, container_states, has_phase = key
         if (self.ops is not None or self.reasons is not None or self.event_types is not None
@@ -248,11 +237,12 @@ class Marker:
 
     def match(self, event: HyperEvent, spec: PodSpecSummary | None) -> list[Instance]:
         """Every instance any alternative matches for (may repeat)."""
-        return self.match_keyed(event, event_key(event), spec)
+        return self.match_keyed(event, event.key, spec)
 
     def match_keyed(self, event: HyperEvent, key: EventKey,
                     spec: PodSpecSummary | None) -> list[Instance]:
-        """:meth:`match` with the event's :func:`event_key` computed once by the caller."""
+        """:meth:`match` with the event's key (:attr:`HyperEvent.key`) read once by the
+        caller."""
         alternatives = self._candidates.get(key)
         if alternatives is None:
             alternatives = self.candidates(key)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lunettes.analyzers.base import STAGES, Inputs
-from lunettes.analyzers.markers import EventKey, Instance, event_key
+from lunettes.analyzers.markers import Instance
 from lunettes.analyzers.stagedefs import StageDef, StageSet
 from lunettes.config.errors import Section
-from lunettes.model.hyperevent import HyperEvent
+from lunettes.model.hyperevent import EventKey, HyperEvent
 from lunettes.model.record import SpanEvent, Stage
 from lunettes.model.semconv import AUDIT_ID
 from lunettes.model.spec import PodSpecSummary
@@ -71,7 +71,7 @@ class StagesAnalyzer:
         out: list[_Hits] = [([], []) for _ in self.stage_set.stages]
         plans = self._plans
         for index, event in enumerate(events):
-            key = event_key(event)
+            key = event.key
             plan = plans.get(key)
             if plan is None:
                 plan = self._plan(key)

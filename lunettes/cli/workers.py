@@ -34,6 +34,7 @@ from typing import Any
 from lunettes.config.errors import ConfigError
 from lunettes.model.record import PodRecord
 from lunettes.pipeline import Pipeline
+from lunettes.processors.base import decodes_late
 from lunettes.sinks.base import Sink
 from lunettes.sinks.spool import default_dir
 from lunettes.sources.errors import BadRecords, LateRecords
@@ -317,7 +318,8 @@ def _replay(job: Job, index: int, out: Connection, feed: Connection) -> Report:
     began = time.process_time()
     pipeline = Pipeline.from_config(job.config, own_spools(job.data, index), job.env)
     source = FileSource(job.paths, partition=Partition(index, job.count),
-                        max_line_bytes=job.max_line_bytes, feed=iter(feed.recv, None))
+                        max_line_bytes=job.max_line_bytes, feed=iter(feed.recv, None),
+                        decode_late=decodes_late(pipeline.processors))
     source.bad.dead_letter = pipeline.bad.dead_letter  # every worker appends to it
     if pipeline.carry is not None:  # Pods in flight go on with the same worker next run
         pipeline.carry.key = f"worker-{index + 1}-of-{job.count}"

@@ -9,6 +9,9 @@ TICK_STAGE = "lunettes:tick"
 """The stage of a clock tick (see :func:`tick`); compared by identity, never read from JSON."""
 SKIPPED_STAGE = "lunettes:skipped"
 """The stage of a record left undecoded (see :func:`skipped`); compared by identity."""
+REFUSED_STAGE = "lunettes:refused"
+"""The stage of a record whose line did not decode when the pipeline decoded it late
+(counted as bad then; dropped wherever it is held); compared by identity."""
 
 FOLDED_VERBS: dict[str, frozenset[str]] = {
     "pods": frozenset({"create", "delete", "patch", "update"}),
@@ -24,7 +27,7 @@ class AuditRecord:
 
     Times are microseconds since the epoch. ``request``/``response`` are the decoded
     requestObject/responseObject (None at Metadata level); nothing is interpreted until an
-    analyzer or the folder asks for it.
+    analyzer or the folder asks for it. A record with ``undecoded`` set is not decoded yet.
     """
 
     audit_id: str
@@ -55,6 +58,10 @@ class AuditRecord:
     raw: bytes = b""
     """The line it was read from, when the pipeline asked its source for lines
     (``keep_lines``: the API server load analysis reads them); empty otherwise."""
+    undecoded: bytes | None = None
+    """The line of a record left undecoded until the pipeline folds it (see
+    :mod:`lunettes.processors.decode`): only ``audit_id``, ``stage``, ``received_us``,
+    ``origin`` and ``position`` are set; None once decoded."""
 
     @property
     def succeeded(self) -> bool:
@@ -67,6 +74,13 @@ def tick(received_us: int, origin: str = "") -> AuditRecord:
     its time and its file (as origin). It advances the audit clock (reorder window, pod
     timeouts) exactly as the record would have, and is neither counted nor folded."""
     return AuditRecord("", TICK_STAGE, "", received_us, origin=origin)
+
+
+def undecoded(audit_id: str, stage: str, received_us: int, raw: bytes, origin: str = ""
+              ) -> AuditRecord:
+    """A final record whose line is decoded later, when the pipeline folds it: what its
+    bytes told (auditID, stage, time) orders and deduplicates it until then."""
+    return AuditRecord(audit_id, stage, "", received_us, origin=origin, undecoded=raw)
 
 
 def skipped(received_us: int, origin: str = "") -> AuditRecord:

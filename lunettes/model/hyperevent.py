@@ -10,6 +10,11 @@ from types import MappingProxyType
 OPS = ("create", "bind", "status", "update", "delete", "evict", "event")
 _NO_EXTRA: Mapping[str, str] = MappingProxyType({})
 
+EventKey = tuple[str, str, tuple[str, ...], tuple[str, ...], bool]
+"""See :attr:`HyperEvent.key`."""
+_KEYS: dict[EventKey, EventKey] = {}
+_KEYS_LIMIT = 4096  # bounded: a cleared table only stops sharing for new HyperEvents
+
 
 @dataclass(slots=True, frozen=True)
 class ConditionChange:
@@ -79,3 +84,24 @@ class HyperEvent:
     extra: Mapping[str, str] = field(default_factory=lambda: _NO_EXTRA)
     """More facts by name (read-only; one shared empty mapping by default, so that a Pod in
     flight does not pay a dict per HyperEvent)."""
+    _key: EventKey | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def key(self) -> EventKey:
+        """What decides which stage and diagnosis markers can match this HyperEvent: (op,
+        reason, the types of the conditions it changes, the states of the containers it
+        changes, has a phase). Computed once (the fold's delivery check, the stages and
+        the diagnosis all ask), one object shared by every HyperEvent with that key."""
+        key = self._key
+        if key is None:
+            key = (self.op, self.reason,
+                   tuple([c.type for c in self.conditions]) if self.conditions else (),
+                   tuple([c.state for c in self.containers]) if self.containers else (),
+                   bool(self.phase))
+            shared = _KEYS.get(key)
+            if shared is None:
+                if len(_KEYS) >= _KEYS_LIMIT:
+                    _KEYS.clear()
+                shared = _KEYS[key] = key
+            key = self._key = shared
+        return key

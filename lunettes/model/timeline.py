@@ -40,6 +40,9 @@ class PodTimeline:
     observed_until_us: int | None = None
     """The audit time up to which the pipeline followed the Pod (set when it leaves memory);
     analyzers judging a Pod that was never delivered measure up to here."""
+    in_order: bool = False
+    """True once :meth:`ordered` sorted the events (the fold does it as the Pod leaves
+    memory: every analyzer then reads them as they are). Events are appended before."""
 
     @property
     def partial(self) -> bool:
@@ -47,6 +50,12 @@ class PodTimeline:
         return self.created_us is None
 
     def ordered(self) -> list[HyperEvent]:
-        """The HyperEvents in time order (ties in arrival order)."""
-        self.events.sort(key=lambda e: (e.time_us, e.seq))
+        """The HyperEvents in time order (ties in arrival order), sorted once."""
+        if not self.in_order:
+            self.events.sort(key=_order)
+            self.in_order = True
         return self.events
+
+
+def _order(event: HyperEvent) -> tuple[int, int]:
+    return event.time_us, event.seq

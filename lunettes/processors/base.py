@@ -22,16 +22,18 @@ from lunettes.registry import BuildContext
 from lunettes.sources.errors import BadRecords, LateRecords
 
 __all__ = ["DEFAULT_PROCESSORS", "LINES", "RECORDS", "TIMELINES", "Processor", "Run",
-           "build_processors", "lowest", "seconds"]
+           "build_processors", "decodes_late", "lowest", "seconds"]
 
 LINES = "lines"
-"""Audit records as sources yield them: decoded, or still raw lines (``record.raw``)."""
+"""Audit records as sources yield them: decoded, or still raw lines (``record.undecoded``: only
+their auditID, stage, time, origin and position are known) when the chain decodes them
+later (a processor that reads lines and writes records: ``decode``)."""
 RECORDS = "records"
 """Decoded audit records only."""
 TIMELINES = "timelines"
 """Final Pod timelines, what the analyzers read."""
 
-DEFAULT_PROCESSORS = ("clock", "dedupe", "bodies", "reorder", "fold")
+DEFAULT_PROCESSORS = ("clock", "dedupe", "bodies", "reorder", "decode", "fold")
 """The chain of a pipeline.yaml without a ``processors:`` list (each factory owns its
 defaults)."""
 
@@ -137,6 +139,12 @@ def lowest(records: Iterable[AuditRecord], into: dict[str, int] | None = None
     return out
 
 
+def decodes_late(processors: Iterable[Processor]) -> bool:
+    """True when a processor decodes records (writes them from lines): sources may then
+    leave them undecoded (:attr:`~lunettes.registry.BuildContext.decode_late`)."""
+    return any(p.writes == RECORDS for p in processors)
+
+
 def build_processors(top: Section, context: BuildContext) -> list[Processor]:
     """The processors of ``top``'s ``processors`` list, in order (absent:
     :data:`DEFAULT_PROCESSORS`), checked to read what the one before writes and to end with
@@ -166,7 +174,7 @@ def build_processors(top: Section, context: BuildContext) -> list[Processor]:
                                    context)
         if processor is not None:
             built.append(processor)
-    flowing = LINES
+    flowing = LINES if decodes_late(built) else RECORDS
     for processor in built:
         if not (processor.reads == flowing or (processor.reads == LINES
                                                and flowing == RECORDS)):

@@ -8,6 +8,7 @@ from lunettes.config.errors import Section
 from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
 from lunettes.model.times import format_time
 from lunettes.processors.base import Run, Stateless, lowest, seconds
+from lunettes.processors.decode import verify
 from lunettes.registry import BuildContext
 
 Quarantine = Callable[[AuditRecord, int], None]
@@ -136,7 +137,8 @@ class Clock(Stateless):
         stats, bad = run.stats, run.bad
         if self.max_future_us:
             def quarantine(record: AuditRecord, clock_us: int) -> None:
-                if record.stage is not TICK_STAGE:  # another worker's: it counts it
+                # another worker's tick: it counts it; a line that does not decode: bad
+                if record.stage is not TICK_STAGE and verify(record, run, counted=False):
                     ahead = (record.received_us - clock_us) / 1e6
                     bad.add("future_timestamp", record.origin or "?",
                             f"{format_time(record.received_us)}, {ahead:.0f} s ahead of "

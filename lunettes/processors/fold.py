@@ -11,14 +11,14 @@ from typing import Any
 
 from lunettes.config.errors import Section
 from lunettes.model.audit import FOLDED_VERBS, AuditRecord
-from lunettes.model.hyperevent import HyperEvent
+from lunettes.model.hyperevent import ConditionChange, ContainerChange, HyperEvent
 from lunettes.model.ids import derive_uid
 from lunettes.model.redact import redact_text
 from lunettes.model.spec import TRACE_ANNOTATIONS, PodSpecSummary
 from lunettes.model.timeline import PodTimeline
 from lunettes.model.times import parse_time
 from lunettes.model.typed import EMPTY, sub, text
-from lunettes.processors.base import TIMELINES, Run, Stateless, seconds
+from lunettes.processors.base import RECORDS, TIMELINES, Run, Stateless, seconds
 from lunettes.processors.bodies import (
     EventFacts,
     PodState,
@@ -152,17 +152,24 @@ class Folder:
               and record.verb in _CHANGES and record.succeeded):
             self._event(record)
 
-    def _emit(self, live: _Live, record: AuditRecord, op: str, **facts: Any) -> HyperEvent:
-        """Add a HyperEvent to the Pod's timeline; its ``message`` (an Event's, the Pod
-        status's, a rejected create's error) is redacted here, before anything keeps it."""
-        message = facts.get("message")
+    def _emit(self, live: _Live, record: AuditRecord, op: str, *, node: str | None = None,
+              conditions: tuple[ConditionChange, ...] = (),
+              containers: tuple[ContainerChange, ...] = (), phase: str = "",
+              pod_ip: str = "", reason: str = "", message: str = "", event_type: str = "",
+              count: int = 0, container: str = "", init: bool = False, image: str = ""
+              ) -> HyperEvent:
+        """Add a HyperEvent to the Pod's timeline (``node``: the acting kubelet's unless
+        given); its ``message`` (an Event's, the Pod status's, a rejected create's error)
+        is redacted here, before anything keeps it."""
         if message:
-            facts["message"] = redact_text(message)
-        source, node = component(record.username, record.user_agent, record.groups)
+            message = redact_text(message)
+        source, kubelet_node = component(record.username, record.user_agent, record.groups)
         self._seq += 1
-        event = HyperEvent(time_us=record.received_us, seq=self._seq, op=op,
-                           uid=live.timeline.uid, audit_id=record.audit_id, source=source,
-                           node=facts.pop("node", node), code=record.code, **facts)
+        event = HyperEvent(record.received_us, self._seq, op, live.timeline.uid,
+                           record.audit_id, source,
+                           kubelet_node if node is None else node, record.code, conditions,
+                           containers, phase, pod_ip, reason, message, event_type, count,
+                           container, init, image)
         timeline = live.timeline
         timeline.events.append(event)
         live.last_us = max(live.last_us, record.received_us)
@@ -369,6 +376,7 @@ class Folder:
 
     def _retire(self, live: _Live, now_us: int) -> PodTimeline:
         timeline = live.timeline
+        timeline.ordered()  # once, for every analyzer
         del self.live[timeline.uid]
         self._finished[timeline.uid] = now_us
         key = (timeline.namespace, timeline.name)
@@ -454,6 +462,7 @@ class Fold(Stateless):
     every Pod still in flight. Settings: ``linger_s``, ``timeout_s``, ``forget_after_s``,
     ``trace_context_annotations``. Its checkpoint state is :meth:`Folder.finished`."""
 
+    reads = RECORDS
     writes = TIMELINES
 
     def __init__(self, name: str = "fold", *, linger_us: int = 5_000_000,

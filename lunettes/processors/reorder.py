@@ -9,6 +9,7 @@ from heapq import heappop, heappush
 from lunettes.config.errors import Section
 from lunettes.model.audit import SKIPPED_STAGE, TICK_STAGE, AuditRecord
 from lunettes.processors.base import Run, Stateless, lowest, seconds
+from lunettes.processors.decode import verify
 from lunettes.registry import BuildContext
 
 
@@ -26,9 +27,13 @@ class ReorderWindow:
     """
 
     def __init__(self, stats: Counter[str], window_us: int = 10_000_000,
-                 on_late: Callable[[AuditRecord, int], None] | None = None) -> None:
+                 on_late: Callable[[AuditRecord, int], None] | None = None,
+                 valid: Callable[[AuditRecord], bool] | None = None) -> None:
         self.stats = stats
         self.on_late = on_late
+        self.valid = valid
+        """Checks a late record before it counts as late (one that is not valid, a line
+        that does not decode, is counted by ``valid`` itself, as bad input)."""
         self.window_us = window_us
         self.watermark_us = 0
         self._released_us = 0
@@ -40,7 +45,7 @@ class ReorderWindow:
         received = record.received_us
         stage = record.stage
         if received < self._released_us and stage is not TICK_STAGE \
-                and stage is not SKIPPED_STAGE:
+                and stage is not SKIPPED_STAGE and (self.valid is None or self.valid(record)):
             self.stats["late"] += 1
             if self.on_late is not None:
                 self.on_late(record, self._released_us)
@@ -75,7 +80,9 @@ class ReorderWindow:
 
 
 class Reorder(Stateless):
-    """Processor ``reorder``: a :class:`ReorderWindow` of ``window_s`` of audit time."""
+    """Processor ``reorder``: a :class:`ReorderWindow` of ``window_s`` of audit time; an
+    undecoded late record is decoded before it counts as late
+    (:func:`~lunettes.processors.decode.verify`)."""
 
     def __init__(self, window_us: int = 10_000_000, name: str = "reorder") -> None:
         self.name = name
@@ -89,7 +96,8 @@ class Reorder(Stateless):
         return cls(window_us, key)
 
     def process(self, items: Iterator[AuditRecord], run: Run) -> Iterator[AuditRecord]:
-        window = self._window = ReorderWindow(run.stats, self.window_us, run.late.add)
+        window = self._window = ReorderWindow(run.stats, self.window_us, run.late.add,
+                                              lambda r: verify(r, run))
         push = window.push
         for record in items:
             released = push(record)

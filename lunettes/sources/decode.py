@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 from lunettes.model.audit import AuditRecord
 from lunettes.model.times import parse_time
 from lunettes.sources.cloudlogging import from_log_entry, is_log_entry
 from lunettes.sources.errors import BadRecord
 from lunettes.sources.exports import batch, unwrap, wrapped
+from lunettes.sources.fastdecode import fast_event
 
 AUDIT_API_VERSIONS = frozenset(
     {"audit.k8s.io/v1", "audit.k8s.io/v1beta1", "audit.k8s.io/v1alpha1"}
@@ -92,6 +95,24 @@ def decode_event(event: dict[str, Any], origin: str = "") -> AuditRecord:
                 api_group, object_uid, code, message, reason, username, user_agent, level,
                 request, response, origin, _groups(user))
     return _decode_checked(event, origin)
+
+
+def decode_line(raw: bytes, origin: str = "") -> AuditRecord:
+    """The record of a line a source left undecoded (its bytes start as one audit.k8s.io/v1
+    Event: :func:`~lunettes.sources.peek.deferred`), decoded as the source decodes such a
+    line: the typed fast path, else the checked path. Raises BadRecord for a record
+    lunettes cannot use, orjson's JSONDecodeError (a ValueError: ``invalid_json``) for
+    bytes that are not JSON. (Bytes that start as an Event but decode to another shape, by
+    repeating a key, are an ``unknown_kind``.)"""
+    record = fast_event(raw, origin)
+    if record is not None:
+        return record
+    doc = orjson.loads(raw)
+    if type(doc) is dict and doc.get("kind") == "Event" and audit_version(doc):
+        return decode_event(doc, origin)
+    shown = doc if type(doc) is dict else {}
+    raise BadRecord("unknown_kind", f"kind={_shown(shown.get('kind'))} "
+                                    f"apiVersion={_shown(shown.get('apiVersion'))}")
 
 
 def _decode_checked(event: dict[str, Any], origin: str) -> AuditRecord:

@@ -17,13 +17,14 @@ import orjson
 import yaml
 
 from lunettes.config.errors import Section
-from lunettes.model.audit import AuditRecord, skipped, tick
+from lunettes.model.audit import AuditRecord, skipped, tick, undecoded
 from lunettes.registry import BuildContext
 from lunettes.sources.decode import audit_version, decode_document, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.exports import strip_time_prefix
 from lunettes.sources.fastdecode import fast_event
 from lunettes.sources.partition import ANY, CLOCK, Partition, route_line
+from lunettes.sources.peek import deferred, peek
 
 STDIN = "-"
 MAX_LINE_BYTES = 64 << 20
@@ -221,6 +222,8 @@ class FileSource:
     With ``partition`` (one worker of several, see :mod:`lunettes.sources.partition`) it
     yields only the records that worker owns, and clock ticks for the others' final records;
     with a ``feed`` too, it reads only the lines a pre-scan routed to it.
+    With ``decode_late``, final records its bytes tell enough about are yielded undecoded
+    (:func:`~lunettes.model.audit.undecoded`) for the pipeline to decode when it folds them.
     A :class:`~lunettes.sources.base.Source` (type ``file``: ``paths``), not resumable;
     :meth:`close` stops it at the next file.
     """
@@ -231,8 +234,10 @@ class FileSource:
                  on_bytes: Callable[[int], None] | None = None,
                  partition: Partition | None = None, every_record: bool = False,
                  name: str = "file", max_line_bytes: int = MAX_LINE_BYTES,
-                 feed: Iterable[list[Any]] | None = None) -> None:
+                 feed: Iterable[list[Any]] | None = None,
+                 decode_late: bool = False) -> None:
         self.name = name
+        self.decode_late = decode_late
         self.state, self.error = "starting", ""
         self._closed = False
         self.skipped_files: list[str] = []
@@ -264,7 +269,7 @@ class FileSource:
             section.problem("max_line_bytes", "must be positive")
         section.check_unknown()
         return cls(resolve(paths or [], context), context.bad, name=key,
-                   max_line_bytes=max(1, max_line_bytes))
+                   max_line_bytes=max(1, max_line_bytes), decode_late=context.decode_late)
 
     def checkpoint(self, lane: str, n: int) -> dict[str, Any] | None:
         return None
@@ -378,7 +383,7 @@ class FileSource:
         bad, part = self.bad, self.partition
         mine, workers = (part.index, part.count) if part is not None else (0, 1)
         every, limit, decode = self.every_record, self.max_line_bytes, self._decode
-        keep = self.keep_lines
+        keep, late = self.keep_lines, self.decode_late
         for number, raw in enumerate(lines, 1):
             self.lines += 1
             if len(raw) >= limit and raw[-1] != 10:  # 10: newline
@@ -403,7 +408,12 @@ class FileSource:
                 elif keep:
                     yield from _with_line(decode(raw, name, number, True), raw)
                 else:
-                    yield from decode(raw, name, number, True)
+                    seen = peek(raw) if late else None
+                    told = deferred(raw, seen) if seen is not None and seen.final else None
+                    if told is not None:  # decoded when the pipeline folds it
+                        yield undecoded(*told, raw, f"{name}:{number}")
+                    else:
+                        yield from decode(raw, name, number, True)
             elif what == ANY:
                 yield from decode(raw, name, number, False)
             elif received:

@@ -37,12 +37,12 @@ from typing import IO, Any
 import orjson
 
 from lunettes.config.errors import Section
-from lunettes.model.audit import AuditRecord, skipped, tick
+from lunettes.model.audit import AuditRecord, skipped, tick, undecoded
 from lunettes.registry import BuildContext
 from lunettes.sources.decode import decode_document
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.files import MAX_LINE_BYTES, resolve
-from lunettes.sources.peek import clock_only, peek
+from lunettes.sources.peek import clock_only, deferred, peek
 
 __all__ = ["FollowSource"]
 
@@ -85,7 +85,9 @@ class FollowSource:
     cannot be about a Pod are left undecoded, as :class:`FileSource` does. ``resume``
     maps lanes (``name:path``) to checkpoints (:meth:`checkpoint`); ``wake``, when set by a
     writer, ends a poll early. With ``heartbeat``, each idle poll yields a
-    ``tick(0)``: the pipeline's chance to write a checkpoint while nothing arrives."""
+    ``tick(0)``: the pipeline's chance to write a checkpoint while nothing arrives. With
+    ``decode_late``, final records are yielded undecoded where their bytes tell enough
+    (as :class:`FileSource` does)."""
 
     live = True
 
@@ -94,8 +96,10 @@ class FollowSource:
                  on_caught_up: Callable[[], None] | None = None, name: str = "follow",
                  resume: dict[str, Any] | None = None, stall_s: float = 30.0,
                  wake: threading.Event | None = None, heartbeat: bool = False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 decode_late: bool = False) -> None:
         self.paths = list(paths)
+        self.decode_late = decode_late
         for path in self.paths:
             if path == "-" or path.endswith(".gz") or os.path.isdir(path):
                 raise ValueError(f"{path}: --follow reads plain files only (not stdin, .gz "
@@ -128,7 +132,8 @@ class FollowSource:
         section.check_unknown()
         try:
             return cls(resolve(paths, context), poll_s=max(0.001, poll_s), bad=context.bad,
-                       name=key, resume=context.resume, stall_s=stall_s, heartbeat=True)
+                       name=key, resume=context.resume, stall_s=stall_s, heartbeat=True,
+                       decode_late=context.decode_late)
         except ValueError as exc:
             section.problem("paths", str(exc))
             return cls([], name=key)
@@ -346,6 +351,11 @@ class FollowSource:
             if self.keep_lines:
                 other.raw = raw
             yield other
+            return
+        told = deferred(raw, seen) if seen is not None and seen.final and \
+            self.decode_late else None
+        if told is not None:  # decoded when the pipeline folds it (see FileSource)
+            yield undecoded(*told, raw, origin)
             return
         try:
             doc = orjson.loads(raw)

@@ -25,7 +25,7 @@ from lunettes.model.times import parse_time
 
 _HEAD = re.compile(
     rb'\{"kind":"Event","apiVersion":"audit\.k8s\.io/v1","level":"[A-Za-z]+",'
-    rb'"auditID":"[^"\\]*","stage":"([A-Za-z]+)","requestURI":"([^"\\]*(?:\\.[^"\\]*)*)",'
+    rb'"auditID":"([^"\\]*)","stage":"([A-Za-z]+)","requestURI":"([^"\\]*(?:\\.[^"\\]*)*)",'
     rb'"verb":"([a-z]+)"')
 _OBJECT_REF = re.compile(
     rb'"objectRef":\{"resource":"([^"\\]*)"(?:,"namespace":"([^"\\]*)")?'
@@ -50,6 +50,8 @@ class Peek(NamedTuple):
     resource: bytes
     namespace: bytes
     name: bytes
+    audit_id: bytes = b""
+    stage: bytes = b""
 
 
 def peek(raw: bytes) -> Peek | None:
@@ -58,15 +60,15 @@ def peek(raw: bytes) -> Peek | None:
     head = _HEAD.match(raw)
     if head is None or not raw.endswith(_WHOLE):
         return None
-    stage, uri, verb = head.groups()
+    audit_id, stage, uri, verb = head.groups()
     final = stage in _FINAL
     if verb not in _CHANGES or (b"/pods" not in uri and b"/events" not in uri):
-        return Peek(final, verb, b"", b"", b"")
+        return Peek(final, verb, b"", b"", b"", audit_id, stage)
     ref = _OBJECT_REF.search(raw, head.end())
     if ref is None:
         return None
     resource, namespace, name = ref.groups(b"")
-    return Peek(final, verb, resource, namespace, name)
+    return Peek(final, verb, resource, namespace, name, audit_id, stage)
 
 
 def clock_only(raw: bytes, seen: Peek) -> int | None:
@@ -106,6 +108,24 @@ def received_us(raw: bytes) -> int | None:
     try:
         return parse_time(raw[at:raw.find(b'"', at)].decode())
     except (ValueError, UnicodeDecodeError):
+        return None
+
+
+_STAGES = {stage: stage.decode() for stage in _FINAL}
+
+
+def deferred(raw: bytes, seen: Peek) -> tuple[str, str, int] | None:
+    """(auditID, stage, time) of a final-stage line :func:`peek` read, to deduplicate and
+    order it before it is decoded; None when the bytes do not tell (decode it now)."""
+    stage = _STAGES.get(seen.stage)
+    if stage is None:
+        return None
+    received = received_us(raw)
+    if received is None:
+        return None
+    try:
+        return seen.audit_id.decode(), stage, received
+    except UnicodeDecodeError:
         return None
 
 
