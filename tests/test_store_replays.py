@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import pickle
 import sqlite3
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from test_replay_truth import stages_of
 
 import lunettes
+import lunettes.private_files
 from lunettes.cli.main import main
 from lunettes.model.times import parse_time
 
@@ -167,3 +170,37 @@ def test_two_rotated_halves_out_of_order(tmp_path: Path, clean: Path,
                     s["name"] for s in clean_record["stages"]}
                 assert merged["stages"][0]["name"] == clean_record["stages"][0]["name"]
     assert one_side > 100 and straddling >= 1
+
+
+class _Planted:
+    """Pickles as a call of ``os.mkdir(path)``: what a tampered store could ask of the
+    next run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return os.mkdir, (str(self.path),)
+
+
+@pytest.mark.parametrize("planted", ["os.mkdir", "a lunettes function"])
+def test_a_tampered_carried_state_runs_nothing_and_is_set_aside(
+        tmp_path: Path, lines: list[bytes], planted: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The carried state is read back as lunettes' own classes only: a state that names
+    any other callable (os.mkdir; a lunettes function, not a class) is refused before it
+    is called, logged as a warning, and the second run starts afresh (no Pod followed
+    on)."""
+    store, marker = tmp_path / "ab.db", tmp_path / "planted"
+    replay(store, write(tmp_path / "a.jsonl", lines[:25000]))
+    db = sqlite3.connect(store)
+    with db:
+        payload = (pickle.dumps(_Planted(marker)) if planted == "os.mkdir" else
+                   pickle.dumps(lunettes.private_files.create_private))
+        assert db.execute("UPDATE carried_state SET state = ?", (payload,)).rowcount == 1
+    db.close()
+    (second,) = replay(store, write(tmp_path / "b.jsonl", lines[25000:]))
+    assert not marker.exists()
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "set aside" in warning and "UnpicklingError" in warning
+    assert "followed on" not in second

@@ -20,11 +20,17 @@ the state aside; a run that ends earlier than the stored clock does not replace 
 The state is pickled (it holds only what the folder built from the audit records: no
 bodies beyond a Pod's spec summary, messages already redacted) and is read back only from
 the store's own table, by the same lunettes :data:`FORMAT`; another format is ignored.
+Reading it back constructs nothing but lunettes' own model and processor classes and a
+deque (:class:`_Unpickler`): a store someone else wrote cannot make the next run call
+anything else; a state refused or unreadable is set aside with the reason
+(:attr:`CarryStore.refused`) and the run starts afresh.
 """
 
 from __future__ import annotations
 
+import importlib
 import io
+import logging
 import pickle
 import sqlite3
 from collections import deque
@@ -37,6 +43,8 @@ from lunettes import __version__
 from lunettes.private_files import create_private
 
 __all__ = ["FORMAT", "Carried", "CarryRun", "CarryStore"]
+
+log = logging.getLogger(__name__)
 
 FORMAT = f"lunettes {__version__} carry 1"
 _TABLE = ("CREATE TABLE IF NOT EXISTS carried_state (key TEXT PRIMARY KEY, "
@@ -66,6 +74,25 @@ class _Pickler(pickle.Pickler):
         return NotImplemented
 
 
+_CLASSES = ("lunettes.model.", "lunettes.processors.")
+
+
+class _Unpickler(pickle.Unpickler):
+    """Finds only what :class:`_Pickler` writes: classes defined in lunettes' model and
+    processors packages, a deque and :func:`_read_only`; anything else is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "deque"):
+            return deque
+        if (module, name) == (__name__, "_read_only"):
+            return _read_only
+        if module.startswith(_CLASSES):
+            found = getattr(importlib.import_module(module), name, None)
+            if isinstance(found, type) and found.__module__ == module:
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a carried state")
+
+
 def _dumps(value: Any) -> bytes:
     out = io.BytesIO()
     _Pickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
@@ -78,6 +105,8 @@ class CarryStore:
     def __init__(self, path: str | Path, key: str = "single") -> None:
         self.path = Path(path)
         self.key = key
+        self.refused: str | None = None
+        """Why the stored state was set aside by :meth:`load` (None: it was not)."""
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,8 +127,18 @@ class CarryStore:
             db.close()
         if row is None or row[0] != FORMAT:
             return None
-        carried = pickle.loads(row[1])  # our own table, written by save() below
-        return carried if isinstance(carried, Carried) else None
+        try:
+            carried = _Unpickler(io.BytesIO(row[1])).load()
+        except Exception as error:  # any damage: set aside, never run on it
+            why = f"{type(error).__name__}: {error}"
+        else:
+            if isinstance(carried, Carried):
+                return carried
+            why = f"it holds a {type(carried).__name__}"
+        self.refused = why
+        log.warning("%s: the Pods carried from the last run are set aside (%s); this run "
+                    "starts afresh", self.path, why)
+        return None
 
     def save(self, carried: Carried) -> bool:
         """Store ``carried`` unless the stored state is from further in the audit time;
