@@ -451,7 +451,8 @@ def test_store_file_not_written_yet_reads_empty(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "later.db")
     assert store.get("x") is None and store.count() == 0
     assert store.search(PodQuery()).items == [] and store.by_name("a", "b") == []
-    assert store.slo_rows(None, None, None, None, 10) == ([], False)
+    overall, groups, truncated = store.slo_summary(None, None, None, None, 10)
+    assert overall["count"] == 0 and groups == [] and not truncated
 
 
 def test_delivery_analysis_is_the_cli_report_over_the_same_store(

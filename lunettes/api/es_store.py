@@ -24,7 +24,6 @@ from lunettes.api.store import (
     InvalidQuery,
     Page,
     PodQuery,
-    SLORow,
     StoreUnavailable,
     check_query,
     decode_cursor,
@@ -78,9 +77,6 @@ class _Keys:
                       "reason": f"{self.diagnosis}.reason"}
         self.summary_source = [*_SUMMARY_SOURCE, f"{self.slo}.result", f"{self.slo}.class",
                                f"{self.slo}.platform_s", f"{self.diagnosis}.reason"]
-        self.slo_source = ["namespace", "outcome", f"{self.slo}.result",
-                           f"{self.slo}.class", f"{self.slo}.platform_s",
-                           f"{self.slo}.total_s"]
 _PAGE = 2000
 
 
@@ -164,18 +160,16 @@ class ElasticsearchStore:
             cursor = encode_cursor(query.sort, list(hits[query.limit - 1]["sort"]))
         return Page(items, cursor)
 
-    def _sources(self, filters: list[dict[str, Any]], source: list[str] | None, limit: int
+    def _sources(self, filters: list[dict[str, Any]], limit: int
                  ) -> tuple[list[dict[str, Any]], bool]:
-        """The ``source`` fields (None: all) of the documents ``filters`` match, oldest
-        first, page by page: at most ``limit``, and whether there were more."""
+        """The documents ``filters`` match, oldest first, page by page: at most ``limit``,
+        and whether there were more."""
         found: list[dict[str, Any]] = []
         after: list[Any] | None = None
         while len(found) <= limit:
             body: dict[str, Any] = {"query": {"bool": {"filter": filters}},
                                     "sort": _SORTS["created"],
                                     "size": min(_PAGE, limit + 1 - len(found))}
-            if source is not None:
-                body["source"] = source
             if after is not None:
                 body["search_after"] = after
             hits = self._search(**body)
@@ -185,26 +179,11 @@ class ElasticsearchStore:
             after = list(hits[-1]["sort"])
         return found[:limit], len(found) > limit
 
-    def slo_rows(self, since_us: int | None, until_us: int | None, namespace: str | None,
-                 slo_class: str | None, limit: int) -> tuple[list[SLORow], bool]:
-        keys = _Keys(self.results)
-        filters = _filters(PodQuery(namespace=namespace, slo_class=slo_class,
-                                    since_us=since_us, until_us=until_us), keys)
-        filters.append({"exists": {"field": f"{keys.slo}.result"}})
-        sources, truncated = self._sources(filters, keys.slo_source, limit)
-        rows = []
-        for source in sources:
-            slo = self.results.get(source, SLO)
-            rows.append(SLORow(str(source.get("namespace", "")), str(slo.get("class") or ""),
-                               str(slo.get("result")), str(source.get("outcome", "")),
-                               _float(slo.get("platform_s")), _float(slo.get("total_s"))))
-        return rows, truncated
-
     def records(self, since_us: int | None, until_us: int | None, namespace: str | None,
                 limit: int) -> tuple[list[dict[str, Any]], bool]:
         filters = _filters(PodQuery(namespace=namespace, since_us=since_us,
                                     until_us=until_us), _Keys(self.results))
-        sources, truncated = self._sources(filters, None, limit)
+        sources, truncated = self._sources(filters, limit)
         return [dict(source) for source in sources], truncated
 
     def slo_summary(self, since_us: int | None, until_us: int | None, namespace: str | None,

@@ -1,5 +1,5 @@
 """The SLO summary of a window: counts by result, success ratio and delivery-time
-percentiles, by namespace and SLO class, from a store's :class:`SLORow` rows.
+percentiles, by namespace and SLO class.
 
 - ``success_ratio`` is met / (met + violated): the Pods the platform delivered in time
   among those it had to deliver (``killed``, ``in_progress`` and ``not_applicable`` have
@@ -9,7 +9,7 @@ percentiles, by namespace and SLO class, from a store's :class:`SLORow` rows.
   were delivered (outcome ``delivered`` or ``completed``); percentiles interpolate
   linearly between ranks (numpy's default ``linear`` method), exactly.
 
-:func:`summarize` reads rows. The SQLite store computes the same figures in SQL
+The SQLite store computes them in SQL
 (:meth:`lunettes.api.store.SQLiteStore.slo_summary`: counts by GROUP BY, and for each
 percentile only the two values around its rank, found by a window function), the
 Elasticsearch store by aggregations
@@ -21,28 +21,13 @@ either (:func:`group_view` from ranks).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from lunettes.api.store import SLORow
-
-__all__ = ["DELIVERED", "QUANTILES", "RESULTS", "figures", "group_view", "percentile",
-           "rank_bounds", "summarize"]
+__all__ = ["DELIVERED", "QUANTILES", "RESULTS", "figures", "group_view", "rank_bounds"]
 
 RESULTS = ("met", "violated", "killed", "in_progress", "not_applicable")
 DELIVERED = frozenset({"delivered", "completed"})
 QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
-
-
-def percentile(ordered: list[float], q: float) -> float | None:
-    """The ``q`` quantile of sorted values (linear interpolation), None when empty."""
-    if not ordered:
-        return None
-    rank = q * (len(ordered) - 1)
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def rank_bounds(n: int, q: float) -> tuple[int, int]:
@@ -83,39 +68,3 @@ def figures(results: Counter[str], delivered: int, delivery_s: dict[str, float |
         "delivery_s": delivery_s,
         "total_s": total_s,
     }
-
-
-class _Group:
-    def __init__(self) -> None:
-        self.results: Counter[str] = Counter()
-        self.platform: list[float] = []
-        self.total: list[float] = []
-
-    def add(self, row: SLORow) -> None:
-        self.results[row.result] += 1
-        if row.outcome in DELIVERED:
-            if row.platform_s is not None:
-                self.platform.append(row.platform_s)
-            if row.total_s is not None:
-                self.total.append(row.total_s)
-
-    def view(self) -> dict[str, Any]:
-        self.platform.sort()
-        self.total.sort()
-        return group_view(self.results, (len(self.platform), dict(enumerate(self.platform))),
-                          (len(self.total), dict(enumerate(self.total))))
-
-
-def summarize(rows: Iterable[SLORow]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(the overall figures, the figures of each (namespace, class), sorted)."""
-    overall = _Group()
-    groups: dict[tuple[str, str], _Group] = {}
-    for row in rows:
-        overall.add(row)
-        key = (row.namespace, row.slo_class)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = _Group()
-        group.add(row)
-    return overall.view(), [{"namespace": ns, "slo_class": cls, **groups[(ns, cls)].view()}
-                            for ns, cls in sorted(groups)]

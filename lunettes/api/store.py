@@ -9,8 +9,6 @@ same way:
 - ``by_name(namespace, name, limit)``: the incarnations of a Pod name, newest first;
 - ``search(query)``: a :class:`Page` of :func:`summary` dicts, sorted, with an opaque
   cursor for the next page (keyset paging: a page costs the same at any depth);
-- ``slo_rows(since_us, until_us, namespace, slo_class, limit)``: the SLO numbers of the
-  Pods in a window, for :func:`lunettes.api.slo_summary.summarize`;
 - ``slo_summary(since_us, until_us, namespace, slo_class, limit)``: that summary
   (overall, groups, truncated); the SQLite store computes it in SQL, whatever the number
   of Pods, the Elasticsearch store by aggregations, whatever the number of Pods;
@@ -31,7 +29,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -42,7 +40,7 @@ from lunettes.model.times import format_optional
 from lunettes.store.sqlite_schema import ensure_schema
 
 __all__ = [
-    "SORTS", "InvalidQuery", "Page", "PodQuery", "PodStore", "SLORow", "SQLiteStore",
+    "SORTS", "InvalidQuery", "Page", "PodQuery", "PodStore", "SQLiteStore",
     "StoreUnavailable",
     "decode_cursor", "encode_cursor",
 ]
@@ -92,15 +90,6 @@ class Page:
     next_cursor: str | None = None
 
 
-class SLORow(NamedTuple):
-    namespace: str
-    slo_class: str
-    result: str
-    outcome: str
-    platform_s: float | None
-    total_s: float | None
-
-
 class PodStore(Protocol):
     """What the API reads; see the module docstring for the contract."""
 
@@ -114,11 +103,6 @@ class PodStore(Protocol):
                 ) -> list[dict[str, Any]]: ...
 
     def search(self, query: PodQuery) -> Page: ...
-
-    def slo_rows(self, since_us: int | None, until_us: int | None, namespace: str | None,
-                 slo_class: str | None, limit: int) -> tuple[list[SLORow], bool]:
-        """The rows, and whether ``limit`` cut them short."""
-        ...
 
     def slo_summary(self, since_us: int | None, until_us: int | None, namespace: str | None,
                     slo_class: str | None, limit: int
@@ -295,16 +279,6 @@ class SQLiteStore:
             last = rows[query.limit - 1]
             cursor = encode_cursor(query.sort, [last[-1], last[0]])
         return Page(items, cursor)
-
-    def slo_rows(self, since_us: int | None, until_us: int | None, namespace: str | None,
-                 slo_class: str | None, limit: int) -> tuple[list[SLORow], bool]:
-        where, params = _where(PodQuery(namespace=namespace, slo_class=slo_class,
-                                        since_us=since_us, until_us=until_us))
-        where.append("slo_result != ''")
-        rows = self._rows("SELECT namespace, slo_class, slo_result, outcome, platform_s, "
-                          f"total_s FROM pods WHERE {' AND '.join(where)} LIMIT ?",
-                          [*params, limit + 1])
-        return [SLORow(*r) for r in rows[:limit]], len(rows) > limit
 
     def version(self) -> int | None:
         """Changes whenever a write was committed to the store (by any connection or
