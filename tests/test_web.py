@@ -1,7 +1,9 @@
 """The web page in a real headless Chromium: search the failed Pods, open one, check that its
 waterfall (user time drawn apart from platform time, the open stage shown open) and its
 diagnosis card with evidence render what the API holds, then the SLO summary view. A
-screenshot of the Pod view is saved to test-artifacts/web-pod.png.
+screenshot of the Pod view is saved to test-artifacts/web-pod.png. Every test runs twice:
+with the shipped analyzers, and with the diagnosis and SLO analyzers renamed in
+pipeline.yaml (the page finds their results by the roles /info names).
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and
 selenium (the test extra); skipped without them.
@@ -17,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import yaml
 
 pytest.importorskip("fastapi", reason="needs the serve extra")
 pytest.importorskip("selenium", reason="needs the test extra")
@@ -26,6 +29,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from lunettes.cli.main import main
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -56,12 +61,30 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         driver.quit()
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["shipped names", "renamed analyzers"])
+def base(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+         ) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("web")
-    with serve([str(SAMPLE), "--store", str(tmp / "store.db"), "--jaeger-url",
-                "http://jaeger.test:16686"], tmp) as url:
+    args = [str(SAMPLE), "--store", str(tmp / "store.db"), "--jaeger-url",
+            "http://jaeger.test:16686"]
+    if request.param == "renamed analyzers":
+        config = tmp / "config"
+        assert main(["init-config", str(config)]) == 0
+        pipeline = yaml.safe_load((config / "pipeline.yaml").read_text())
+        analyzers = pipeline["analyzers"]
+        analyzers["why"] = {"type": "diagnosis", **analyzers.pop("diagnosis")}
+        analyzers["delivery"] = {"type": "slo", **analyzers.pop("slo")}
+        analyzers["delivery"]["needs"] = ["stages", "lifecycle", "why"]
+        (config / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+        args += ["--config", str(config)]
+    with serve(args, tmp) as url:
         yield url
+
+
+def _roles(base: str) -> dict[str, str]:
+    """The record key of the result playing each role (/info)."""
+    results = httpx.get(f"{base}/api/v1/info").json()["results"]
+    return {role: r["name"] for r in results for role in r["roles"]}
 
 
 def _wait(driver: Any, css: str, timeout_s: float = 20) -> list[Any]:
@@ -129,7 +152,8 @@ def test_find_a_failed_pod_and_see_its_waterfall_and_diagnosis(browser: Any, bas
     track = browser.find_element(By.CSS_SELECTOR, "#waterfall .wf-row.root .wf-track")
     assert root.size["width"] > 0.9 * track.size["width"]  # the root spans the axis
 
-    diagnosis = pod["diagnosis"]
+    roles = _roles(base)
+    diagnosis = pod[roles["diagnosis"]]
     reason = browser.find_element(By.CSS_SELECTOR, "#diagnosis .reason")
     assert reason.get_attribute("data-reason") == diagnosis["reason"]
     assert diagnosis["message"] in browser.find_element(By.CSS_SELECTOR, "#diagnosis").text
@@ -145,7 +169,7 @@ def test_find_a_failed_pod_and_see_its_waterfall_and_diagnosis(browser: Any, bas
             assert (query["service"], json.loads(query["tags"][0])) == (
                 ["apiserver"], {"audit-id": item["audit_id"]})
     slo = browser.find_element(By.CSS_SELECTOR, "#slo-card").text
-    assert pod["slo"]["result"] in slo
+    assert pod[roles["slo"]]["result"] in slo
     jaeger = browser.find_element(By.CSS_SELECTOR, "#jaeger-link").get_attribute("href")
     assert jaeger == pod["links"]["jaeger"]
     ARTIFACTS.mkdir(exist_ok=True)
