@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from lunettes.apiserver import DIMENSIONS, SpanTooLong
-from lunettes.cli.common import add_config_arg, input_overrides, report_config_error
+from lunettes.cli.common import add_config_arg, report_config_error
 from lunettes.config.errors import ConfigError
+from lunettes.config.overrides import Overrides, apply
 from lunettes.sources.errors import BadRecords
 
 EXTRA_MODULES = ("numpy", "statsmodels", "matplotlib")
@@ -152,7 +153,7 @@ def _pod_records(args: argparse.Namespace) -> list[dict[str, Any]]:
             raise UsageError(f"--store {args.store}: {exc}") from None
     from lunettes.pipeline import Pipeline, load_config
 
-    data = input_overrides(args, load_config(args.config))
+    data = apply(load_config(args.config), Overrides.from_args(args))
     data["sinks"] = {}
     data.pop("checkpoint", None)
     records: list[dict[str, Any]] = []

@@ -5,15 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from lunettes.cli.exitcodes import DEFAULT_MAX_BAD_RATIO, BadLimits
 from lunettes.config.errors import ConfigError
 from lunettes.pipeline import DEFAULT_CONFIG_DIR
-from lunettes.sources.base import source_overrides
-from lunettes.sources.files import STDIN
 
 
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -82,23 +78,3 @@ def report_config_error(error: ConfigError) -> int:
     for problem in error.problems:
         print(f"  {problem}", file=sys.stderr)
     return 2
-
-
-def input_overrides(args: argparse.Namespace, data: Mapping[str, Any],
-                    webhook: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """pipeline.yaml's data with the command line's inputs in its ``sources`` section (the
-    one place they become configuration): PATHs (made absolute), --follow, and serve's
-    webhook settings; --dead-letter in its ``input`` section, --apiserver-load as the
-    ``requests`` processor first in its ``processors`` list."""
-    paths = [p if p == STDIN else os.path.abspath(p) for p in getattr(args, "paths", [])]
-    out = source_overrides(data, paths, follow=getattr(args, "follow", False),
-                           webhook=webhook)
-    if getattr(args, "apiserver_load", False):
-        from lunettes.apiserver.processor import with_requests
-
-        out = with_requests(out)
-    if getattr(args, "dead_letter", None):
-        section = out.get("input")
-        out["input"] = {**(section if isinstance(section, dict) else {}),
-                        "dead_letter": os.path.abspath(args.dead_letter)}
-    return out

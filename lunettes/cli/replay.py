@@ -21,12 +21,12 @@ from lunettes.cli.common import (
     add_config_arg,
     add_dead_letter_arg,
     bad_limits,
-    input_overrides,
     report_config_error,
 )
 from lunettes.cli.table import pod_table
 from lunettes.cli.workers import Job, Report, TimeOrdered, WorkerFailed, run_workers, split_sinks
 from lunettes.config.errors import ConfigError
+from lunettes.config.overrides import Overrides, apply
 from lunettes.model.record import PodRecord
 from lunettes.model.results import Results
 from lunettes.pipeline import Pipeline, Settings, load_config
@@ -97,30 +97,10 @@ def _cpus() -> int:
     return os.cpu_count() or 1
 
 
-def pipeline_data(args: argparse.Namespace, env: dict[str, str],
-                  webhook: dict[str, Any] | None = None) -> dict[str, Any]:
-    """pipeline.yaml with the command line's overrides applied: its sinks here, its inputs
-    (and serve's ``webhook`` settings) by :func:`~lunettes.cli.common.input_overrides`."""
-    data = input_overrides(args, load_config(args.config), webhook)
-    sinks = dict(data.get("sinks") or {})
-    if args.no_store:
-        sinks = {k: v for k, v in sinks.items() if k.split("/")[0] != "sqlite"}
-    elif args.store:
-        sinks["sqlite"] = {**(sinks.get("sqlite") or {}), "path": args.store}
-    endpoint = args.otlp_endpoint
-    if endpoint or args.otlp_protocol or (
-        not any(k.split("/")[0] == "otlp" for k in sinks)
-        and (env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-    ):
-        otlp = dict(sinks.get("otlp") or {})
-        if endpoint:
-            otlp["endpoint"] = endpoint
-        if args.otlp_protocol:
-            otlp["protocol"] = args.otlp_protocol
-        sinks["otlp"] = otlp
-    data["sinks"] = sinks
-    return data
+def pipeline_data(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """pipeline.yaml with the command line's overrides applied
+    (:mod:`lunettes.config.overrides`)."""
+    return apply(load_config(args.config), Overrides.from_args(args), env)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -123,14 +123,7 @@ def run(args: argparse.Namespace) -> int:
     # The one place a registry is wired to a server: everything else gets it injected.
     registry = CollectorRegistry()
     try:
-        data = pipeline_data(args, env, _webhook_overrides(args))
-        for key, section in data["sources"].items():
-            if args.webhook and str(key).split("/")[0] == "webhook" and isinstance(
-                    section, dict) and not {"spool_dir", "nats"} & section.keys():
-                section["spool_dir"] = os.path.abspath("lunettes-spool")  # --webhook's default
-        if args.checkpoint:
-            data["checkpoint"] = {**(data.get("checkpoint") or {}),
-                                  "path": os.path.abspath(args.checkpoint)}
+        data = pipeline_data(args, env)
         sinks = dict(data.get("sinks") or {})
         # The first prometheus sink feeds /metrics; other prometheus/* instances (a
         # textfile for node_exporter...) stay ordinary sinks of the pipeline.
@@ -225,18 +218,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _exit_cleanly(signum: int, frame: Any) -> None:
     raise SystemExit(0)
-
-
-def _webhook_overrides(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The webhook source settings the command line gives (None: no webhook flag)."""
-    if not (args.webhook or args.webhook_spool or args.webhook_token_file):
-        return None
-    out: dict[str, Any] = {}
-    if args.webhook_spool:
-        out["spool_dir"] = os.path.abspath(args.webhook_spool)
-    if args.webhook_token_file:
-        out["token_file"] = os.path.abspath(args.webhook_token_file)
-    return out
 
 
 def _api_settings(args: argparse.Namespace, data: dict[str, Any], env: dict[str, str],

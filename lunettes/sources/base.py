@@ -3,14 +3,15 @@
 Every source type registers under the ``lunettes.sources`` entry-point group and is built by
 ``from_config(key, section, context)``, as sinks are; keys are ``type`` or ``type/name``
 (``follow/apiserver-1``, ``follow/apiserver-2``: several of one type may coexist). The
-command line's paths and flags are overrides of this section (:func:`source_overrides`).
+command line's paths and flags are overrides of this section
+(:mod:`lunettes.config.overrides`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 from lunettes import registry
@@ -19,7 +20,7 @@ from lunettes.model.audit import TICK_STAGE, AuditRecord
 from lunettes.registry import BuildContext
 from lunettes.sources.errors import BadRecords
 
-__all__ = ["Source", "build_sources", "merged", "source_overrides"]
+__all__ = ["Source", "build_sources", "merged"]
 
 STATES = ("starting", "reading", "following", "stalled", "failed", "done")
 """What a source says of itself: ``following`` a live input it has caught up with,
@@ -62,30 +63,6 @@ class Source(Protocol):
 def build_sources(section: Section, context: BuildContext) -> list[Source]:
     """One source per key of the ``sources`` section (``type`` or ``type/name``)."""
     return registry.build_section(registry.SOURCES, section, context)
-
-
-def source_overrides(data: Mapping[str, Any], paths: Iterable[str] = (), *,
-                     follow: bool = False, webhook: Mapping[str, Any] | None = None
-                     ) -> dict[str, Any]:
-    """pipeline.yaml's data with the command line's inputs in its ``sources`` section.
-
-    Paths on the command line replace the configured file and follow sources (``follow``:
-    as one ``follow`` source, else one ``file`` source); ``webhook`` settings are merged
-    into the ``webhook`` source's section (added when absent). Without either, the
-    configured sources stay as they are.
-    """
-    out = dict(data)
-    sources = dict(out.get("sources") or {})
-    paths = list(paths)
-    if paths:
-        sources = {k: v for k, v in sources.items()
-                   if str(k).split("/")[0] not in ("file", "follow")}
-        sources["follow" if follow else "file"] = {"paths": paths}
-    if webhook is not None:
-        key = next((k for k in sources if str(k).split("/")[0] == "webhook"), "webhook")
-        sources[key] = {**(sources.get(key) or {}), **webhook}
-    out["sources"] = sources
-    return out
 
 
 IDLE = frozenset({"following", "stalled", "failed", "done"})
