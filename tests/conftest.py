@@ -7,8 +7,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 from ci_strict import pytest_make_collect_report, pytest_runtest_makereport
+from hypothesis import settings
 
 __all__ = ["pytest_make_collect_report", "pytest_runtest_makereport"]  # CI=true: skip = fail
+
+# Property tests check properties, never time: a loaded machine must not fail them.
+settings.register_profile("lunettes", deadline=None)
+settings.load_profile("lunettes")
 
 if TYPE_CHECKING:
     from otlp_receiver import OTLPReceiver
