@@ -57,11 +57,16 @@ DROPPED_KEYS = frozenset({
 
 _NAME = (r"pass(?:word|wd|phrase)?|pwd|secret|token|credential|api[_-]?key|access[_-]?key|"
          r"private[_-]?key|account[_-]?key|client[_-]?secret")
-_MAYBE = re.compile(
-    r"(?i)bearer|basic|eyJ|@|pass|pwd|secret|token|key|credential|auth|sig=|BEGIN|AKIA|ASIA|"
-    r"AIza|ya29\.|gh[pousr]_|github_pat_|xox|[rs]k_(?:live|test)_|npm_|hooks\.slack|data|"
-    r"[A-Za-z0-9/+]{40}")
+_WORDS = (r"bearer|basic|eyJ|@|pass|pwd|secret|token|key|credential|auth|sig=|BEGIN|AKIA|"
+          r"ASIA|AIza|ya29\.|gh[pousr]_|github_pat_|xox|[rs]k_(?:live|test)_|npm_|"
+          r"hooks\.slack|data")
+_MAYBE = re.compile(rf"(?i){_WORDS}|[A-Za-z0-9/+]{{40}}")
 """A cheap first look: most strings (names, times, ordinary messages) have none of these."""
+_MAYBE_WORD, _MAYBE_RUN = re.compile(_WORDS.lower()), re.compile(r"[A-Za-z0-9/+]{40}")
+""":data:`_MAYBE` in two parts for ASCII text, several times faster: its words in lower
+case (searched in the lowered text), and its run of 40 characters."""
+
+
 _TOKEN_SHAPES = re.compile("|".join((
     r"-----BEGIN [A-Z0-9 ]+-----(?:.*?-----END [A-Z0-9 ]+-----|.*)",
     r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
@@ -107,9 +112,16 @@ def _key_value(match: re.Match[str]) -> str:
     return f"{key}{sep}{REDACTED}"
 
 
+def _maybe(text: str) -> bool:
+    """True when :data:`_MAYBE` finds something in ``text``."""
+    if text.isascii():
+        return bool(_MAYBE_WORD.search(text.lower()) or _MAYBE_RUN.search(text))
+    return _MAYBE.search(text) is not None
+
+
 def redact_text(text: str) -> str:
     """``text`` with every secret of the catalogue replaced by ``<redacted>``."""
-    if not _MAYBE.search(text):
+    if not _maybe(text):
         return text
     text = _TOKEN_SHAPES.sub(REDACTED, text)
     text = _AUTH_HEADER.sub(rf"\1\2{REDACTED}", text)

@@ -23,7 +23,7 @@ from lunettes.sources.decode import audit_version, decode_document, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.exports import strip_time_prefix
 from lunettes.sources.fastdecode import fast_event
-from lunettes.sources.partition import ANY, CLOCK, Partition, route_line
+from lunettes.sources.partition import ANY, CLOCK, Partition, route_seen
 from lunettes.sources.peek import deferred, peek
 
 STDIN = "-"
@@ -393,7 +393,8 @@ class FileSource:
                             f"{size} bytes, more than max_line_bytes ({limit})", raw)
                 continue
             try:
-                what, owner, received = route_line(raw, number, workers, every)
+                seen = peek(raw)
+                what, owner, received = route_seen(raw, seen, number, workers, every)
             except Exception as exc:  # a bug must not stop the run: count it, where it was
                 if mine == 0:
                     bad.add(f"internal_error:{type(exc).__name__}", f"{name}:{number}",
@@ -408,8 +409,8 @@ class FileSource:
                 elif keep:
                     yield from _with_line(decode(raw, name, number, True), raw)
                 else:
-                    seen = peek(raw) if late else None
-                    told = deferred(raw, seen) if seen is not None and seen.final else None
+                    told = (deferred(raw, seen, received)  # received: a final stage's
+                            if late and seen is not None and received is not None else None)
                     if told is not None:  # decoded when the pipeline folds it
                         yield undecoded(*told, raw, f"{name}:{number}")
                     else:

@@ -95,7 +95,13 @@ def route_line(raw: bytes, number: int, count: int, every: bool = False
     the audit time the line moves the clock to (its received time when its stage is
     final, else 0 or None). ``every``: lines about no Pod are decoded too (as POD lines).
     The one routing of ``--workers`` and of live partitions."""
-    seen = peek(raw)
+    return route_seen(raw, peek(raw), number, count, every)
+
+
+def route_seen(raw: bytes, seen: Peek | None, number: int, count: int, every: bool = False
+               ) -> tuple[int, int, int | None]:
+    """:func:`route_line` of a line :func:`~lunettes.sources.peek.peek` read already
+    (``seen``: what it answered)."""
     if seen is None:
         return ANY, -1, None
     if not every:

@@ -114,13 +114,16 @@ def received_us(raw: bytes) -> int | None:
 _STAGES = {stage: stage.decode() for stage in _FINAL}
 
 
-def deferred(raw: bytes, seen: Peek) -> tuple[str, str, int] | None:
+def deferred(raw: bytes, seen: Peek, received: int | None = None
+             ) -> tuple[str, str, int] | None:
     """(auditID, stage, time) of a final-stage line :func:`peek` read, to deduplicate and
-    order it before it is decoded; None when the bytes do not tell (decode it now)."""
+    order it before it is decoded; None when the bytes do not tell (decode it now).
+    ``received``: its :func:`received_us`, when the caller read it already."""
     stage = _STAGES.get(seen.stage)
     if stage is None:
         return None
-    received = received_us(raw)
+    if received is None:
+        received = received_us(raw)
     if received is None:
         return None
     try:
