@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,8 @@ from lunettes.model.spec import PodSpecSummary
 
 # (container name, image) a match is about; ("", "") for Pod-level facts.
 Instance = tuple[str, str]
+Match = Callable[[HyperEvent, PodSpecSummary | None], list[Instance]]
+"""(HyperEvent, its Pod's spec) -> the instances it matches for (empty: no match)."""
 _POD_LEVEL: list[Instance] = [("", "")]
 _STATES = ("waiting", "running", "terminated")
 _CACHE_LIMIT = 4096
@@ -58,6 +61,9 @@ class Alternative:
     codes: frozenset[int] | None = None
     exit_codes: frozenset[int] | None = None
     pod_reasons: frozenset[str] | None = None
+    match: Match = field(init=False, repr=False, compare=False, hash=False)
+    """(event, spec) -> the instances this event matches for, or an empty list when it
+    does not match: a test of only the conditions set, compiled once (:func:`_compile`)."""
 
     @classmethod
     def from_config(cls, section: Section) -> Alternative:
@@ -95,57 +101,8 @@ class Alternative:
             section.problems.append(f"{section.path}: a marker needs at least one condition")
         return alt
 
-    def match(self, event: HyperEvent, spec: PodSpecSummary | None) -> list[Instance]:
-        """The instances this event matches for, or an empty list when it does not match."""
-        if self.ops is not None and event.op not in self.ops:
-            return []
-        if self.sources is not None and event.source not in self.sources:
-            return []
-        if self.completes is not None and (
-            (spec.runs_to_completion if spec else False) != self.completes
-        ):
-            return []
-        if self.phases is not None and event.phase not in self.phases:
-            return []
-        if self.codes is not None and event.code not in self.codes:
-            return []
-        if self.pod_reasons is not None and (event.op != "status"
-                                             or event.reason not in self.pod_reasons):
-            return []
-        if self.reasons is not None or self.event_types is not None:
-            if event.op != "event":
-                return []
-            if self.reasons is not None and event.reason not in self.reasons:
-                return []
-            if self.event_types is not None and event.event_type not in self.event_types:
-                return []
-        if self.condition is not None and not any(
-            c.type == self.condition
-            and (self.status is None or c.status == self.status)
-            and (self.condition_reason is None or c.reason == self.condition_reason)
-            for c in event.conditions
-        ):
-            return []
-        if self.message is not None and not self._message_matches(event):
-            return []
-        if self.container_states is not None:
-            return [
-                (c.name, c.image) for c in event.containers
-                if c.state in self.container_states and c.transition
-                and (not c.previous_run or self.container_reasons or self.exit_codes)
-                and (self.container_reasons is None or c.reason in self.container_reasons)
-                and (self.exit_codes is None or c.exit_code in self.exit_codes)
-                and (self.init is None or c.init == self.init)
-                and (self.message is None or bool(c.message and self.message.search(c.message))
-                     or bool(event.message and self.message.search(event.message)))
-            ]
-        if self.init is not None:
-            if event.op != "event" or not event.container or event.init != self.init:
-                return []
-            return [(event.container, event.image)]
-        if event.op == "event":
-            return [(event.container, event.image)]
-        return _POD_LEVEL
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "match", _compile(self))
 
     def possible_ops(self) -> frozenset[str]:
         """The operations a HyperEvent can have and still match (for indexing)."""
@@ -174,9 +131,6 @@ class Alternative:
             return False
         return not (self.phases is not None and "" not in self.phases and not has_phase)
 
-    def _message_matches(self, event: HyperEvent) -> bool:
-        return self.captures(event) is not None
-
     def captures(self, event: HyperEvent) -> dict[str, str] | None:
         """The named groups of the message regex in the first text it matches (the Event
         or status message, then condition and container messages; a group that took no
@@ -191,6 +145,72 @@ class Alternative:
             if found:
                 return {k: v or "" for k, v in found.groupdict().items()}
         return None
+
+
+def _compile(alt: Alternative) -> Match:
+    """:meth:`Alternative.match` as a closure that tests only the conditions ``alt`` has,
+    in the same order (each a pure test, so the answer is the same)."""
+    tests: list[Callable[[HyperEvent, PodSpecSummary | None], bool]] = []
+    ops, sources, completes, phases = alt.ops, alt.sources, alt.completes, alt.phases
+    codes, pod_reasons, reasons, types = alt.codes, alt.pod_reasons, alt.reasons, alt.event_types
+    condition, status, condition_reason = alt.condition, alt.status, alt.condition_reason
+    if ops is not None:
+        tests.append(lambda e, s: e.op in ops)
+    if sources is not None:
+        tests.append(lambda e, s: e.source in sources)
+    if completes is not None:
+        tests.append(lambda e, s: (s.runs_to_completion if s else False) == completes)
+    if phases is not None:
+        tests.append(lambda e, s: e.phase in phases)
+    if codes is not None:
+        tests.append(lambda e, s: e.code in codes)
+    if pod_reasons is not None:
+        tests.append(lambda e, s: e.op == "status" and e.reason in pod_reasons)
+    if reasons is not None or types is not None:
+        tests.append(lambda e, s: e.op == "event" and (reasons is None or e.reason in reasons)
+                     and (types is None or e.event_type in types))
+    if condition is not None:
+        tests.append(lambda e, s: any(
+            c.type == condition and (status is None or c.status == status)
+            and (condition_reason is None or c.reason == condition_reason)
+            for c in e.conditions))
+    if alt.message is not None:
+        tests.append(lambda e, s: alt.captures(e) is not None)
+    instances = _instances(alt)
+    if not tests:
+        return instances
+    if len(tests) == 1:
+        test = tests[0]
+        return lambda e, s: instances(e, s) if test(e, s) else []
+
+    def match(event: HyperEvent, spec: PodSpecSummary | None) -> list[Instance]:
+        for test in tests:
+            if not test(event, spec):
+                return []
+        return instances(event, spec)
+
+    return match
+
+
+def _instances(alt: Alternative) -> Match:
+    """The instances a HyperEvent that passed ``alt``'s other conditions matches for: the
+    containers whose state changes as asked, the container an Event names, or the Pod."""
+    states, reasons, exit_codes = alt.container_states, alt.container_reasons, alt.exit_codes
+    init, message = alt.init, alt.message
+    if states is not None:
+        return lambda e, s: [
+            (c.name, c.image) for c in e.containers
+            if c.state in states and c.transition
+            and (not c.previous_run or reasons or exit_codes)
+            and (reasons is None or c.reason in reasons)
+            and (exit_codes is None or c.exit_code in exit_codes)
+            and (init is None or c.init == init)
+            and (message is None or bool(c.message and message.search(c.message))
+                 or bool(e.message and message.search(e.message)))]
+    if init is not None:
+        return lambda e, s: ([(e.container, e.image)]
+                             if e.op == "event" and e.container and e.init == init else [])
+    return lambda e, s: [(e.container, e.image)] if e.op == "event" else _POD_LEVEL
 
 
 @dataclass(frozen=True, slots=True)
