@@ -12,6 +12,7 @@ import pytest
 
 from lunettes.apiserver.reader import read_facts
 from lunettes.apiserver.scan import NOT_FINAL, UNREADABLE, RequestFacts, go_duration_us, scan
+from lunettes.apiserver.stream import RequestStream
 from lunettes.sources.errors import BadRecords
 from tests.realdata import real
 
@@ -135,3 +136,58 @@ def test_reader_decodes_other_shapes_and_counts_bad_lines(tmp_path: Path) -> Non
     assert facts[1].latency_us is None  # a watch has no latency
     assert bad.counts == {"invalid_json": 1}
     assert bad.samples["invalid_json"][0].startswith(f"{log}:3")
+
+
+def _json_facts(raw: bytes) -> RequestFacts | None:
+    """One line's request, read with the standard library only (:func:`oracle`), with the
+    APF queue wait the line's annotation gives."""
+    event = json.loads(raw)
+    read = oracle(event)
+    if read is None:
+        return None
+    wait = event.get("annotations", {}).get("apiserver.latency.k8s.io/apf-queue-wait")
+    return RequestFacts(*read, go_duration_us(wait) if wait else None)
+
+
+def _counted(stream: RequestStream) -> dict[str, object]:
+    """Everything a stream counted: the series, the tables, the Prometheus counts."""
+    series = stream.series()
+    tables = stream.tables
+    counts = stream.counts
+    return {
+        "total": list(series.total), "joint": [dict(j) for j in series.joint],
+        "marginals": [[dict(m) for m in ms] for ms in series.marginals],
+        "slow": {k: (h.count, h.total_us, dict(h.buckets)) for k, h in tables.slow.items()},
+        "rejected": dict(tables.rejected), "controllers": dict(tables.controllers),
+        "unbounded": dict(tables.unbounded),
+        "queue_wait": {k: (h.count, h.total_us) for k, h in tables.queue_wait.items()},
+        "requests": dict(counts.requests), "latency": dict(counts.latency),
+        "metric_unbounded": dict(counts.unbounded), "n": stream.requests}
+
+
+@pytest.mark.parametrize("name", ["simulated", *CAPTURES])
+def test_stream_of_lines_counts_what_json_reads(name: str) -> None:
+    """The stream's fast path (lines read from their bytes, gathered per interval, requests
+    differing only in names and query values counted together) counts what feeding it
+    each line's request as json.loads reads it counts."""
+    if name == "simulated":
+        from lunettes.simulate.apiserver_traffic import generate
+
+        lines = list(generate(3, intervals=90, nodes=4).lines())
+    else:
+        lines = _lines(real(name))
+    fast, plain = RequestStream(), RequestStream()
+    untimed = 0  # final records without a requestReceivedTimestamp (audit2rbac's, 2017)
+    for raw in lines:
+        fast.add_line(raw)
+        event = json.loads(raw)
+        if "requestReceivedTimestamp" not in event:
+            untimed += event["stage"] in ("ResponseComplete", "Panic")
+            continue
+        facts = _json_facts(raw)
+        if facts is not None:
+            plain.add(facts)
+    assert _counted(fast) == _counted(plain)
+    assert fast.requests == plain.requests
+    assert fast.requests > 0 or untimed > 0
+    assert fast.bad.counts == ({"bad_timestamp": untimed} if untimed else {})

@@ -11,8 +11,9 @@ closed interval is counted at once (a watch is written when it ends: most are la
 - ``requests``: (client, verb, resource, code, scope) -> requests;
 - ``rejected``: requests answered 429 by (client, verb, resource);
 - ``unbounded``: cluster-wide LISTs without limit or resourceVersion by (client, resource);
-- ``latency``: (verb, resource) -> cumulative counts per :data:`LATENCY_BUCKETS` bound,
-  then the count and the sum in seconds (long-running requests left out).
+- ``latency``: (verb, resource) -> counts per :data:`LATENCY_BUCKETS` bucket, then above
+  the last bound, then the sum in microseconds (exact: integers; long-running requests
+  left out).
 
 No prometheus_client here: :mod:`lunettes.apiserver.metrics` exposes these.
 """
@@ -63,7 +64,7 @@ class _Open:
     __slots__ = ("latency", "unbounded")
 
     def __init__(self) -> None:
-        self.latency: dict[tuple[str, str], list[float]] = {}
+        self.latency: dict[tuple[str, str], list[int]] = {}
         self.unbounded: Counter[tuple[str, str]] = Counter()
 
 
@@ -78,7 +79,7 @@ class RequestCounts:
         self.requests: Counter[tuple[str, str, str, str, str]] = Counter()
         self.rejected: Counter[tuple[str, str, str]] = Counter()
         self.unbounded: Counter[tuple[str, str]] = Counter()
-        self.latency: dict[tuple[str, str], list[float]] = {}
+        self.latency: dict[tuple[str, str], list[int]] = {}
         self.folded: Counter[str] = Counter()
         self.before_close: Callable[[int], None] | None = None
         self._open: dict[int, _Open] = {}
@@ -114,7 +115,7 @@ class RequestCounts:
             item.unbounded[client_of(facts.user_agent), resource] += n
 
     @staticmethod
-    def _latency(table: dict[tuple[str, str], list[float]], verb: str, resource: str,
+    def _latency(table: dict[tuple[str, str], list[int]], verb: str, resource: str,
                  latencies: list[int]) -> None:
         key = (verb, resource)
         counts = table.get(key)
@@ -123,10 +124,10 @@ class RequestCounts:
                 key = (OTHER, OTHER)
                 counts = table.get(key)
             if counts is None:
-                counts = table[key] = [0.0] * (len(_BOUNDS_US) + 2)
+                counts = table[key] = [0] * (len(_BOUNDS_US) + 2)
         for latency_us in latencies:  # per bucket here; cumulated on read
             counts[bisect_left(_BOUNDS_US, latency_us)] += 1
-        counts[-1] += sum(latencies) / 1e6
+        counts[-1] += sum(latencies)
 
     def _guard(self, label: str, value: str, n: int = 1) -> str:
         out = self.guards[label](value)
@@ -144,11 +145,11 @@ class RequestCounts:
         if item is None:
             return
         for (verb, resource), counts in item.latency.items():
-            key = (self._guard("verb", verb, n=int(sum(counts[:-1]))),
-                   self._guard("resource", resource, n=int(sum(counts[:-1]))))
+            key = (self._guard("verb", verb, n=sum(counts[:-1])),
+                   self._guard("resource", resource, n=sum(counts[:-1])))
             total = self.latency.get(key)
             if total is None:
-                total = self.latency[key] = [0.0] * len(counts)
+                total = self.latency[key] = [0] * len(counts)
             for i, n in enumerate(counts):
                 total[i] += n
         for (client, resource), n in item.unbounded.items():
@@ -168,10 +169,10 @@ class RequestCounts:
             if code == "429":
                 self.rejected[client, verb, resource] += n
 
-    def cumulative_buckets(self, counts: list[float]) -> list[float]:
+    def cumulative_buckets(self, counts: list[int]) -> list[int]:
         """Per-bucket counts (the last two: above every bound, then the sum) as
         cumulative counts per bound, +Inf last."""
-        out, running = [], 0.0
+        out, running = [], 0
         for n in counts[:-1]:
             running += n
             out.append(running)

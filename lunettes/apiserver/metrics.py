@@ -51,7 +51,7 @@ class RequestCollector(Collector):
         for pair, values in dict(counts.latency).items():
             cumulative = counts.cumulative_buckets(list(values))
             latency.add_metric(list(pair), list(zip(_LE, cumulative, strict=True)),
-                               values[-1])
+                               values[-1] / 1e6)
         yield latency
         rejected = CounterMetricFamily(
             "lunettes_apiserver_rejected_requests", "API requests answered 429 (too many "

@@ -35,6 +35,11 @@ def _from_controller_manager(client: str, user: str) -> bool:
     return user == "system:kube-controller-manager" or user.startswith(_SYSTEM_ACCOUNT)
 
 
+def is_discovery(uri: str) -> bool:
+    """True for a request to a discovery path (``/api``, ``/apis``, ``/version``...)."""
+    return uri.startswith(_DISCOVERY)
+
+
 def is_unbounded_list(facts: RequestFacts) -> bool:
     """A LIST of a whole resource across the cluster, with neither limit nor
     resourceVersion: served from etcd, every object at once."""
@@ -73,7 +78,7 @@ class RequestTables:
         if facts.apf_wait_us is not None:
             self._histogram(self.queue_wait, client).add(facts.apf_wait_us)
         if _from_controller_manager(client, facts.user) and facts.resource != "leases" and (
-                facts.resource or not facts.uri.startswith(_DISCOVERY)):
+                facts.resource or not is_discovery(facts.uri)):
             account = facts.user if facts.user.startswith(_SYSTEM_ACCOUNT) else (
                 client.partition("/")[2] or facts.user)
             self._count(self.controllers, controller_of(account), n)

@@ -57,8 +57,8 @@ _STAGE_KEY = b',"stage":"'
 _BODIES = (b',"requestObject":', b',"responseObject":')
 _RECEIVED = b',"requestReceivedTimestamp":"'
 _WHOLE = (b"}\n", b"}", b"}\r\n")
-_FINAL = (b"ResponseComplete", b"Panic")
 _APF_KEY = APF_QUEUE_WAIT.encode()
+_FINAL = (b"ResponseComplete", b"Panic")
 _LONG_RUNNING_SUB = frozenset({"exec", "attach", "portforward", "proxy"})
 _DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT_US = {"ns": 0.001, "us": 1.0, "µs": 1.0, "μs": 1.0, "ms": 1e3, "s": 1e6, "m": 6e7,
@@ -67,12 +67,14 @@ _UNIT_US = {"ns": 0.001, "us": 1.0, "µs": 1.0, "μs": 1.0, "ms": 1e3, "s": 1e6,
 
 _STRING = rb'"([^"\\]*)"'  # a JSON string without escapes, captured
 _SKIP = rb'"[^"\\]*"'
+_URI = rb'"([^"\\]*(?:\\u00(?:26|3c|3e)[^"\\]*)*)"'  # Go escapes &, <, > in JSON
+_OBJ = rb'[^{}]*(?:\{[^{}]*\}[^{}]*)?\}'  # the rest of an object, one nested level
+_STAMP = rb'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{6})Z"'
 _FIELDS = re.compile(
     rb'\{"kind":"Event","apiVersion":"audit\.k8s\.io/v1","level":"[A-Za-z]+","auditID":'
-    + _SKIP + rb',"stage":"(?:ResponseComplete|Panic)","requestURI":' + _STRING
-    + rb',"verb":"([a-z]+)","user":\{(?:"username":' + _STRING
-    + rb')?[^{}]*(?:\{[^{}]*\}[^{}]*)?\}'
-    rb'(?:,"impersonatedUser":\{[^{}]*(?:\{[^{}]*\}[^{}]*)?\})?(?:,"sourceIPs":\[[^\]]*\])?'
+    + _SKIP + rb',"stage":"(?:ResponseComplete|Panic)","requestURI":' + _URI
+    + rb',"verb":"([a-z]+)","user":\{(?:"username":' + _STRING + rb')?' + _OBJ
+    + rb'(?:,"impersonatedUser":\{' + _OBJ + rb')?(?:,"sourceIPs":\[[^\]]*\])?'
     rb'(?:,"userAgent":' + _STRING + rb')?'
     rb'(?:,"objectRef":\{"resource":' + _STRING + rb'(?:,"namespace":' + _STRING
     + rb')?(?:,"name":' + _STRING + rb')?(?:,"uid":' + _SKIP + rb')?(?:,"apiGroup":' + _SKIP
@@ -80,10 +82,22 @@ _FIELDS = re.compile(
     + rb')?(?:,"subresource":' + _STRING + rb')?\})?'
     rb',"responseStatus":\{"metadata":\{\}(?:,"status":' + _SKIP + rb')?(?:,"message":'
     + _SKIP + rb')?(?:,"reason":' + _SKIP + rb')?,"code":(\d{1,3})\}[,}]')
-_STAMP = rb'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{6})Z"'
+"""The fields of a final line as kube-apiserver writes it, up to its first body."""
 _TIMES = re.compile(rb'"requestReceivedTimestamp":' + _STAMP + rb'(?:,"stageTimestamp":'
                     + _STAMP + rb')?[,}]')
+"""Its timestamps, after the bodies."""
 _MINUTES: dict[bytes, int] = {}
+_SECONDS: dict[bytes, int] = {}
+
+
+def _second_us(text: bytes) -> int:
+    """:func:`_seconds` in microseconds, each second's text parsed once."""
+    found = _SECONDS.get(text)
+    if found is None:
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        found = _SECONDS[text] = _seconds(text) * 1_000_000
+    return found
 
 
 def _seconds(text: bytes) -> int:
@@ -107,31 +121,44 @@ subresource, code (see :func:`raw_request`)."""
 
 
 def raw_request(raw: bytes) -> tuple[RawKey, int, int | None] | None:
-    """A final line exactly as kube-apiserver writes it (escape-free values, no annotation
-    of the APF queue wait), read from its bytes alone: its fields undecoded, its
-    requestReceivedTimestamp and its stageTimestamp (None when absent) in microseconds;
-    None for any other line."""
+    """A final line exactly as kube-apiserver writes it (one whole object, values free of
+    escapes but Go's ``\\u0026`` for ``&`` and the like in the URI, no annotation of the
+    APF queue wait), read from its bytes alone by two regular expressions: its
+    fields undecoded, its requestReceivedTimestamp and its stageTimestamp (None when
+    absent) in microseconds; None for any other line."""
     fields = _FIELDS.match(raw)
-    if fields is None:
+    if fields is None or not raw.endswith(_WHOLE):
         return None
     tail = raw.rfind(_RECEIVED)
     times = _TIMES.match(raw, tail + 1) if tail > 0 else None
     if times is None or raw.find(_APF_KEY, tail) >= 0:
         return None
+    received_s, fraction, stage_s, stage_fraction = times.groups()
     try:
-        received = _seconds(times[1]) * 1_000_000 + int(times[2])
-        stage_at = None if times[3] is None else (
-            _seconds(times[3]) * 1_000_000 + int(times[4]))
+        second = _second_us(received_s)
+        received = second + int(fraction)
+        if stage_s is None:
+            return fields.groups(b""), received, None
+        stage_at = (second if stage_s == received_s else _second_us(stage_s)) + int(
+            stage_fraction)
     except ValueError:
         return None  # not a date: the decoder says why
     return fields.groups(b""), received, stage_at
+
+
+def request_uri(raw: bytes) -> str:
+    """The request URI of :func:`raw_request`'s reading, Go's escapes of ``&<>`` read."""
+    uri = raw.decode()
+    if "\\" in uri:
+        uri = uri.replace("\\u0026", "&").replace("\\u003c", "<").replace("\\u003e", ">")
+    return uri
 
 
 def facts_of(key: RawKey, received: int, stage_at: int | None) -> RequestFacts | None:
     """The facts of :func:`raw_request`'s reading (None when a value is not UTF-8)."""
     uri, verb, user, agent, resource, namespace, name, sub, code = key
     try:
-        return _facts(received, stage_at, verb.decode(), uri.decode(), user.decode(),
+        return _facts(received, stage_at, verb.decode(), request_uri(uri), user.decode(),
                       agent.decode(), resource.decode(), sub.decode(), namespace.decode(),
                       name.decode(), int(code), "")
     except UnicodeDecodeError:

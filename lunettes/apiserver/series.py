@@ -195,20 +195,27 @@ class SeriesBuilder:
         for key, n in interval.joint.items():
             for d, value in enumerate(key):
                 per_dim[d][value] += n
-        keep = [{v for v, _ in Counter({v: n for v, n in counts.items() if v != OTHER})
+        keep = [None if len(counts) - (OTHER in counts) <= self.top_k else  # all kept
+                {v for v, _ in Counter({v: n for v, n in counts.items() if v != OTHER})
                  .most_common(self.top_k)} | {OTHER} for counts in per_dim]
         marginals: list[Counter[str]] = []
-        for d, counts in enumerate(per_dim):
+        for kept_values, counts in zip(keep, per_dim, strict=True):
+            if kept_values is None:
+                marginals.append(counts)
+                continue
             kept: Counter[str] = Counter()
             for value, n in counts.items():
-                if value in keep[d]:
+                if value in kept_values:
                     kept[value] += n
                 else:
                     kept[OTHER] += n
             marginals.append(kept)
-        joint: Counter[Key] = Counter()
-        for key, n in interval.joint.items():
-            joint[tuple(v if v in keep[d] else OTHER for d, v in enumerate(key))] += n
+        joint = interval.joint
+        if any(kept_values is not None for kept_values in keep):
+            joint = Counter()
+            for key, n in interval.joint.items():
+                joint[tuple(v if k is None or v in k else OTHER
+                            for k, v in zip(keep, key, strict=True))] += n
         if len(joint) > self.max_closed_keys:
             ranked = joint.most_common()
             joint = Counter(dict(ranked[:self.max_closed_keys]))

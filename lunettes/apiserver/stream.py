@@ -3,14 +3,16 @@
 Both ways in use it: ``lunettes analyze apiserver`` feeds it the lines of the files it
 reads, and ``lunettes replay/serve --apiserver-load`` the lines the pipeline's sources read
 (``file`` and ``follow`` hand each record's line on in ``record.raw`` when the pipeline
-asks, ``keep_lines``; :meth:`RequestStream.process` passes the record on without it).
+asks, ``keep_lines``, or in ``record.undecoded`` when it decodes the line later;
+:meth:`RequestStream.process` passes the record on without ``raw``).
 
 Cheap by aggregation: a line exactly as kube-apiserver writes it is read by two regular
 expressions (:func:`~lunettes.apiserver.scan.raw_request`) and counted under its fields as
-bytes, with its latency, in a table of its interval; each distinct request is decoded and
-counted into the series (:mod:`.series`), the tables (:mod:`.requests`) and the Prometheus
-counts (:mod:`.counts`) once, with its number, when its interval is no longer among the
-two newest. Any other line is decoded and counted at once (a bad one counted in ``bad``),
+bytes, with its latency, in a table of its interval. When the interval is no longer among
+the two newest, the requests that differ only in what no count reads (object names and
+query values in the URI; the name but for its presence) are counted together: decoded
+once and counted into the series (:mod:`.series`), the tables (:mod:`.requests`) and the
+Prometheus counts (:mod:`.counts`) with their number and latencies. Any other line is decoded and counted at once (a bad one counted in ``bad``),
 as is a line whose interval was already handed on. The analysis' own results (anomalies,
 drilldown) need the ``analyze`` extra and are computed only when asked
 (:meth:`RequestStream.analysis`).
@@ -21,9 +23,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from lunettes.apiserver.clients import uri_pattern
 from lunettes.apiserver.counts import RequestCounts
 from lunettes.apiserver.reader import decoded_facts, read_lines
-from lunettes.apiserver.requests import RequestTables
+from lunettes.apiserver.requests import RequestTables, is_discovery
 from lunettes.apiserver.scan import (
     UNREADABLE,
     RawKey,
@@ -31,6 +34,7 @@ from lunettes.apiserver.scan import (
     facts_of,
     is_timed,
     raw_request,
+    request_uri,
     scan_decoding,
 )
 from lunettes.apiserver.series import Series, SeriesBuilder
@@ -71,6 +75,8 @@ class RequestStream:
             if raw:
                 record.raw = b""
                 add(raw, record.origin)
+            elif record.undecoded is not None:  # a line left for the pipeline to decode
+                add(record.undecoded, record.origin)
             yield record
 
     def read(self, paths: Iterable[str]) -> None:
@@ -136,8 +142,24 @@ class RequestStream:
         self.builder.advance(index)
 
     def _hand_on(self, index: int) -> None:
-        """Count the gathered requests of one interval, each distinct one decoded once."""
+        """Count the gathered requests of one interval: requests that differ only in what
+        no count reads (object names and query values in the URI, the object name but
+        for its presence) are counted together, once."""
+        shapes: dict[tuple[Any, ...], list[Any]] = {}
         for key, (n, received, latencies) in self._pending.pop(index).items():
+            try:
+                uri = request_uri(key[0])
+            except UnicodeDecodeError:
+                self.bad.add("not_utf8", "?", f"{n} lines with a value that is not UTF-8")
+                continue
+            shape = (uri_pattern(uri), is_discovery(uri), key[1:6], key[6] == b"", key[7:])
+            entry = shapes.get(shape)
+            if entry is None:
+                shapes[shape] = [key, n, received, latencies]
+            else:
+                entry[1] += n
+                entry[3] += latencies
+        for key, n, received, latencies in shapes.values():
             facts = facts_of(key, received, None)
             if facts is None:
                 self.bad.add("not_utf8", "?", f"{n} lines with a value that is not UTF-8")

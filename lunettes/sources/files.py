@@ -255,7 +255,8 @@ class FileSource:
         self.lines = 0
         self.keep_lines = False
         """Records read from one line of JSON carry it in ``raw`` (the first record of a
-        line; set by the pipeline when a processor reads lines)."""
+        line; set by the pipeline when a processor reads lines), unless they carry it in
+        ``undecoded``."""
 
     @classmethod
     def from_config(cls, key: str, section: Section, context: BuildContext) -> FileSource:
@@ -406,13 +407,13 @@ class FileSource:
                     if keep:
                         record.raw = raw
                     yield record
-                elif keep:
-                    yield from _with_line(decode(raw, name, number, True), raw)
                 else:
                     told = (deferred(raw, seen, received)  # received: a final stage's
                             if late and seen is not None and received is not None else None)
                     if told is not None:  # decoded when the pipeline folds it
                         yield undecoded(*told, raw, f"{name}:{number}")
+                    elif keep:
+                        yield from _with_line(decode(raw, name, number, True), raw)
                     else:
                         yield from decode(raw, name, number, True)
             elif what == ANY:

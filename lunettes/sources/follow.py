@@ -114,7 +114,8 @@ class FollowSource:
         self.on_caught_up = on_caught_up
         self.resume = resume or {}
         self.keep_lines = False
-        """Records read from one line of JSON carry it in ``raw`` (set by the pipeline)."""
+        """Records read from one line of JSON carry it in ``raw`` (set by the pipeline),
+        unless they carry it in ``undecoded``."""
         self.heartbeat = heartbeat
         self.state, self.error = "starting", ""
         self.lanes = [_Lane(path, f"{name}:{path}") for path in self.paths]
