@@ -21,7 +21,7 @@ from lunettes import __version__
 from lunettes.analyzers.diagnosisdefs import DiagnosisConfig
 from lunettes.api import models
 from lunettes.api.auth import BearerAuth
-from lunettes.api.load_report import LoadReports
+from lunettes.api.load_report import LoadReports, StreamReports
 from lunettes.api.store import InvalidQuery, PodQuery, PodStore
 from lunettes.api.trace import jaeger_link, trace_of
 from lunettes.apiserver import MAX_INTERVALS, SpanTooLong
@@ -63,8 +63,9 @@ class ApiSettings:
     configuration's by default."""
     summary_limit: int = 1_000_000
     """At most this many Pods go into one SLO summary (``truncated`` says when more)."""
-    load: LoadReports | None = None
-    """The audit files ``lunettes serve`` reads, for the API server load analysis."""
+    load: LoadReports | StreamReports | None = None
+    """The API server load analysis: of what the pipeline counts (``--apiserver-load``),
+    or of the audit files ``lunettes serve`` reads."""
     analysis_limit: int = 200_000
     """At most this many Pods go into one delivery analysis (the ``limit`` parameter's
     ceiling)."""
@@ -299,14 +300,17 @@ def api_router(settings: ApiSettings) -> APIRouter:
 
     @router.get("/analysis/apiserver", response_model=models.ApiserverLoad,
                 responses={**_PROBLEMS, 404: {"model": models.Problem,
-                                              "description": "no audit files served"}},
-                summary="API server load of the served audit files",
-                description="lunettes analyze apiserver over the audit files lunettes serve "
-                            "was given: requests per interval, anomalous windows and the "
-                            "clients that explain them, slow and rejected requests (top rows "
-                            "per table; slow requests with at least min_count). Computed on "
-                            "the first ask and kept; refresh=true computes it again when a "
-                            "file changed.")
+                                              "description": "no audit files served and "
+                                                             "no --apiserver-load"}},
+                summary="API server load of what lunettes serve reads",
+                description="lunettes analyze apiserver over the requests lunettes serve "
+                            "counts as it reads (--apiserver-load: files, followed logs, the "
+                            "webhook, JetStream), or else over the audit files it was given: "
+                            "requests per interval, anomalous windows and the clients that "
+                            "explain them, slow and rejected requests (top rows per table; "
+                            "slow requests with at least min_count). Computed on the first "
+                            "ask and kept; refresh=true computes it again (for files, when "
+                            "one changed).")
     def apiserver_analysis(
         top: Annotated[int, Query(ge=1, le=1000)] = 10,
         min_count: Annotated[int, Query(ge=1, le=1_000_000_000)] = 5,
@@ -314,7 +318,8 @@ def api_router(settings: ApiSettings) -> APIRouter:
     ) -> dict[str, Any]:
         if settings.load is None:
             raise HTTPException(404, "this server reads no audit files (no PATH given, or "
-                                     "stdin, or only the webhook): run lunettes analyze "
+                                     "stdin, or only the webhook) and counts no requests: "
+                                     "serve --apiserver-load, or run lunettes analyze "
                                      "apiserver PATH...")
         missing = [m for m in ANALYZE_MODULES if importlib.util.find_spec(m) is None]
         if missing:
@@ -325,7 +330,7 @@ def api_router(settings: ApiSettings) -> APIRouter:
         try:
             analysis, computed_at = settings.load.analysis(refresh)
         except SpanTooLong as exc:
-            raise HTTPException(400, f"the served audit files: {exc}") from None
+            raise HTTPException(400, f"the requests read: {exc}") from None
         return {"computed_at": computed_at, **redact(to_json(analysis, top, min_count))}
 
     @router.get("/reasons", response_model=models.ReasonsAnswer,

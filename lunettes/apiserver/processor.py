@@ -52,7 +52,8 @@ class Requests(Stateless):
                 source.keep_lines = True
         yield from self.stream.process(items)
         if run.ending:
-            self.stream.finish()
+            with self.stream.lock:
+                self.stream.finish()
 
 
 def _is_requests(item: Any) -> bool:

@@ -20,7 +20,9 @@ drilldown) need the ``analyze`` extra and are computed only when asked
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
+from copy import deepcopy
 from typing import TYPE_CHECKING, Any
 
 from lunettes.apiserver.clients import uri_pattern
@@ -66,18 +68,39 @@ class RequestStream:
         self._pending: dict[int, dict[RawKey, list[Any]]] = {}
         self._newest = -1
         self._series: Series | None = None
+        self.lock = threading.Lock()
 
     def process(self, records: Iterable[AuditRecord]) -> Iterator[AuditRecord]:
-        """Pass ``records`` on, each without its line, counting the requests of the lines."""
-        add = self.add_line
+        """Pass ``records`` on, each without its line, counting the requests of the lines
+        (under :attr:`lock`: :meth:`snapshot` may be asked from another thread)."""
+        add, lock = self.add_line, self.lock
         for record in records:
             raw = record.raw
             if raw:
                 record.raw = b""
-                add(raw, record.origin)
+                with lock:
+                    add(raw, record.origin)
             elif record.undecoded is not None:  # a line left for the pipeline to decode
-                add(record.undecoded, record.origin)
+                with lock:
+                    add(record.undecoded, record.origin)
             yield record
+
+    def snapshot(self) -> RequestStream:
+        """A copy of what was counted so far, every interval closed (its analysis is the
+        report of the requests read so far); this stream counts on as before."""
+        with self.lock:  # the Prometheus counts stay: the copy's go nowhere
+            copy = deepcopy(self, {id(self.counts): RequestCounts()})
+        copy.finish()
+        return copy
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
 
     def read(self, paths: Iterable[str]) -> None:
         """Count the requests of audit log files, directories or ``-`` (see

@@ -141,6 +141,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             pipeline = Pipeline.from_config(args.config, data, env, [metrics])
             api.results = pipeline.results  # the API reads results by role
+            if pipeline.requests is not None:  # the analysis of what the stream counts
+                from lunettes.api.load_report import StreamReports
+
+                api.load = StreamReports(pipeline.requests)
             if api.store is not None:
                 api.store.results = pipeline.results
         except ConfigError as exc:

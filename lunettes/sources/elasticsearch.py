@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from lunettes.config.errors import Section
@@ -87,6 +88,9 @@ class ElasticsearchSource:
         self._stop = threading.Event()
         self.state, self.error = "starting", ""
         self.stats = {"documents": 0, "searches": 0, "failures": 0, "untimed": 0}
+        self.keep_lines = False
+        """Records carry their event as one audit line in ``raw`` (set by the pipeline
+        when a processor reads lines: the API server load analysis)."""
 
     @classmethod
     def from_config(cls, key: str, section: Section, context: BuildContext
@@ -210,8 +214,13 @@ class ElasticsearchSource:
         if not isinstance(event, dict):
             self.bad.add("not_an_audit_event", where, f"no object at {self.event_field}")
             return
+        first = True
         for item in decode_document(event, where):
             if isinstance(item, BadRecord):
                 self.bad.add(item.reason, where, str(item), event)
-            else:
-                yield item
+                continue
+            if first and self.keep_lines:  # the event as one audit line
+                item.raw = orjson.dumps({"kind": "Event", "apiVersion": event.get(
+                    "apiVersion", "audit.k8s.io/v1"), **event})
+            first = False
+            yield item

@@ -24,6 +24,12 @@ own durable consumer ``<durable>-clock-<its first partition>``): a tick for the 
 every event of the batch that moves the audit clock, so the merge and the reorder window
 see the clock move as in a file replay of the whole stream, whichever partitions the
 instance reads (as ``--workers`` ticks the other workers' records).
+
+An instance running the API server load analysis (``--apiserver-load``: the pipeline sets
+``keep_lines``) also reads the API-server subject (``<prefix>.apiserver``, the records about
+no Pod) through the durable consumer ``<durable>-apiserver``, and the analysis counts every
+message read: one such instance reading every partition counts every request. (Give it
+its own ``durable``: instances sharing a consumer share its messages.)
 """
 
 from __future__ import annotations
@@ -96,6 +102,9 @@ class JetStreamSource:
         self._loop: EventLoop | None = None
         self._client: Client | None = None
         self._state, self.error = "starting", ""
+        self.keep_lines = False
+        """Set by the pipeline for the API server load analysis: records carry their
+        message (one audit line) in ``raw``, and the API-server subject is read too."""
 
     @classmethod
     def from_config(cls, key: str, section: Section, context: BuildContext
@@ -137,6 +146,10 @@ class JetStreamSource:
                      if state in states), "following")
 
     def __iter__(self) -> Iterator[AuditRecord]:
+        if self.keep_lines:  # the analysis counts every request: the other records too
+            lane = _Lane(self, self.settings.apiserver_subject, f"{self.durable}-apiserver")
+            self.readers[lane.name] = lane
+            self._checkpointed = self._checkpointed or lane.name in self.resume
         self._loop = EventLoop(f"lunettes-{self.name}")
         try:
             if self._connect():
@@ -309,11 +322,14 @@ class _Lane:
             self.bad.add("not_json" if base is None else "bad_clock_message", origin,
                          str(exc))
             return
+        keep = self.owner.keep_lines
         for item in decode_document(document, origin):
             if isinstance(item, BadRecord):
                 self.bad.add(item.reason, origin, str(item))
             else:
                 item.position = position
+                if keep:  # (a message is one Event: its line)
+                    item.raw, keep = message.data, False
                 yield item
 
     def _redeliver(self) -> None:

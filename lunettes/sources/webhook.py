@@ -178,6 +178,17 @@ class WebhookSource:
 
     # -- the Source contract --------------------------------------------------------------
     @property
+    def keep_lines(self) -> bool:
+        """Records carry their spooled line in ``raw`` (set by the pipeline when a
+        processor reads lines: the API server load analysis)."""
+        return self._follow is not None and self._follow.keep_lines
+
+    @keep_lines.setter
+    def keep_lines(self, keep: bool) -> None:
+        if self._follow is not None:
+            self._follow.keep_lines = keep
+
+    @property
     def state(self) -> str:
         if self._follow is None:
             return "done" if self._closed.is_set() else "following"
