@@ -12,10 +12,10 @@ bytes, with its latency, in a table of its interval. When the interval is no lon
 the two newest, the requests that differ only in what no count reads (object names and
 query values in the URI; the name but for its presence) are counted together: decoded
 once and counted into the series (:mod:`.series`), the tables (:mod:`.requests`) and the
-Prometheus counts (:mod:`.counts`) with their number and latencies. Any other line is decoded and counted at once (a bad one counted in ``bad``),
-as is a line whose interval was already handed on. The analysis' own results (anomalies,
-drilldown) need the ``analyze`` extra and are computed only when asked
-(:meth:`RequestStream.analysis`).
+Prometheus counts (:mod:`.counts`) with their number and latencies. Any other line is
+decoded and counted at once (a bad one counted in ``bad``), as is a line whose interval
+was already handed on. The analysis' own results (anomalies, drilldown) need the
+``analyze`` extra and are computed only when asked (:meth:`RequestStream.analysis`).
 """
 
 from __future__ import annotations
