@@ -31,9 +31,10 @@ import logging
 import random
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, Self
 
 from lunettes.sinks.base import SinkClosedError
 from lunettes.sinks.spool import DiskSpool, SpoolFile
@@ -310,3 +311,39 @@ class SpooledDelivery:
         delay = max(cap * self._random.uniform(0.5, 1.0), retry_after_s or 0.0)
         self._probes += 1
         self._probe_at = time.monotonic() + delay
+
+
+class SpooledSink(ABC):
+    """What a sink delivering through a :class:`SpooledDelivery` (``self._delivery``)
+    answers by it: flush, pending work, losses, the spool, and ``with`` (shutdown on
+    exit)."""
+
+    _delivery: SpooledDelivery
+
+    def force_flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until everything exported so far was delivered (or refused for good);
+        False when the destination is down (the rest is spooled) or ``timeout_s`` passed."""
+        return self._delivery.flush(timeout_s)
+
+    def pending(self) -> int:
+        """What is not delivered yet: queued, on the wire or spooled."""
+        return self._delivery.pending()
+
+    @property
+    def lost(self) -> int:
+        """Pod records lost for good: refused by the destination or dropped by the spool."""
+        return self._delivery.lost
+
+    @property
+    def spool(self) -> DiskSpool:
+        return self._delivery.spool
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """Flush within the sink's timeout, stop, spool what is left. Idempotent."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()

@@ -60,7 +60,7 @@ from lunettes.model.record import PodRecord
 from lunettes.model.results import Results
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import SinkClosedError
-from lunettes.sinks.delivery import Outcome, Payload, SpooledDelivery
+from lunettes.sinks.delivery import Outcome, Payload, SpooledDelivery, SpooledSink
 from lunettes.sinks.spool import ROOT, DiskSpool, decode_lines, default_dir, encode_lines
 from lunettes.store import es_indices as tpl
 from lunettes.store.es_connection import (
@@ -98,7 +98,7 @@ class _Undelivered:
     reason: str
 
 
-class ElasticsearchSink:
+class ElasticsearchSink(SpooledSink):
     """Writes pod records (and their diagnoses) to Elasticsearch; see the module docstring.
 
     ``hosts`` are URLs (``http://`` with a port, or ``https://``); ``api_key`` (the
@@ -228,24 +228,6 @@ class ElasticsearchSink:
         for start in range(0, len(actions), self.bulk_size):
             self._delivery.submit(_payload(actions[start:start + self.bulk_size]))
 
-    def force_flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every document exported so far was indexed (or refused for good);
-        False when Elasticsearch is down (the rest is spooled) or ``timeout_s`` passed."""
-        return self._delivery.flush(timeout_s)
-
-    def pending(self) -> int:
-        """Documents not indexed yet: queued, on the wire or spooled."""
-        return self._delivery.pending()
-
-    @property
-    def lost(self) -> int:
-        """Pod records lost for good: refused by Elasticsearch or dropped by the spool."""
-        return self._delivery.lost
-
-    @property
-    def spool(self) -> DiskSpool:
-        return self._delivery.spool
-
     @property
     def stats(self) -> dict[str, int]:
         delivery = self._delivery.stats
@@ -266,12 +248,6 @@ class ElasticsearchSink:
             if self._es is not None:
                 self._es.close()
                 self._es = None
-
-    def __enter__(self) -> ElasticsearchSink:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.shutdown()
 
     # -- delivery (the sending thread) ---------------------------------------------------
 

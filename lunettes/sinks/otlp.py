@@ -30,7 +30,6 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from lunettes.config.errors import Section
@@ -39,7 +38,7 @@ from lunettes.model.results import Results
 from lunettes.model.spans import pod_trace
 from lunettes.registry import BuildContext
 from lunettes.sinks.base import SinkClosedError
-from lunettes.sinks.delivery import Outcome, Payload, SpooledDelivery
+from lunettes.sinks.delivery import Outcome, Payload, SpooledDelivery, SpooledSink
 from lunettes.sinks.otlp_encode import OTLPEncoder
 from lunettes.sinks.otlp_transport import (
     GrpcTransport,
@@ -93,7 +92,7 @@ def _env_bool(value: str | None) -> bool | None:
     return value.strip().lower() == "true"
 
 
-class OTLPSink:
+class OTLPSink(SpooledSink):
     """Exports pod records as OTLP traces; see the module docstring.
 
     ``endpoint`` defaults to the local collector for ``protocol``; for ``http/protobuf``
@@ -181,19 +180,6 @@ class OTLPSink:
             "requests": sender["requests"], "retries": sender["retries"],
             "skipped_records": self._skipped,
         }
-
-    @property
-    def lost(self) -> int:
-        """Pod records lost for good: refused by the collector or dropped by the spool."""
-        return self._delivery.lost
-
-    @property
-    def spool(self) -> DiskSpool:
-        return self._delivery.spool
-
-    def pending(self) -> int:
-        """Spans not delivered yet (queued, on the wire or spooled)."""
-        return self._delivery.pending()
 
     @classmethod
     def from_config(cls, name: str, section: Section, context: BuildContext) -> OTLPSink:
@@ -335,11 +321,6 @@ class OTLPSink:
         if chunk:
             self._delivery.submit(Payload(b"".join(chunk), n_spans, len(chunk)))
 
-    def force_flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every span exported so far reached the collector; False when the
-        collector is down (what it did not take is spooled) or ``timeout_s`` passed."""
-        return self._delivery.flush(timeout_s)
-
     def shutdown(self) -> None:
         """Flush (unless the collector is down, within ``timeout_s``), then stop: what is
         left is spooled for the next run. Idempotent."""
@@ -348,12 +329,6 @@ class OTLPSink:
         self._closed = True
         self._delivery.finish(self.timeout_s)
         self.transport.close()
-
-    def __enter__(self) -> OTLPSink:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.shutdown()
 
 
 class _Sender:
