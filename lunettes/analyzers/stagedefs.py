@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lunettes.analyzers.markers import Alternative, Instance, Marker
+from lunettes.analyzers.markers import Alternative, Marker
 from lunettes.config.errors import ConfigError, Section, read_yaml
 from lunettes.model.hyperevent import HyperEvent
 from lunettes.model.spec import PodSpecSummary
@@ -24,14 +24,6 @@ class StageDef:
     end: Marker
     per: str = ""
     root: bool = False
-
-    def instance(self, hit: Instance) -> str:
-        """The instance name a marker hit stands for in this stage ("" if not per-instance)."""
-        if self.per == "container":
-            return hit[0]
-        if self.per == "image":
-            return hit[1]
-        return ""
 
 
 @dataclass(frozen=True, slots=True)

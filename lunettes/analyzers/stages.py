@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from lunettes.analyzers.base import STAGES, Inputs
 from lunettes.analyzers.markers import Instance
-from lunettes.analyzers.stagedefs import StageDef, StageSet
+from lunettes.analyzers.stagedefs import PER, StageDef, StageSet
 from lunettes.config.errors import Section
 from lunettes.model.hyperevent import EventKey, HyperEvent
 from lunettes.model.record import SpanEvent, Stage
@@ -112,18 +112,10 @@ def _spans(stage: StageDef, start_hits: list[tuple[int, list[Instance]]],
     With ``pick: last`` the start is the latest of each hit's first match (for
     readiness: the moment the last container was first known started) before the end.
     """
-    starts: dict[str, list[int]] = {}
     firsts: dict[str, dict[str, int]] = {}  # instance -> container (or image) -> index
-    ends: dict[str, list[int]] = {}
     per = stage.per
-    for index, matched in start_hits:
-        for hit in matched:
-            instance = stage.instance(hit)
-            if _note(starts, instance, index, per):
-                firsts.setdefault(instance, {}).setdefault(hit[0] or hit[1], index)
-    for index, matched in end_hits:
-        for hit in matched:
-            _note(ends, stage.instance(hit), index, per)
+    starts = _noted(start_hits, per, firsts)
+    ends = _noted(end_hits, per)
     if not starts and fallback_start is not None:
         starts[""] = [fallback_start]
     out = []
@@ -143,14 +135,26 @@ def _spans(stage: StageDef, start_hits: list[tuple[int, list[Instance]]],
     return out
 
 
-def _note(found: dict[str, list[int]], instance: str, index: int, per: str) -> bool:
-    """Record a match of ``instance`` at ``index``; False for per-stages' Pod-level hits."""
-    if per and not instance:
-        return False
-    indices = found.setdefault(instance, [])
-    if not indices or indices[-1] != index:
-        indices.append(index)
-    return True
+def _noted(hits: list[tuple[int, list[Instance]]], per: str,
+           firsts: dict[str, dict[str, int]] | None = None) -> dict[str, list[int]]:
+    """The event indices of each instance's matches (once per event), in order; a
+    per-stage's Pod-level hits are left out. ``firsts``: also each instance's first index
+    by container (or image)."""
+    found: dict[str, list[int]] = {}
+    slot = PER.index(per) if per else -1  # the part of a hit naming the instance
+    for index, matched in hits:
+        for hit in matched:
+            instance = hit[slot] if slot >= 0 else ""
+            if slot >= 0 and not instance:
+                continue
+            indices = found.get(instance)
+            if indices is None:
+                found[instance] = [index]
+            elif indices[-1] != index:
+                indices.append(index)
+            if firsts is not None:
+                firsts.setdefault(instance, {}).setdefault(hit[0] or hit[1], index)
+    return found
 
 
 def _attach_warnings(stages: list[Stage], events: list[HyperEvent]) -> None:

@@ -45,6 +45,7 @@ bundled sample and the real captures.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["DROPPED_KEYS", "REDACTED", "redact", "redact_document", "redact_text"]
@@ -120,7 +121,21 @@ def _maybe(text: str) -> bool:
 
 
 def redact_text(text: str) -> str:
-    """``text`` with every secret of the catalogue replaced by ``<redacted>``."""
+    """``text`` with every secret of the catalogue replaced by ``<redacted>``. The
+    answers for short texts are remembered (messages repeat across Pods: "Started
+    container app", an image pull's)."""
+    return _redact_short(text) if len(text) <= _SHORT else _redact(text)
+
+
+_SHORT = 1024
+
+
+@lru_cache(maxsize=4096)
+def _redact_short(text: str) -> str:
+    return _redact(text)
+
+
+def _redact(text: str) -> str:
     if not _maybe(text):
         return text
     text = _TOKEN_SHAPES.sub(REDACTED, text)
