@@ -174,8 +174,12 @@ def _compile(alt: Alternative) -> Match:
             c.type == condition and (status is None or c.status == status)
             and (condition_reason is None or c.reason == condition_reason)
             for c in e.conditions))
-    if alt.message is not None:
-        tests.append(lambda e, s: alt.captures(e) is not None)
+    message = alt.message
+    if message is not None:
+        search = message.search
+        tests.append(lambda e, s: bool(e.message and search(e.message))
+                     or any(c.message and search(c.message) for c in e.conditions)
+                     or any(c.message and search(c.message) for c in e.containers))
     instances = _instances(alt)
     if not tests:
         return instances

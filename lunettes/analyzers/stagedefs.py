@@ -40,7 +40,7 @@ class StageSet:
 
     def delivered(self, spec: PodSpecSummary | None, event: HyperEvent) -> bool:
         """True when ``event`` is an end marker of the root stage."""
-        return bool(self.root.end.match(event, spec))
+        return bool(self.stages[0].end.match_keyed(event, event.key, spec))
 
     @classmethod
     def load(cls, path: Path) -> StageSet:
