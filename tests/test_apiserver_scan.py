@@ -149,7 +149,7 @@ def _json_facts(raw: bytes) -> RequestFacts | None:
     return RequestFacts(*read, go_duration_us(wait) if wait else None)
 
 
-def _counted(stream: RequestStream) -> dict[str, object]:
+def counted(stream: RequestStream) -> dict[str, object]:
     """Everything a stream counted: the series, the tables, the Prometheus counts."""
     series = stream.series()
     tables = stream.tables
@@ -187,7 +187,7 @@ def test_stream_of_lines_counts_what_json_reads(name: str) -> None:
         facts = _json_facts(raw)
         if facts is not None:
             plain.add(facts)
-    assert _counted(fast) == _counted(plain)
+    assert counted(fast) == counted(plain)
     assert fast.requests == plain.requests
     assert fast.requests > 0 or untimed > 0
     assert fast.bad.counts == ({"bad_timestamp": untimed} if untimed else {})

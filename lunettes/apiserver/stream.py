@@ -88,8 +88,9 @@ class RequestStream:
     def snapshot(self) -> RequestStream:
         """A copy of what was counted so far, every interval closed (its analysis is the
         report of the requests read so far); this stream counts on as before."""
-        with self.lock:  # the Prometheus counts stay: the copy's go nowhere
-            copy = deepcopy(self, {id(self.counts): RequestCounts()})
+        hook = self.counts.before_close  # (a writer of this run's, not copied)
+        with self.lock:
+            copy = deepcopy(self, {} if hook is None else {id(hook): None})
         copy.finish()
         return copy
 
