@@ -148,11 +148,32 @@ def test_lines_stay_with_the_source_unless_the_analysis_asks(tmp_path: Path) -> 
     assert all(record.raw.startswith(b'{"kind":"Event"') for record in asked)
 
 
-def test_workers_and_a_report_without_the_analysis_are_refused(
+def test_workers_write_the_one_process_report_of_every_request_sent(tmp_path: Path) -> None:
+    """``--workers 2``: the parent's pre-scan counts the requests; its report is the one
+    of a single process, and both count every request the simulator sent, those of an
+    EventList line (whose bytes route it to no worker) included."""
+    pytest.importorskip("statsmodels", reason="needs the analyze extra")
+    traffic, path = _traffic(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    items = [json.loads(line) for line in lines[-40:]]
+    batch = json.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1",
+                        "items": items}).encode() + b"\n"
+    path.write_bytes(b"".join(lines[:-40]) + batch)
+    reports = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"load-{workers}.json"
+        assert main(["replay", str(path), "--no-store", "--format", "none", "--workers",
+                     workers, "--apiserver-load", "--apiserver-report", str(out)]) == 0
+        reports[workers] = json.loads(out.read_text())
+    assert reports["2"] == reports["1"]
+    assert reports["1"]["requests"] == len(traffic.requests)
+
+
+def test_a_report_without_the_analysis_and_workers_metrics_are_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, path = _traffic(tmp_path)
     assert main(["replay", str(path), "--no-store", "--format", "none", "--apiserver-load",
-                 "--workers", "2"]) == 2
+                 "--workers", "2", "--openmetrics", str(tmp_path / "m.om")]) == 2
     assert "--workers 1" in capsys.readouterr().err
     assert main(["replay", str(path), "--no-store", "--format", "none",
                  "--apiserver-report", str(tmp_path / "x.json")]) == 2

@@ -20,7 +20,7 @@ from lunettes.registry import BuildContext
 if TYPE_CHECKING:
     from lunettes.apiserver.stream import RequestStream
 
-__all__ = ["Requests", "requested", "with_requests"]
+__all__ = ["Requests", "requested", "with_requests", "without_requests"]
 
 TYPE = "requests"
 
@@ -78,4 +78,14 @@ def with_requests(data: Mapping[str, Any]) -> dict[str, Any]:
     if not any(_is_requests(item) for item in items):
         items = [TYPE, *items]
     out["processors"] = items
+    return out
+
+
+def without_requests(data: Mapping[str, Any]) -> dict[str, Any]:
+    """pipeline.yaml's data without its ``requests`` processors (``replay --workers``: the
+    parent counts the requests, the workers do not)."""
+    out = dict(data)
+    items = out.get("processors")
+    if isinstance(items, list):
+        out["processors"] = [item for item in items if not _is_requests(item)]
     return out

@@ -7,13 +7,13 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lunettes.apiserver.processor import requested
+from lunettes.apiserver.processor import requested, without_requests
 from lunettes.cli import exitcodes
 from lunettes.cli.common import (
     add_apiserver_load_arg,
@@ -36,6 +36,9 @@ from lunettes.sinks.jsonl import JSONLSink
 from lunettes.sources import deadletter
 from lunettes.sources.errors import BadRecords
 from lunettes.sources.files import STDIN, FileSource, expand
+
+if TYPE_CHECKING:
+    from lunettes.apiserver.stream import RequestStream
 
 
 def register(sub: Any) -> None:
@@ -125,9 +128,9 @@ def run(args: argparse.Namespace) -> int:
     if args.apiserver_report and not load:
         print("lunettes replay: --apiserver-report needs --apiserver-load", file=sys.stderr)
         return 2
-    if load and workers > 1:
-        print("lunettes replay: --apiserver-load counts the requests in one process; use "
-              "--workers 1", file=sys.stderr)
+    if load and workers > 1 and args.openmetrics:
+        print("lunettes replay: --openmetrics with --apiserver-load: the request metrics are "
+              "written by one process; use --workers 1", file=sys.stderr)
         return 2
     if args.apiserver_report:
         from lunettes.cli.analyze import EXTRA_HINT, missing_extra
@@ -181,19 +184,27 @@ def run(args: argparse.Namespace) -> int:
     _print_table(records, pipeline.results, args.wide)
     _summary(err, stats, pipeline, [f for s in sources for f in s.skipped_files],
              pipeline.settings)
-    if requests is not None and args.apiserver_report:
-        from lunettes.apiserver import SpanTooLong
-        from lunettes.apiserver.report import to_json
-
-        try:
-            report = to_json(requests.analysis())
-        except SpanTooLong as exc:
-            err.print(f"lunettes replay: --apiserver-report: {exc}", markup=False,
-                      highlight=False, soft_wrap=True)
-            return 2
-        with open_private(args.apiserver_report, "wb") as out:
-            out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    if requests is not None and args.apiserver_report and not _write_load_report(
+            err, requests, args.apiserver_report):
+        return 2
     return _exit(err, stats, pipeline.bad, args)
+
+
+def _write_load_report(err: Console, requests: RequestStream, path: str) -> bool:
+    """Write the load analysis' report of ``requests`` to ``path``; False (told) when the
+    requests span too many intervals."""
+    from lunettes.apiserver import SpanTooLong
+    from lunettes.apiserver.report import to_json
+
+    try:
+        report = to_json(requests.analysis())
+    except SpanTooLong as exc:
+        err.print(f"lunettes replay: --apiserver-report: {exc}", markup=False,
+                  highlight=False, soft_wrap=True)
+        return False
+    with open_private(path, "wb") as out:
+        out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    return True
 
 
 def file_paths(data: dict[str, Any], config_dir: Path) -> list[str] | None:
@@ -214,8 +225,11 @@ def file_paths(data: dict[str, Any], config_dir: Path) -> list[str] | None:
 
 def _run_workers(args: argparse.Namespace, data: dict[str, Any], configured: list[str],
                  env: dict[str, str], extra: list[Sink], count: int) -> int:
-    """The replay over ``count`` processes (see :mod:`lunettes.cli.workers`)."""
+    """The replay over ``count`` processes (see :mod:`lunettes.cli.workers`); with
+    ``--apiserver-load`` the parent counts the requests of the lines its pre-scan reads
+    (the workers run no ``requests`` processor)."""
     shared, own = split_sinks(data)
+    shared = without_requests(shared)
     try:  # validates the whole config but the workers' sinks before any worker starts
         parent = Pipeline.from_config(args.config, own, env, extra)
     except ConfigError as exc:
@@ -235,13 +249,16 @@ def _run_workers(args: argparse.Namespace, data: dict[str, Any], configured: lis
     progress = _progress(err, paths)
     job = Job(args.config, shared, env, paths, count,
               send_records=table or bool(parent.sinks), progress=progress is not None)
+    requests = parent.requests
+    on_line = requests.add_line if requests is not None else None
     try:
         if progress is None:
-            report = run_workers(job, on_records)
+            report = run_workers(job, on_records, on_line=on_line)
         else:
             with progress:
                 task = progress.add_task("reading", total=_total_bytes(paths))
-                report = run_workers(job, on_records, lambda n: progress.advance(task, n))
+                report = run_workers(job, on_records, lambda n: progress.advance(task, n),
+                                     on_line)
         for sink in parent.sinks:
             sink.force_flush()
     except ConfigError as exc:
@@ -256,6 +273,11 @@ def _run_workers(args: argparse.Namespace, data: dict[str, Any], configured: lis
     report.stats["sink_lost"] += parent.stats["sink_lost"]
     _print_table(records, parent.results, args.wide)
     _summary(err, report.stats, report, skipped, parent.settings)
+    if requests is not None:
+        requests.finish()
+        if args.apiserver_report and not _write_load_report(err, requests,
+                                                            args.apiserver_report):
+            return 2
     return _exit(err, report.stats, report.bad, args)
 
 

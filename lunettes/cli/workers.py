@@ -130,11 +130,13 @@ class TimeOrdered:
 
 
 def run_workers(job: Job, on_records: Callable[[list[PodRecord]], None] | None = None,
-                on_bytes: Callable[[int], None] | None = None) -> Report:
+                on_bytes: Callable[[int], None] | None = None,
+                on_line: Callable[[bytes, str], None] | None = None) -> Report:
     """Run ``job.count`` workers to the end and return their merged report.
 
     ``on_records`` receives the pod records workers send (``job.send_records``),
-    ``on_bytes`` the bytes worker 0 has read (``job.progress``). Raises
+    ``on_bytes`` the bytes worker 0 has read (``job.progress``), ``on_line`` (on the
+    pre-scan's thread, done when this returns) every line routed, with its place. Raises
     :class:`~lunettes.config.errors.ConfigError` for a configuration only workers build
     (their sinks) and :class:`WorkerFailed` when one raises or dies; every other worker is
     stopped before either is raised, and before any exception of the callbacks.
@@ -144,7 +146,7 @@ def run_workers(job: Job, on_records: Callable[[list[PodRecord]], None] | None =
     readers: dict[Connection, int] = {}
     reports: dict[int, Report] = {}
     feeds: list[Connection] = []
-    scan = Prescan(job.paths, job.count, job.max_line_bytes, on_bytes)
+    scan = Prescan(job.paths, job.count, job.max_line_bytes, on_bytes, on_line)
     scan_cpu: list[float] = []
     scan_errors: list[BaseException] = []
     feeder = threading.Thread(target=_feed, args=(scan, feeds, scan_cpu, scan_errors),

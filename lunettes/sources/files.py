@@ -416,8 +416,9 @@ class FileSource:
                         yield from _with_line(decode(raw, name, number, True), raw)
                     else:
                         yield from decode(raw, name, number, True)
-            elif what == ANY:
-                yield from decode(raw, name, number, False)
+            elif what == ANY:  # (one process: its line for the analysis, when asked)
+                records = decode(raw, name, number, False)
+                yield from _with_line(records, raw) if keep and workers == 1 else records
             elif received:
                 yield tick(received, name)
 

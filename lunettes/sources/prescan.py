@@ -50,14 +50,19 @@ class Prescan:
     docstring); ``on_bytes`` is told the bytes read from disk."""
 
     def __init__(self, paths: list[str], count: int, max_line_bytes: int = MAX_LINE_BYTES,
-                 on_bytes: Callable[[int], None] | None = None) -> None:
+                 on_bytes: Callable[[int], None] | None = None,
+                 on_line: Callable[[bytes, str], None] | None = None) -> None:
         self.paths, self.count, self.limit = paths, count, max_line_bytes
         self.on_bytes = on_bytes
+        self.on_line = on_line
+        """Told every JSON line routed, with its place (the API server load analysis of
+        ``--workers``: the lines a single process would hand the ``requests``
+        processor)."""
         self.lines = 0
         """Lines read so far (files a worker reads itself not counted)."""
 
     def __iter__(self) -> Iterator[list[list[Any]]]:
-        count, limit = self.count, self.limit
+        count, limit, on_line = self.count, self.limit, self.on_line
         out: list[list[Any]] = [[] for _ in range(count)]
         for path in self.paths:
             number = 0
@@ -83,6 +88,8 @@ class Prescan:
                                            f"{size} bytes, more than max_line_bytes "
                                            f"({limit})", raw))
                             continue
+                        if on_line is not None:
+                            on_line(raw, f"{path}:{number}")
                         what, owner, received = route_line(raw, number, count)
                         if what == ANY:
                             item: Any = ("a", number, raw)
