@@ -230,6 +230,26 @@ def test_rotated_spools_go_only_once_a_written_checkpoint_lies_past_them(
     assert [r.received_us for r in again] == [r.received_us for r in records[third:]]
 
 
+def test_a_restart_before_the_first_checkpoint_reads_every_acknowledged_event_once(
+        tmp_path: Path) -> None:
+    source = WebhookSource(tmp_path, fsync=False, spool_max_bytes=30_000,
+                           checkpointing=True)
+    for body in event_lists(200, 20):
+        assert source.receive(body).status == 200
+    assert len(spooled(tmp_path)) >= 3  # the spool rotated
+    source.close()  # (as if killed before a checkpoint was written: none to resume from)
+    restarted = WebhookSource(tmp_path, fsync=False, spool_max_bytes=30_000,
+                              checkpointing=True)
+    again = read_now(iter(restarted))
+    restarted.close()
+    sent = [orjson.loads(line) for line in
+            gzip.decompress(SAMPLE.read_bytes()).splitlines()[:200]]
+    # each event once, in the order sent (those that cannot be about Pods stay undecoded)
+    assert len(again) == len(sent)
+    assert all(r.audit_id in ("", e["auditID"]) for r, e in zip(again, sent, strict=True))
+    assert any(r.audit_id for r in again)
+
+
 def test_a_full_spool_refuses_with_503_says_stalled_and_takes_batches_once_read(
         tmp_path: Path) -> None:
     bodies = event_lists(200, 20)

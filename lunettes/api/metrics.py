@@ -10,6 +10,9 @@
 - ``lunettes_source_state{source,state}``: 1 for each source's current state (``reading``,
   ``following``, ``stalled``, ``failed``, ``done``...), 0 for the others: alert on
   ``lunettes_source_state{state=~"stalled|failed"} == 1``.
+- ``lunettes_nats_publish_failures_total{source}``: webhook batches JetStream did not store
+  (answered 503: the server unreachable, no acknowledgement in time, or a negative one),
+  for the sources that publish (``publish_failures`` not None).
 
 The collector reads the pipeline's counters without locks (a snapshot copy each scrape)
 while the pipeline runs in another thread. The clock is injected.
@@ -66,11 +69,17 @@ class PipelineCollector(Collector):
         state = GaugeMetricFamily("lunettes_source_state",
                                   "1 for the current state of each source.",
                                   labels=["source", "state"])
+        failures = CounterMetricFamily("lunettes_nats_publish_failures",
+                                       "Webhook batches JetStream did not store.",
+                                       labels=["source"])
         for source in self.pipeline.sources:
             now = source.state
             for name in STATES:
                 state.add_metric([source.name, name], 1.0 if name == now else 0.0)
-        return iter([*families, state])
+            count = getattr(source, "publish_failures", None)
+            if count is not None:
+                failures.add_metric([source.name], count)
+        return iter([*families, state, failures])
 
     def _families(self, stats: dict[str, int], bad: dict[str, int], in_flight: int,
                   newest_us: int | None) -> list[Metric]:

@@ -16,8 +16,19 @@ which is known to be written. At start each consumer is reset (nats-server 2.14'
 consumer reset) to the checkpoint's sequence, or, for a partition the checkpoint does not
 hold (it moved from another instance), to just after its acknowledged floor; messages
 delivered to a process that died are so read again at once, not after ``ack_wait_s``.
-Until the pipeline asks for a first checkpoint (and for ever when it writes none), the
-consumer is acknowledged as it is read.
+A pipeline that writes checkpoints acknowledges nothing before its first checkpoint is
+written (a kill before it reads everything unacknowledged again); one that writes none
+acknowledges as it reads.
+
+A lane is ``following`` only once JetStream holds nothing more for its consumer and every
+message delivered was read (an empty fetch alone does not tell: after a reconnect, or
+while a restarted server recovers, a fetch finds nothing though messages wait). Until
+then the merge waits for it, so no other lane (the clock above all) runs ahead of its
+records and makes them late; a lane whose fetches fail keeps it waiting too. A reconnect,
+a failed fetch or a gap in the delivery sequence resets the consumer to its acknowledged
+floor, and what was read already is dropped by its stream sequence. The source says
+``stalled`` (``/readyz`` 503, ``lunettes_source_state``) at once while the server cannot
+be reached, and after ``stall_s`` while a partition cannot be read.
 
 Every instance also reads the clock subject (one clock message per batch, through its
 own durable consumer ``<durable>-clock-<its first partition>``): a tick for the time of
@@ -79,8 +90,8 @@ class JetStreamSource:
     def __init__(self, settings: StreamSettings, partitions: Sequence[int] | None = None,
                  *, name: str = "nats", durable: str = "lunettes", fetch_batch: int = 500,
                  poll_s: float = 1.0, ack_wait_s: float = 7200.0, stall_s: float = 30.0,
-                 bad: BadRecords | None = None, resume: dict[str, Any] | None = None
-                 ) -> None:
+                 checkpointing: bool = False, bad: BadRecords | None = None,
+                 resume: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self.name = name
         self.durable = durable
@@ -97,11 +108,13 @@ class JetStreamSource:
                            f"{durable}-clock-{wanted[0] if wanted else 0}"))
         self.readers = {lane.name: lane for lane in lanes}
         self._safe: dict[str, int] = {}
-        self._checkpointed = any(lane in self.resume for lane in self.readers)
+        self.acknowledge_at_checkpoints = checkpointing or any(
+            lane in self.resume for lane in self.readers)
+        """Acknowledge JetStream only up to a written checkpoint (else as read)."""
         self._stop = threading.Event()
         self._loop: EventLoop | None = None
         self._client: Client | None = None
-        self._state, self.error = "starting", ""
+        self._state, self._error = "starting", ""
         self.keep_lines = False
         """Set by the pipeline for the API server load analysis: records carry their
         message (one audit line) in ``raw``, and the API-server subject is read too."""
@@ -133,23 +146,36 @@ class JetStreamSource:
             if value <= 0:
                 section.problem(name, f"must be positive, got {value}")
         return cls(settings, consume, name=key, durable=durable,
-                   fetch_batch=max(1, fetch_batch), bad=context.bad, resume=context.resume,
-                   **numbers)
+                   fetch_batch=max(1, fetch_batch), checkpointing=context.checkpointing,
+                   bad=context.bad, resume=context.resume, **numbers)
 
     # -- the Source contract --------------------------------------------------------------
     @property
     def state(self) -> str:
+        """``stalled`` while the server cannot be reached (at once) or a partition
+        cannot be read (after ``stall_s``); ``following`` once every lane is caught up."""
         if self._state != "reading":  # starting, stalled (not connected yet) or done
             return self._state
+        if self._disconnected() or self._failing_lane():
+            return "stalled"
         states = {reader.state for reader in self.readers.values()}
-        return next((state for state in ("failed", "stalled", "starting", "reading")
-                     if state in states), "following")
+        return next((state for state in ("starting", "reading") if state in states),
+                    "following")
+
+    @property
+    def error(self) -> str:
+        if self._error or self._state != "reading":
+            return self._error
+        if self._disconnected():
+            return f"{self.settings.servers[0]}: disconnected, reconnecting"
+        lane = self._failing_lane()
+        return lane.error if lane is not None else ""
 
     def __iter__(self) -> Iterator[AuditRecord]:
         if self.keep_lines:  # the analysis counts every request: the other records too
             lane = _Lane(self, self.settings.apiserver_subject, f"{self.durable}-apiserver")
             self.readers[lane.name] = lane
-            self._checkpointed = self._checkpointed or lane.name in self.resume
+            self.acknowledge_at_checkpoints |= lane.name in self.resume
         self._loop = EventLoop(f"lunettes-{self.name}")
         try:
             if self._connect():
@@ -161,7 +187,7 @@ class JetStreamSource:
                 try:
                     self._loop.run(client.close(), self.settings.timeout_s)
                 except (nats.errors.Error, OSError) as exc:
-                    self.error = f"closing: {exc}"
+                    self._error = f"closing: {exc}"
             self._loop.stop()
 
     def checkpoint(self, lane: str, n: int) -> dict[str, Any] | None:
@@ -170,7 +196,7 @@ class JetStreamSource:
         reader = self.readers.get(lane)
         if reader is None:
             return None
-        self._checkpointed = True
+        self.acknowledge_at_checkpoints = True
         safe = self._safe.get(lane)
         if safe is not None:
             reader.acknowledge_before(safe)
@@ -181,20 +207,28 @@ class JetStreamSource:
         self._stop.set()
 
     # -- reading ------------------------------------------------------------------------
+    def _disconnected(self) -> bool:
+        client = self._client
+        return client is None or not client.is_connected
+
+    def _failing_lane(self) -> _Lane | None:
+        """A lane whose fetches have failed for ``stall_s`` or more, if any."""
+        now = time.monotonic()
+        return next((lane for lane in self.readers.values() if lane.failing_since
+                     is not None and now - lane.failing_since >= self.stall_s), None)
+
     def _connect(self) -> bool:
         """Connect and set the consumers up, retrying while the server cannot be reached
-        (``stalled`` after ``stall_s``); False when closed first."""
+        (``stalled`` meanwhile); False when closed first."""
         assert self._loop is not None
-        since = time.monotonic()
         while not self._stop.is_set():
             try:
                 self._loop.run(self._subscribe(), 3 * self.settings.timeout_s)
-                self._state, self.error = "reading", ""
+                self._state, self._error = "reading", ""
                 return True
             except (nats.errors.Error, OSError) as exc:
-                self.error = f"{self.settings.servers[0]}: {type(exc).__name__}: {exc}"
-                if time.monotonic() - since >= self.stall_s:
-                    self._state = "stalled"
+                self._error = f"{self.settings.servers[0]}: {type(exc).__name__}: {exc}"
+                self._state = "stalled"
                 self._stop.wait(self.poll_s)
         return False
 
@@ -221,7 +255,7 @@ class JetStreamSource:
 
     async def _reconnected(self) -> None:
         for lane in self.readers.values():
-            lane.resync = True
+            lane.resync, lane.caught_up = True, False
 
 
 class _Lane:
@@ -244,6 +278,9 @@ class _Lane:
         """The consumer sequence of the last message delivered (a gap: some were lost)."""
         self.resync = False
         """Set on a reconnect: the consumer is reset before the next fetch."""
+        self.caught_up = False
+        """JetStream holds nothing more for this consumer, and all it delivered was read."""
+        self.failing_since: float | None = None
 
     def checkpoint(self, lane: str, n: int) -> dict[str, Any] | None:
         return self.owner.checkpoint(lane, n)
@@ -252,27 +289,21 @@ class _Lane:
         self.owner.close()
 
     def __iter__(self) -> Iterator[AuditRecord]:
-        owner, loop, subscription = self.owner, self.owner._loop, self.subscription
-        assert loop is not None and subscription is not None
+        owner = self.owner
         self.state = "reading"
-        failing: float | None = None
         while not owner._stop.is_set():
             try:
                 if self.resync:
                     self._redeliver()
-                messages = loop.run(subscription.fetch(owner.fetch_batch, owner.poll_s),
-                                    owner.poll_s + owner.settings.timeout_s)
-            except NoAnswer as exc:
-                failing = self._failing(exc, failing)
+                messages = self._fetch()
+                if not messages and not self.caught_up:
+                    self.caught_up = self._read_all_delivered()
+            except (nats.errors.Error, OSError) as exc:  # NoAnswer included
+                self._failing(exc)
                 continue
-            except TimeoutError:  # nats-py's or asyncio's: the fetch found nothing new
-                messages = []
-            except (nats.errors.Error, OSError) as exc:
-                failing = self._failing(exc, failing)
-                continue
-            failing, self.error = None, ""
+            self.failing_since, self.error = None, ""
             if not messages:  # nothing new
-                self.state = "following"
+                self.state = "following" if self.caught_up else "reading"
                 yield tick(0)  # the pipeline's chance to checkpoint while idle
                 continue
             first = messages[0].metadata.sequence.consumer
@@ -280,29 +311,57 @@ class _Lane:
                 self.resync = True  # deliveries were lost
                 continue
             self.delivered = messages[-1].metadata.sequence.consumer
+            self.caught_up = not messages[-1].metadata.num_pending
+            self.state = "following" if self.caught_up else "reading"
             fresh = [m for m in messages if m.metadata.sequence.stream > self.last]
             if not fresh:  # only redeliveries of what was read
                 continue
             self.last = fresh[-1].metadata.sequence.stream
-            caught_up = not fresh[-1].metadata.num_pending
-            self.state = "following" if caught_up else "reading"
             self.replies.append((fresh[0].metadata.sequence.stream, fresh[0].reply))
-            if not owner._checkpointed:
+            if not owner.acknowledge_at_checkpoints:
                 self.acknowledge_before(self.last + 1)
             for message in fresh:
                 yield from self._records(message)
         self.state = "done"
 
-    def _failing(self, exc: Exception, since: float | None) -> float:
+    def _fetch(self) -> list[Msg]:
+        """The next messages; none when the fetch found nothing new within ``poll_s``."""
+        owner, loop = self.owner, self.owner._loop
+        assert loop is not None and self.subscription is not None
+        try:
+            return loop.run(self.subscription.fetch(owner.fetch_batch, owner.poll_s),
+                            owner.poll_s + owner.settings.timeout_s)
+        except NoAnswer:
+            raise
+        except TimeoutError:  # nats-py's or asyncio's: the fetch found nothing new
+            return []
+
+    def _read_all_delivered(self) -> bool:
+        """Whether JetStream holds nothing more for this consumer and every message it
+        delivered was read here. An empty fetch alone does not tell (after a reconnect
+        or a consumer reset, or while the server recovers its streams, a fetch finds
+        nothing though messages wait): a lane that is not caught up keeps the merge
+        waiting, else the other lanes and the clock would run ahead of its records and
+        make them late. Deliveries that never arrived are asked for again."""
+        owner, loop, client = self.owner, self.owner._loop, self.owner._client
+        assert loop is not None and client is not None
+        info = loop.run(client.jetstream().consumer_info(owner.settings.stream,
+                                                         self.consumer),
+                        owner.settings.timeout_s)
+        delivered = info.delivered.stream_seq if info.delivered is not None else 0
+        if (delivered or 0) > self.last:
+            self.resync = True  # delivered, but not (yet) here: deliver them again
+            return False
+        return not info.num_pending
+
+    def _failing(self, exc: Exception) -> None:
         """Note a failed fetch (deliveries may be lost with it: the consumer is reset
-        before the next one), wait ``poll_s``; when the failures began."""
-        owner = self.owner
-        self.resync = True
+        before the next one) and wait ``poll_s``. The lane keeps the merge waiting: its
+        records must not be overtaken."""
+        self.resync, self.caught_up, self.state = True, False, "reading"
         self.error = f"{self.subject}: {type(exc).__name__}: {exc}"
-        since = since or time.monotonic()  # the merge waits for it, unless it stalls
-        self.state = "stalled" if time.monotonic() - since >= owner.stall_s else "reading"
-        owner._stop.wait(owner.poll_s)
-        return since
+        self.failing_since = self.failing_since or time.monotonic()
+        self.owner._stop.wait(self.owner.poll_s)
 
     def _records(self, message: Msg) -> Iterator[AuditRecord]:
         """An event's records, or a clock message's ticks."""
@@ -340,7 +399,7 @@ class _Lane:
         assert loop is not None and client is not None
         loop.run(client.jetstream().reset_consumer(owner.settings.stream, self.consumer),
                  owner.settings.timeout_s)
-        self.resync, self.delivered = False, 0
+        self.resync, self.delivered, self.caught_up = False, 0, False
 
     def acknowledge_before(self, seq: int) -> None:
         """Acknowledge the consumer up to the newest kept message before ``seq``."""

@@ -165,6 +165,10 @@ class EventLoop:
             raise NoAnswer(f"no answer within {timeout_s} s")
         return future.result()
 
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run the coroutine in the background (until it ends or the loop stops)."""
+        asyncio.run_coroutine_threadsafe(coro, self.loop)
+
     def stop(self) -> None:
         """Stop the loop and its thread (safe twice)."""
         if self._thread.is_alive():

@@ -7,6 +7,13 @@ reached, or does not acknowledge within ``timeout_s``, the answer is 503 with
 ``Retry-After`` (the API server sends the batch again; what was stored already is dropped
 by its message id); 429 while more than ``max_pending`` events wait for their
 acknowledgement.
+
+Once the webhook source starts (:meth:`JetStreamPublisher.start`), the publisher connects
+and keeps the connection: ``state`` is ``starting`` until it first connects, ``stalled``
+while the server cannot be reached (``/readyz`` answers 503, the receiver leaves its
+Service's endpoints), ``following`` once connected. ``stats["failures"]`` counts the
+batches JetStream did not store (``lunettes_nats_publish_failures_total``): the server
+unreachable, no acknowledgement within ``timeout_s``, or a negative one.
 """
 
 from __future__ import annotations
@@ -47,7 +54,8 @@ class JetStreamPublisher:
         self.settings = settings
         self.retry_after_s = retry_after_s
         self.max_pending = max_pending
-        self.error = ""
+        self.failure = ""
+        """Why the last batch was not stored ("" once one is)."""
         self.stats = {"published": 0, "duplicates": 0, "failures": 0}
         self._loop = EventLoop("lunettes-jetstream-publish")
         self._client: Client | None = None
@@ -55,6 +63,9 @@ class JetStreamPublisher:
         self._lock = threading.Lock()
         self._pending = 0
         self._number = 0
+        self._connecting = asyncio.Lock()
+        self._started = False
+        self._closed = False
 
     @classmethod
     def from_config(cls, section: Section, config_dir: Path, *, retry_after_s: int = 1,
@@ -84,16 +95,48 @@ class JetStreamPublisher:
                            self.settings.timeout_s + 1)
         except (nats.errors.Error, OSError, ValueError) as exc:  # TimeoutError is an OSError
             self.stats["failures"] += 1
-            self.error = f"{self.settings.stream}: {type(exc).__name__}: {exc}"
-            return self._retry(503, f"JetStream did not store the batch ({self.error})")
+            self.failure = f"{self.settings.stream}: {type(exc).__name__}: {exc}"
+            return self._retry(503, f"JetStream did not store the batch ({self.failure})")
         finally:
             with self._lock:
                 self._pending -= len(lines)
-        self.error = ""
+        self.failure = ""
         return Answer(200, {})
+
+    @property
+    def state(self) -> str:
+        """``starting``, ``stalled`` (the server cannot be reached) or ``following``."""
+        if self._connected():
+            return "following"
+        return "stalled" if self._started or self.failure else "starting"
+
+    @property
+    def error(self) -> str:
+        if self._started and not self._connected():
+            return "; ".join(filter(None, [f"{self.settings.servers[0]}: not connected",
+                                           self.failure]))
+        return self.failure
+
+    def _connected(self) -> bool:
+        client = self._client
+        return client is not None and client.is_connected
+
+    def start(self) -> None:
+        """Connect in the background, retrying every ``retry_after_s`` until it can."""
+        self._started = True
+        self._loop.submit(self._keep_connecting())
+
+    async def _keep_connecting(self) -> None:
+        while self._js is None and not self._closed:
+            try:
+                await self._stream()
+            except (nats.errors.Error, OSError, ValueError) as exc:
+                self.failure = f"{self.settings.servers[0]}: {type(exc).__name__}: {exc}"
+                await asyncio.sleep(self.retry_after_s)
 
     def close(self) -> None:
         """Close the connection and the loop (safe twice)."""
+        self._closed = True
         client = self._client
         if client is not None and not client.is_closed:
             with contextlib.suppress(nats.errors.Error, OSError):
@@ -104,16 +147,17 @@ class JetStreamPublisher:
         return Answer(status, {"message": message}, {"Retry-After": str(self.retry_after_s)})
 
     async def _stream(self) -> JetStreamContext:
-        if self._js is None:
-            client = await connect(self.settings)
-            try:
-                js = client.jetstream(timeout=self.settings.timeout_s)
-                await ensure_stream(js, self.settings)
-            except BaseException:
-                await client.close()
-                raise
-            self._client, self._js = client, js
-        return self._js
+        async with self._connecting:  # (one connection, whoever asks first)
+            if self._js is None:
+                client = await connect(self.settings)
+                try:
+                    js = client.jetstream(timeout=self.settings.timeout_s)
+                    await ensure_stream(js, self.settings)
+                except BaseException:
+                    await client.close()
+                    raise
+                self._client, self._js = client, js
+            return self._js
 
     async def _publish(self, records: Sequence[AuditRecord], lines: Sequence[bytes],
                        partitions: Sequence[int | None]) -> None:

@@ -15,12 +15,13 @@ The spool rotates at ``spool_max_bytes`` (``webhook.jsonl`` renamed ``webhook.js
 n increasing: ``000001``...). A rotated spool is deleted only once nothing needs it: with
 checkpoints, once a written checkpoint lies in a newer spool (the pipeline asks
 :meth:`WebhookSource.checkpoint` for the position it is about to write; when it asks
-again, that one is written); without, once the reader has read it to its end (a restart
-without checkpoints reads the current spool again, so it deletes the rotated ones left
-behind and counts them in ``bad`` as ``webhook_spool_dropped``). The spools together stay
-under ``spool_limit_bytes``: a batch that would pass it is refused with 503 and
-``Retry-After`` instead of dropping spooled data, and the source says ``stalled``
-(``/readyz``, ``lunettes_source_state``) until a batch is accepted again.
+again, that one is written; a run that finds no checkpoint, the last one killed before
+its first, reads every spool kept from the oldest); without, once the reader has read it
+to its end (a restart without checkpoints reads the current spool again, so it deletes
+the rotated ones left behind and counts them in ``bad`` as ``webhook_spool_dropped``).
+The spools together stay under ``spool_limit_bytes``: a batch that would pass it is
+refused with 503 and ``Retry-After`` instead of dropping spooled data, and the source says
+``stalled`` (``/readyz``, ``lunettes_source_state``) until a batch is accepted again.
 
 Answers: 200 accepted; 400 not an EventList (counted in ``bad`` as
 ``webhook_invalid_document``); 401 bad or missing token; 413 body (or its gzip content)
@@ -66,7 +67,20 @@ class Answer:
 
 
 class Publisher(Protocol):
-    """Stores acknowledged batches elsewhere than in the spool (JetStream)."""
+    """Stores acknowledged batches elsewhere than in the spool (JetStream): ``start``
+    connects in the background, ``state`` and ``error`` say whether it can store (see
+    :data:`lunettes.sources.base.STATES`), ``stats["failures"]`` counts the batches it
+    could not store."""
+
+    stats: dict[str, int]
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def error(self) -> str: ...
+
+    def start(self) -> None: ...
 
     def publish(self, records: Sequence[AuditRecord], lines: Sequence[bytes]) -> Answer: ...
 
@@ -97,7 +111,7 @@ class WebhookSource:
         self.spool_limit_bytes = spool_limit_bytes
         self.checkpointing = checkpointing
         self.bad = bad if bad is not None else BadRecords()
-        self.error = ""
+        self._error = ""
         self._lock = threading.Lock()
         self._pending = 0
         self.stats = {"batches": 0, "events": 0, "refused": 0, "spool_full": 0,
@@ -115,10 +129,14 @@ class WebhookSource:
             self.spool = Path(spool_dir) / SPOOL
             self.spool.parent.mkdir(parents=True, exist_ok=True)
             self.spool.touch()
+            resume = dict(resume or {})
+            lane = f"{name}:{self.spool}"
+            if checkpointing and lane not in resume:
+                resume.update(self._from_oldest_spool(lane))
             self._follow = FollowSource([str(self.spool)], name=name, bad=self.bad,
                                         resume=resume, wake=self._wake, poll_s=1.0,
                                         heartbeat=True)
-            self._written = _identity((resume or {}).get(self._follow.lanes[0].key))
+            self._written = _identity(resume.get(self._follow.lanes[0].key))
             self._spool_bytes = self.spool.stat().st_size
             if not checkpointing:  # no reader reads them: a restart reads the spool anew
                 for old in self._rotated():
@@ -190,12 +208,24 @@ class WebhookSource:
 
     @property
     def state(self) -> str:
-        if self._follow is None:
-            return "done" if self._closed.is_set() else "following"
+        if self.publisher is not None:
+            return "done" if self._closed.is_set() else self.publisher.state
+        assert self._follow is not None
         return "stalled" if self._full else self._follow.state
+
+    @property
+    def error(self) -> str:
+        return self.publisher.error if self.publisher is not None else self._error
+
+    @property
+    def publish_failures(self) -> int | None:
+        """Batches the publisher could not store (None without one)."""
+        return self.publisher.stats["failures"] if self.publisher is not None else None
 
     def __iter__(self) -> Iterator[AuditRecord]:
         if self._follow is None:  # the stream is read by the nats sources
+            if self.publisher is not None:
+                self.publisher.start()
             self._closed.wait()
             return
         for record in self._follow:
@@ -283,7 +313,7 @@ class WebhookSource:
                 if self._spooled_bytes() + len(data) > self.spool_limit_bytes:
                     return self._spool_full()
             if self._full:
-                self._full, self.error = False, ""
+                self._full, self._error = False, ""
             self._append(data)
             self._pending += len(lines)
             self._count(True, len(lines))
@@ -320,6 +350,16 @@ class WebhookSource:
                     if p.name.rsplit(".", 1)[1].isdigit()]
         return [p for _, p in sorted(numbered)]
 
+    def _from_oldest_spool(self, lane: str) -> dict[str, Any]:
+        """Where a run that writes checkpoints starts without one (the last run was
+        killed before its first): the oldest spool kept, read from its start."""
+        for path in self._rotated():
+            with contextlib.suppress(FileNotFoundError):
+                st = path.stat()
+                return {lane: {"path": str(path), "device": st.st_dev, "inode": st.st_ino,
+                               "offset": 0}}
+        return {}
+
     def _spooled_bytes(self) -> int:
         total = self._spool_bytes
         for path in self._rotated():
@@ -346,10 +386,11 @@ class WebhookSource:
     def _spool_full(self) -> Answer:
         self._full = True
         self.stats["spool_full"] += 1
-        self.error = (f"spool full: {self._spooled_bytes()} bytes in {self.spool.parent} "
-                      f"(spool_limit_bytes {self.spool_limit_bytes}) until rotated spools "
-                      f"may go")
-        return Answer(503, {"message": self.error}, {"Retry-After": str(self.retry_after_s)})
+        self._error = (f"spool full: {self._spooled_bytes()} bytes in {self.spool.parent} "
+                       f"(spool_limit_bytes {self.spool_limit_bytes}) until rotated spools "
+                       f"may go")
+        return Answer(503, {"message": self._error},
+                      {"Retry-After": str(self.retry_after_s)})
 
     @staticmethod
     def unauthorized() -> Answer:
