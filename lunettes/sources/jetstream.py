@@ -313,16 +313,27 @@ class _Lane:
             self.delivered = messages[-1].metadata.sequence.consumer
             self.caught_up = not messages[-1].metadata.num_pending
             self.state = "following" if self.caught_up else "reading"
-            fresh = [m for m in messages if m.metadata.sequence.stream > self.last]
+            fresh = self._unread(messages)
             if not fresh:  # only redeliveries of what was read
                 continue
-            self.last = fresh[-1].metadata.sequence.stream
             self.replies.append((fresh[0].metadata.sequence.stream, fresh[0].reply))
             if not owner.acknowledge_at_checkpoints:
                 self.acknowledge_before(self.last + 1)
             for message in fresh:
                 yield from self._records(message)
         self.state = "done"
+
+    def _unread(self, messages: list[Msg]) -> list[Msg]:
+        """The messages past the last one read, each once: a fetch may hold deliveries
+        made before a consumer reset, then the reset's deliveries of the same messages
+        (each run in stream order)."""
+        fresh = []
+        for message in messages:
+            seq = message.metadata.sequence.stream
+            if seq > self.last:
+                fresh.append(message)
+                self.last = seq
+        return fresh
 
     def _fetch(self) -> list[Msg]:
         """The next messages; none when the fetch found nothing new within ``poll_s``."""
