@@ -543,3 +543,22 @@ def test_the_manifests_command_follows_the_log_and_resumes_after_kill_9(
     assert again < 3500  # resumed where the Pods then in flight began
     with process(command, tmp_path / "second.log", tmp_path):
         wait_for(lambda: read() == again, "the restart to read from its checkpoint", 120)
+
+
+# -- the README's live setup ---------------------------------------------------------------
+
+def test_the_readmes_live_setup_is_short_and_its_commands_and_files_are_real() -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Live: following logs"):text.index("#### Past one machine")]
+    assert len(section.splitlines()) <= 45  # a few lines; docs/deploy.md has the rest
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    commands = [shlex.split(line) for line in block[1].replace("\\\n", " ").splitlines()
+                if line.startswith("lunettes ")]
+    follow, webhook = (lunettes_args(argv[1:]) for argv in commands)
+    assert follow.command == webhook.command == "serve"
+    assert follow.follow and follow.paths and follow.checkpoint
+    assert webhook.webhook and webhook.webhook_spool and webhook.checkpoint
+    named = {name.rstrip(".") for name in re.findall(r"deploy/[\w./-]+", section)}
+    assert {"deploy/audit-webhook.kubeconfig", "deploy/kubernetes-webhook"} <= named
+    assert all((ROOT / name).exists() for name in named), named
