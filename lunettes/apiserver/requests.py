@@ -71,8 +71,7 @@ class RequestTables:
             latencies = [] if facts.latency_us is None else [facts.latency_us]
         if latencies:
             histogram = self._histogram(self.slow, (uri_pattern(facts.uri), client))
-            for latency in latencies:
-                histogram.add(latency)
+            histogram.add_all(latencies)
         if facts.code == 429:
             self._count(self.rejected, (client, facts.user, facts.verb, facts.resource), n)
         if facts.apf_wait_us is not None:

@@ -14,7 +14,7 @@ is thus bounded per interval, whatever the number of distinct userAgents or user
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -62,11 +62,17 @@ class LatencyHistogram:
         self.total_us = 0
 
     def add(self, latency_us: int) -> None:
-        value = latency_us + 16  # bucket = octave * 16 + the next 4 bits of the mantissa
-        bits = value.bit_length()
-        self.buckets[(bits << 4) | ((value >> (bits - 5)) & 15)] += 1
-        self.count += 1
-        self.total_us += latency_us
+        self.add_all((latency_us,))
+
+    def add_all(self, latencies_us: Iterable[int]) -> None:
+        buckets = self.buckets
+        for latency_us in latencies_us:
+            value = latency_us + 16  # bucket = octave * 16 + the next 4 bits of the mantissa
+            bits = value.bit_length()
+            bucket = (bits << 4) | ((value >> (bits - 5)) & 15)
+            buckets[bucket] = buckets.get(bucket, 0) + 1
+            self.count += 1
+            self.total_us += latency_us
 
     def merge(self, other: LatencyHistogram) -> None:
         self.buckets.update(other.buckets)
@@ -191,10 +197,11 @@ class SeriesBuilder:
 
     def _close(self, index: int) -> None:
         interval = self._intervals[index]
-        per_dim: list[Counter[str]] = [Counter() for _ in DIMENSIONS]
+        sums: list[dict[str, int]] = [{} for _ in DIMENSIONS]
         for key, n in interval.joint.items():
-            for d, value in enumerate(key):
-                per_dim[d][value] += n
+            for counts, value in zip(sums, key, strict=True):
+                counts[value] = counts.get(value, 0) + n
+        per_dim = [Counter(counts) for counts in sums]
         keep = [None if len(counts) - (OTHER in counts) <= self.top_k else  # all kept
                 {v for v, _ in Counter({v: n for v, n in counts.items() if v != OTHER})
                  .most_common(self.top_k)} | {OTHER} for counts in per_dim]
