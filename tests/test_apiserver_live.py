@@ -64,6 +64,33 @@ def file_analysis(tmp: Path, lines: list[bytes]) -> RequestStream:
     return stream
 
 
+def live_snapshot(data: dict[str, Any], total: int) -> RequestStream:
+    """Run the pipeline of ``data`` (with the ``requests`` processor first) on a thread
+    until its analysis counted ``total`` requests; a snapshot of its counts then."""
+    data["processors"] = ["requests", *data["processors"]]
+    pipeline = Pipeline.from_config(DEFAULT_CONFIG_DIR, data, {})
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            pipeline.run()
+        except BaseException as exc:
+            failed.append(exc)
+
+    runner = threading.Thread(target=read, daemon=True)
+    runner.start()
+    try:
+        stream = pipeline.requests
+        assert stream is not None
+        return wait_for(lambda: (s := stream.snapshot()).requests == total and s,
+                        "every request counted", 120)
+    finally:
+        pipeline.stop()
+        runner.join(60)
+        pipeline.shutdown()
+        assert not failed, failed
+
+
 def event_lists(lines: list[bytes], per_batch: int = 250) -> list[bytes]:
     """EventList bodies as kube-apiserver's batch backend POSTs them."""
     items = []
@@ -114,7 +141,7 @@ def test_an_instance_reading_every_jetstream_subject_counts_every_request(
         tmp_path: Path) -> None:
     pytest.importorskip("nats", reason="needs the nats extra")
     from nats_server import nats_server
-    from test_jetstream import PARTITIONS, nats_source, pipeline_data, receiver, running
+    from test_jetstream import PARTITIONS, nats_source, pipeline_data, receiver
 
     lines = traffic_lines()
     expected = truth(lines)
@@ -126,12 +153,7 @@ def test_an_instance_reading_every_jetstream_subject_counts_every_request(
                 assert answer.status_code == 200, answer.text
         data = pipeline_data(tmp_path, nats_source(url, list(range(PARTITIONS)), "load"),
                              "nats", checkpoint=False)
-        data["processors"] = ["requests", *data["processors"]]
-        with running(data) as pipeline:
-            stream = pipeline.requests
-            assert stream is not None
-            snapshot = wait_for(lambda: (s := stream.snapshot()).requests == sum(
-                expected.values()) and s, "every request counted", 120)
+        snapshot = live_snapshot(data, sum(expected.values()))
     assert by_verb_resource_code(snapshot) == expected
     assert counted(snapshot) == counted(alone)
 
@@ -153,22 +175,23 @@ def test_elasticsearch_documents_feed_the_analysis(tmp_path: Path) -> None:
         data["sinks"] = {}
         data["sources"] = {"elasticsearch": {"hosts": [fake.url], "index": "kube-audit-*",
                                              "lag_s": 0, "poll_s": 0.05, "page_size": 5000}}
-        data["processors"] = ["requests", *data["processors"]]
-        pipeline = Pipeline.from_config(DEFAULT_CONFIG_DIR, data, {})
-        runner = threading.Thread(target=pipeline.run, daemon=True)
-        runner.start()
-        try:
-            stream = pipeline.requests
-            assert stream is not None
-            snapshot = wait_for(lambda: (s := stream.snapshot()).requests == sum(
-                expected.values()) and s, "every request counted", 120)
-        finally:
-            pipeline.stop()
-            runner.join(60)
-            pipeline.shutdown()
+        snapshot = live_snapshot(data, sum(expected.values()))
     finally:
         fake.stop()
     assert by_verb_resource_code(snapshot) == expected
     assert counted(snapshot) == counted(alone)
 
 
+def test_a_followed_log_feeds_the_analysis_its_pod_lines_included(tmp_path: Path) -> None:
+    """``--follow`` hands the lines it leaves for the pipeline to decode (final records
+    about Pods) to the analysis too."""
+    lines = traffic_lines()
+    expected = truth(lines)
+    assert any(resource.startswith("pods") for _, resource, _ in expected)
+    alone = file_analysis(tmp_path, lines)
+    data = load_config(DEFAULT_CONFIG_DIR)
+    data["sinks"] = {}
+    data["sources"] = {"follow": {"paths": [str(tmp_path / "audit.log")]}}
+    snapshot = live_snapshot(data, sum(expected.values()))
+    assert by_verb_resource_code(snapshot) == expected
+    assert counted(snapshot) == counted(alone)
