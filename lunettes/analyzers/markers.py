@@ -226,6 +226,8 @@ class Marker:
     _candidates: dict[EventKey, tuple[Alternative, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False)
     """The alternatives that can match HyperEvents of each key, in order (filled lazily)."""
+    _matchers: dict[EventKey, Match] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def candidates(self, key: EventKey) -> tuple[Alternative, ...]:
         """The alternatives that can match a HyperEvent with this key, in order."""
@@ -267,14 +269,28 @@ class Marker:
                     spec: PodSpecSummary | None) -> list[Instance]:
         """:meth:`match` with the event's key (:attr:`HyperEvent.key`) read once by the
         caller."""
-        alternatives = self._candidates.get(key)
-        if alternatives is None:
-            alternatives = self.candidates(key)
-        if not alternatives:
-            return []
-        if len(alternatives) == 1:
-            return alternatives[0].match(event, spec)
+        return self.matcher(key)(event, spec)
+
+    def matcher(self, key: EventKey) -> Match:
+        """:meth:`match` for HyperEvents of ``key``: only the alternatives that can match
+        them are tried (one per key, kept)."""
+        found = self._matchers.get(key)
+        if found is None:
+            if len(self._matchers) >= _CACHE_LIMIT:
+                self._matchers.clear()
+            found = self._matchers[key] = _any_of(self.candidates(key))
+        return found
+
+
+def _any_of(alternatives: tuple[Alternative, ...]) -> Match:
+    """Every instance any of ``alternatives`` matches for (may repeat)."""
+    if len(alternatives) == 1:
+        return alternatives[0].match
+
+    def match(event: HyperEvent, spec: PodSpecSummary | None) -> list[Instance]:
         hits: list[Instance] = []
         for alt in alternatives:
             hits.extend(alt.match(event, spec))
         return hits
+
+    return match

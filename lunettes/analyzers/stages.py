@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from lunettes.analyzers.base import STAGES, Inputs
-from lunettes.analyzers.markers import Instance
+from lunettes.analyzers.markers import Instance, Match
 from lunettes.analyzers.stagedefs import PER, StageDef, StageSet
 from lunettes.config.errors import Section
 from lunettes.model.hyperevent import EventKey, HyperEvent
 from lunettes.model.record import SpanEvent, Stage
 from lunettes.model.semconv import AUDIT_ID
-from lunettes.model.spec import PodSpecSummary
 from lunettes.model.timeline import PodTimeline
 from lunettes.registry import BuildContext
 
 # Per stage: the (event index, instances) its start marker matched, and its end marker's.
 _Hits = tuple[list[tuple[int, list[Instance]]], list[tuple[int, list[Instance]]]]
-_Match = Callable[[HyperEvent, EventKey, PodSpecSummary | None], list[Instance]]
 
 
 class StagesAnalyzer:
@@ -34,7 +30,7 @@ class StagesAnalyzer:
     def __init__(self, stage_set: StageSet, name: str = "stages") -> None:
         self.name = name
         self.stage_set = stage_set
-        self._plans: dict[EventKey, list[tuple[int, int, _Match]]] = {}
+        self._plans: dict[EventKey, list[tuple[int, int, Match]]] = {}
 
     @classmethod
     def from_config(cls, name: str, section: Section, context: BuildContext) -> StagesAnalyzer:
@@ -76,17 +72,17 @@ class StagesAnalyzer:
             if plan is None:
                 plan = self._plan(key)
             for stage_index, side, match in plan:
-                matched = match(event, key, spec)
+                matched = match(event, spec)
                 if matched:
                     out[stage_index][side].append((index, matched))
         return out
 
-    def _plan(self, key: EventKey) -> list[tuple[int, int, _Match]]:
-        """The (stage index, 0 for start or 1 for end, marker) to try for events of
-        ``key``."""
+    def _plan(self, key: EventKey) -> list[tuple[int, int, Match]]:
+        """The (stage index, 0 for start or 1 for end, its marker's matcher) to try for
+        events of ``key``."""
         if len(self._plans) >= 4096:
             self._plans.clear()
-        plan: list[tuple[int, int, _Match]] = [(i, side, marker.match_keyed)
+        plan: list[tuple[int, int, Match]] = [(i, side, marker.matcher(key))
                 for i, stage in enumerate(self.stage_set.stages)
                 for side, marker in enumerate((stage.start, stage.end))
                 if marker.candidates(key)]
