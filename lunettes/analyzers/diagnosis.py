@@ -244,6 +244,8 @@ class DiagnosisAnalyzer:
                 matches.append((index, rule, captures,
                                 (hits[0][0] or event.container, hits[0][1] or event.image)))
                 break
+        if not matches:
+            return matches
         ranked = [m for m in matches if m[1].rank]
         if len(ranked) > 1:  # several causes in one message: the one on most nodes wins
             best = max(ranked, key=lambda m: _number(m[2].get(m[1].rank)))

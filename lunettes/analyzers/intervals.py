@@ -19,7 +19,9 @@ Interval = tuple[int, int]
 def normalize(intervals: Iterable[Interval]) -> list[Interval]:
     """Sorted, disjoint, merged (touching intervals merge too), empty ones dropped."""
     out: list[Interval] = []
-    for start, end in sorted(i for i in intervals if i[1] > i[0]):
+    for start, end in sorted(intervals):
+        if end <= start:
+            continue
         if out and start <= out[-1][1]:
             if end > out[-1][1]:
                 out[-1] = (out[-1][0], end)

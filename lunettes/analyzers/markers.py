@@ -170,10 +170,14 @@ def _compile(alt: Alternative) -> Match:
         tests.append(lambda e, s: e.op == "event" and (reasons is None or e.reason in reasons)
                      and (types is None or e.event_type in types))
     if condition is not None:
-        tests.append(lambda e, s: any(
-            c.type == condition and (status is None or c.status == status)
-            and (condition_reason is None or c.reason == condition_reason)
-            for c in e.conditions))
+        def changed(event: HyperEvent, spec: PodSpecSummary | None) -> bool:
+            for c in event.conditions:
+                if c.type == condition and (status is None or c.status == status) and (
+                        condition_reason is None or c.reason == condition_reason):
+                    return True
+            return False
+
+        tests.append(changed)
     message = alt.message
     if message is not None:
         search = message.search

@@ -111,9 +111,11 @@ def _spans(stage: StageDef, start_hits: list[tuple[int, list[Instance]]],
     firsts: dict[str, dict[str, int]] = {}  # instance -> container (or image) -> index
     per = stage.per
     starts = _noted(start_hits, per, firsts)
-    ends = _noted(end_hits, per)
-    if not starts and fallback_start is not None:
+    if not starts:
+        if fallback_start is None:
+            return []
         starts[""] = [fallback_start]
+    ends = _noted(end_hits, per)
     out = []
     for instance, start_indices in starts.items():
         end_indices = ends.get(instance, [])
