@@ -125,7 +125,8 @@ class JetStreamSource:
         """The stream's settings (:meth:`StreamSettings.from_config`: ``servers``,
         ``partitions``...), ``consume`` (the partitions this instance reads; default all),
         ``durable`` (consumer name prefix, "lunettes"), ``fetch_batch`` (500), ``poll_s``
-        (1), ``ack_wait_s`` (7200: more than a Pod may stay in flight), ``stall_s`` (30)."""
+        (1), ``ack_wait_s`` (7200: more than a Pod may stay in flight), ``stall_s`` (30: how
+        long fetches may fail while connected before the source says ``stalled``)."""
         settings = StreamSettings.from_config(section, context.config_dir)
         consume = section.get("consume", None, list)
         durable = section.get("durable", "lunettes", str)
