@@ -45,6 +45,7 @@ its own ``durable``: instances sharing a consumer share its messages.)
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -307,27 +308,25 @@ class _Lane:
                 self.state = "following" if self.caught_up else "reading"
                 yield tick(0)  # the pipeline's chance to checkpoint while idle
                 continue
-            first = messages[0].metadata.sequence.consumer
-            if first != 1 and self.delivered and first != self.delivered + 1:
-                self.resync = True  # deliveries were lost
+            if any(m.metadata.sequence.consumer != self.delivered + 1 + i
+                   for i, m in enumerate(messages)):
+                self.resync = True  # deliveries were lost, or made to a stale fetch
                 continue
             self.delivered = messages[-1].metadata.sequence.consumer
             self.caught_up = not messages[-1].metadata.num_pending
-            self.state = "following" if self.caught_up else "reading"
             fresh = self._unread(messages)
-            if not fresh:  # only redeliveries of what was read
-                continue
-            self.replies.append((fresh[0].metadata.sequence.stream, fresh[0].reply))
-            if not owner.acknowledge_at_checkpoints:
-                self.acknowledge_before(self.last + 1)
-            for message in fresh:
-                yield from self._records(message)
+            if fresh:  # (else only redeliveries of what was read)
+                self.replies.append((fresh[0].metadata.sequence.stream, fresh[0].reply))
+                if not owner.acknowledge_at_checkpoints:
+                    self.acknowledge_before(self.last + 1)
+                self.state = "reading"  # the merge waits for each of them
+                for message in fresh:
+                    yield from self._records(message)
+            self.state = "following" if self.caught_up else "reading"
         self.state = "done"
 
     def _unread(self, messages: list[Msg]) -> list[Msg]:
-        """The messages past the last one read, each once: a fetch may hold deliveries
-        made before a consumer reset, then the reset's deliveries of the same messages
-        (each run in stream order)."""
+        """The messages past the last one read (a reset delivers again what was read)."""
         fresh = []
         for message in messages:
             seq = message.metadata.sequence.stream
@@ -407,11 +406,24 @@ class _Lane:
         """Have JetStream deliver again all after the acknowledged floor (what was read
         already is then dropped by its sequence): after a reconnect or a gap in the
         delivery sequence, nothing lost in flight stays unread until ``ack_wait_s``."""
-        owner, loop, client = self.owner, self.owner._loop, self.owner._client
-        assert loop is not None and client is not None
-        loop.run(client.jetstream().reset_consumer(owner.settings.stream, self.consumer),
-                 owner.settings.timeout_s)
+        loop = self.owner._loop
+        assert loop is not None
+        loop.run(self._reset(), 2 * self.owner.settings.timeout_s)
         self.resync, self.delivered, self.caught_up = False, 0, False
+
+    async def _reset(self) -> None:
+        """Reset the consumer to its acknowledged floor and read it through a new
+        subscription: deliveries to the old one (made before the reset, or to a fetch
+        that gave up) are dropped with it; the reset's are numbered from 1."""
+        client, stream = self.owner._client, self.owner.settings.stream
+        assert client is not None
+        js = client.jetstream()
+        await js.reset_consumer(stream, self.consumer)
+        old, self.subscription = self.subscription, await js.pull_subscribe_bind(
+            durable=self.consumer, stream=stream)
+        if old is not None:
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await old.unsubscribe()
 
     def acknowledge_before(self, seq: int) -> None:
         """Acknowledge the consumer up to the newest kept message before ``seq``."""
