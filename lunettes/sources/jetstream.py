@@ -25,8 +25,10 @@ message delivered was read (an empty fetch alone does not tell: after a reconnec
 while a restarted server recovers, a fetch finds nothing though messages wait). Until
 then the merge waits for it, so no other lane (the clock above all) runs ahead of its
 records and makes them late; a lane whose fetches fail keeps it waiting too. A reconnect,
-a failed fetch or a gap in the delivery sequence resets the consumer to its acknowledged
-floor, and what was read already is dropped by its stream sequence. The source says
+a failed fetch or a gap in the delivery sequence (each delivery must follow the last
+one's consumer sequence) resets the consumer to its acknowledged floor and reads it
+through a new subscription (deliveries to the old one are dropped), and what was read
+already is dropped by its stream sequence. The source says
 ``stalled`` (``/readyz`` 503, ``lunettes_source_state``) at once while the server cannot
 be reached, and after ``stall_s`` while a partition cannot be read.
 
