@@ -93,6 +93,22 @@ def sample_lines() -> list[bytes]:
     return gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
 
 
+def event_lists(lines: list[bytes], per_batch: int, tail: int = 0) -> list[bytes]:
+    """The lines as kube-apiserver's batch webhook backend POSTs them: EventLists of
+    ``per_batch`` events, the last ``tail`` lines one per batch (as its batch wait cuts
+    them when events are far apart)."""
+    items = []
+    for line in lines:
+        item = orjson.loads(line)
+        del item["kind"], item["apiVersion"]
+        items.append(item)
+    head = len(items) - tail
+    batches = [items[i:min(i + per_batch, head)] for i in range(0, head, per_batch)]
+    batches += [[item] for item in items[head:]]
+    return [orjson.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1",
+                          "metadata": {}, "items": batch}) for batch in batches]
+
+
 def rename_pod(lines: list[bytes], old: str, new: str) -> list[bytes]:
     """The log with every mention of the Pod name ``old`` made ``new`` (a reused name)."""
     pattern = re.compile(rb"(?<![\w.-])" + re.escape(old.encode()) + rb"(?![\w.-])")

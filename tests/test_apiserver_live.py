@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from api_server import wait_for
+from api_server import event_lists, wait_for
 from test_apiserver_scan import counted
 
 from lunettes.apiserver.stream import RequestStream
@@ -91,18 +91,6 @@ def live_snapshot(data: dict[str, Any], total: int) -> RequestStream:
         assert not failed, failed
 
 
-def event_lists(lines: list[bytes], per_batch: int = 250) -> list[bytes]:
-    """EventList bodies as kube-apiserver's batch backend POSTs them."""
-    items = []
-    for line in lines:
-        item = orjson.loads(line)
-        del item["kind"], item["apiVersion"]
-        items.append(item)
-    return [orjson.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1",
-                          "metadata": {}, "items": items[i:i + per_batch]})
-            for i in range(0, len(items), per_batch)]
-
-
 def test_webhook_batches_feed_the_analysis_serve_answers_from_its_live_counts(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("fastapi", reason="needs the serve extra")
@@ -113,7 +101,7 @@ def test_webhook_batches_feed_the_analysis_serve_answers_from_its_live_counts(
     expected = truth(lines)
     with lunettes_serve([], tmp_path, "--webhook", "--webhook-spool", str(tmp_path / "spool"),
                         "--apiserver-load") as base, httpx.Client(timeout=60) as client:
-        for body in event_lists(lines):
+        for body in event_lists(lines, 250):
             answer = client.post(f"{base}/audit/webhook", content=body)
             assert answer.status_code == 200, answer.text
 
@@ -148,7 +136,7 @@ def test_an_instance_reading_every_jetstream_subject_counts_every_request(
     alone = file_analysis(tmp_path, lines)
     with nats_server(tmp_path / "js") as url:
         with receiver(tmp_path, url) as webhook, httpx.Client(timeout=60) as client:
-            for body in event_lists(lines):
+            for body in event_lists(lines, 250):
                 answer = client.post(webhook, content=body)
                 assert answer.status_code == 200, answer.text
         data = pipeline_data(tmp_path, nats_source(url, list(range(PARTITIONS)), "load"),

@@ -27,7 +27,7 @@ pytest.importorskip("fastapi", reason="needs the serve extra")
 pytest.importorskip("nats", reason="needs the nats extra")
 import httpx
 import nats
-from api_server import SAMPLE, wait_for
+from api_server import SAMPLE, event_lists, wait_for
 from nats_server import free_port, nats_server
 from test_checkpoint import later
 from test_serve import process
@@ -45,21 +45,6 @@ def rows(db: Path) -> dict[str, Any]:
     with sqlite3.connect(db) as conn:
         return {uid: orjson.loads(record)
                 for uid, record in conn.execute("SELECT uid, record FROM pods")}
-
-
-def event_lists(lines: list[bytes], tail: int = 0) -> list[bytes]:
-    """The lines as kube-apiserver's batch backend POSTs them: EventLists of PER_BATCH,
-    the last ``tail`` lines (an hour apart) one per batch, as its batch wait cuts them."""
-    items = []
-    for line in lines:
-        item = orjson.loads(line)
-        del item["kind"], item["apiVersion"]
-        items.append(item)
-    head = len(items) - tail
-    batches = [items[i:min(i + PER_BATCH, head)] for i in range(0, head, PER_BATCH)]
-    batches += [[item] for item in items[head:]]
-    return [orjson.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1",
-                          "metadata": {}, "items": batch}) for batch in batches]
 
 
 def pipeline_data(tmp: Path, sources: dict[str, Any], name: str,
@@ -189,7 +174,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
     assert len(expected) == 300  # the sample's Pods (lunettes/data/sample-truth.jsonl)
     with nats_server(tmp / "js") as url, receiver(tmp, url) as webhook:
         with httpx.Client(timeout=30) as client:
-            for number, body in enumerate(event_lists(lines, tail=2)):
+            for number, body in enumerate(event_lists(lines, PER_BATCH, tail=2)):
                 gzipped = number % 2 == 1  # as --audit-webhook-... sends them, or gzip'ed
                 answer = client.post(webhook, content=gzip.compress(body) if gzipped
                                      else body, headers={"Content-Encoding": "gzip"}
@@ -277,7 +262,7 @@ def instance(tmp: Path, config: Path, name: str, run: int
 def test_an_instance_killed_mid_stream_resumes_from_its_consumer_and_checkpoint(
         published: Published, tmp_path: Path, checkpoints: bool) -> None:
     url, stream = published.url, f"KILLED{int(checkpoints)}"
-    bodies = event_lists(published.lines, tail=2)
+    bodies = event_lists(published.lines, PER_BATCH, tail=2)
     half = len(bodies) // 2
     hook = publisher(url, stream)
     try:
@@ -332,7 +317,7 @@ def health(base: str, source: str) -> tuple[int, int, str]:
 def test_the_api_server_is_not_acknowledged_while_jetstream_cannot_store_its_batch(
         tmp_path: Path) -> None:
     lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)[:800]
-    first, second = event_lists(lines)
+    first, second = event_lists(lines, PER_BATCH)
     events = {(e["auditID"], e["stage"]) for e in map(orjson.loads, lines)}
     port = free_port()
     ready, down = (200, 200, "following"), (503, 200, "stalled")
@@ -365,7 +350,7 @@ def test_the_api_server_is_not_acknowledged_while_jetstream_cannot_store_its_bat
 def test_an_instance_is_not_ready_while_nats_server_is_down_and_reads_on_once_it_is_back(
         tmp_path: Path) -> None:
     lines = gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)[:800]
-    first, second = event_lists(lines)
+    first, second = event_lists(lines, PER_BATCH)
     port, stream, lanes = free_port(), "OUTAGE", list(range(PARTITIONS))
     url = f"nats://127.0.0.1:{port}"
     config = tmp_path / "config"
@@ -421,7 +406,7 @@ def test_an_instance_reading_through_a_restart_of_nats_server_writes_the_same_re
         url = first_server.enter_context(nats_server(tmp_path / "js", port))
         hook = publisher(url, stream)
         try:
-            for body in event_lists(published.lines, tail=2):
+            for body in event_lists(published.lines, PER_BATCH, tail=2):
                 assert hook.receive(body).status == 200
         finally:
             hook.close()

@@ -29,7 +29,7 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the serve extra")
 import httpx
 import trustme
-from api_server import SAMPLE, wait_for
+from api_server import SAMPLE, event_lists, sample_lines, wait_for
 from test_checkpoint import later
 from test_serve import process
 
@@ -41,16 +41,9 @@ TOKEN = "s3cret-webhook-token"
 TRUTH = SAMPLE.with_name("sample-truth.jsonl")  # the simulator's Pods
 
 
-def event_lists(events: int, per_batch: int) -> list[bytes]:
+def sample_batches(events: int, per_batch: int) -> list[bytes]:
     """EventList bodies of the sample's first ``events`` events."""
-    items = []
-    for line in gzip.decompress(SAMPLE.read_bytes()).splitlines()[:events]:
-        item = orjson.loads(line)
-        del item["kind"], item["apiVersion"]
-        items.append(item)
-    return [orjson.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1",
-                          "metadata": {}, "items": items[i:i + per_batch]})
-            for i in range(0, len(items), per_batch)]
+    return event_lists(sample_lines()[:events], per_batch)
 
 
 def metric(base: str, name: str, **labels: str) -> float:
@@ -83,7 +76,7 @@ def test_webhook_accepts_authenticates_limits_and_reads_every_batch_once(
         base = wait_for(listening, "lunettes serve to listen", 60)
         url = f"{base}/audit/webhook"
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        batches = event_lists(3000, 250)
+        batches = sample_batches(3000, 250)
         with httpx.Client(timeout=30) as client:
             first = client.post(url, content=gzip.compress(batches[0]),
                                 headers={**auth, "Content-Encoding": "gzip",
@@ -152,7 +145,7 @@ def test_webhook_over_mutual_tls_takes_the_api_servers_client_certificate_only(
             return found[1] if found else None
 
         base = wait_for(listening, "lunettes serve to listen", 60)
-        batch = event_lists(100, 100)[0]
+        batch = sample_batches(100, 100)[0]
 
         def client(issuer: trustme.CA | None) -> httpx.Client:
             context = ssl.create_default_context()
@@ -203,7 +196,7 @@ def test_rotated_spools_go_only_once_a_written_checkpoint_lies_past_them(
                            checkpointing=True)
     stream = iter(source)
     assert read_now(stream) == []  # reading, from the spool's start
-    for body in event_lists(400, 20):
+    for body in sample_batches(400, 20):
         assert source.receive(body).status == 200
     names = set(spooled(tmp_path))
     assert len(names) >= 5  # the spool rotated at least four times
@@ -234,7 +227,7 @@ def test_a_restart_before_the_first_checkpoint_reads_every_acknowledged_event_on
         tmp_path: Path) -> None:
     source = WebhookSource(tmp_path, fsync=False, spool_max_bytes=30_000,
                            checkpointing=True)
-    for body in event_lists(200, 20):
+    for body in sample_batches(200, 20):
         assert source.receive(body).status == 200
     assert len(spooled(tmp_path)) >= 3  # the spool rotated
     source.close()  # (as if killed before a checkpoint was written: none to resume from)
@@ -252,7 +245,7 @@ def test_a_restart_before_the_first_checkpoint_reads_every_acknowledged_event_on
 
 def test_a_full_spool_refuses_with_503_says_stalled_and_takes_batches_once_read(
         tmp_path: Path) -> None:
-    bodies = event_lists(200, 20)
+    bodies = sample_batches(200, 20)
     source = WebhookSource(tmp_path, fsync=False, spool_max_bytes=30_000,
                            spool_limit_bytes=120_000, checkpointing=True)
     stream = iter(source)
@@ -285,7 +278,7 @@ def test_without_checkpoints_rotated_spools_go_once_read(tmp_path: Path) -> None
     source = WebhookSource(tmp_path, fsync=False, spool_max_bytes=30_000)
     stream = iter(source)
     assert read_now(stream) == []
-    bodies = event_lists(200, 20)
+    bodies = sample_batches(200, 20)
     for body in bodies[:5]:
         assert source.receive(body).status == 200
     rotated = {n for n in spooled(tmp_path) if n != "webhook.jsonl"}
