@@ -11,6 +11,7 @@ import math
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -91,6 +92,30 @@ def replay(paths: list[str]) -> dict[str, PodRecord]:
 
 def sample_lines() -> list[bytes]:
     return gzip.decompress(SAMPLE.read_bytes()).splitlines(keepends=True)
+
+
+@contextmanager
+def running(data: dict[str, Any], env: dict[str, str] | None = None) -> Iterator[Pipeline]:
+    """The pipeline of ``data`` reading its sources on a thread until the block ends
+    (stopped, joined, shut down; what its run raised fails the test)."""
+    pipeline = Pipeline.from_config(DEFAULT_CONFIG_DIR, data, env)
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            pipeline.run()
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    try:
+        yield pipeline
+    finally:
+        pipeline.stop()
+        thread.join(60)
+        pipeline.shutdown()
+    assert not failed, failed
 
 
 def event_lists(lines: list[bytes], per_batch: int, tail: int = 0) -> list[bytes]:

@@ -8,7 +8,6 @@ Elasticsearch (the local fake)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from api_server import event_lists, wait_for
+from api_server import event_lists, running, wait_for
 from test_apiserver_scan import counted
 
 from lunettes.apiserver.stream import RequestStream
 from lunettes.cli.main import main
-from lunettes.pipeline import DEFAULT_CONFIG_DIR, Pipeline, load_config
+from lunettes.pipeline import DEFAULT_CONFIG_DIR, load_config
 from lunettes.simulate.apiserver_traffic import Injection, generate
 
 FINAL = ("ResponseComplete", "Panic")
@@ -68,27 +67,11 @@ def live_snapshot(data: dict[str, Any], total: int) -> RequestStream:
     """Run the pipeline of ``data`` (with the ``requests`` processor first) on a thread
     until its analysis counted ``total`` requests; a snapshot of its counts then."""
     data["processors"] = ["requests", *data["processors"]]
-    pipeline = Pipeline.from_config(DEFAULT_CONFIG_DIR, data, {})
-    failed: list[BaseException] = []
-
-    def read() -> None:
-        try:
-            pipeline.run()
-        except BaseException as exc:
-            failed.append(exc)
-
-    runner = threading.Thread(target=read, daemon=True)
-    runner.start()
-    try:
+    with running(data, {}) as pipeline:
         stream = pipeline.requests
         assert stream is not None
         return wait_for(lambda: (s := stream.snapshot()).requests == total and s,
                         "every request counted", 120)
-    finally:
-        pipeline.stop()
-        runner.join(60)
-        pipeline.shutdown()
-        assert not failed, failed
 
 
 def test_webhook_batches_feed_the_analysis_serve_answers_from_its_live_counts(

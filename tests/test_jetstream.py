@@ -13,7 +13,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ pytest.importorskip("fastapi", reason="needs the serve extra")
 pytest.importorskip("nats", reason="needs the nats extra")
 import httpx
 import nats
-from api_server import SAMPLE, event_lists, wait_for
+from api_server import SAMPLE, event_lists, running, wait_for
 from nats_server import free_port, nats_server
 from test_checkpoint import later
 from test_serve import process
@@ -99,29 +98,6 @@ def read_everything(path: Path, last: dict[str, int], lanes: list[int]) -> bool:
     wanted = {lane: seq for lane, seq in last.items()
               if lane.endswith(".clock") or int(lane.rsplit(".", 1)[1]) in lanes}
     return checkpointed(path) == wanted
-
-
-@contextmanager
-def running(data: dict[str, Any]) -> Iterator[Pipeline]:
-    """A pipeline reading its sources on a thread until the block ends."""
-    pipeline = Pipeline.from_config(DEFAULT_CONFIG_DIR, data)
-    failed: list[BaseException] = []
-
-    def read() -> None:
-        try:
-            pipeline.run()
-        except BaseException as exc:
-            failed.append(exc)
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    try:
-        yield pipeline
-    finally:
-        pipeline.stop()
-        thread.join(30)
-        pipeline.shutdown()
-    assert not failed, failed
 
 
 @contextmanager

@@ -344,7 +344,7 @@ class _Lane:
         try:
             return loop.run(self.subscription.fetch(owner.fetch_batch, owner.poll_s),
                             owner.poll_s + owner.settings.timeout_s)
-        except NoAnswer:
+        except NoAnswer:  # a TimeoutError too, but a failed request, not an empty fetch
             raise
         except TimeoutError:  # nats-py's or asyncio's: the fetch found nothing new
             return []
