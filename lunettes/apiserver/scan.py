@@ -15,6 +15,7 @@ lines are decoded and read by :func:`facts_from_event`.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
 from orjson import JSONDecodeError, loads
@@ -87,17 +88,12 @@ _TIMES = re.compile(rb'"requestReceivedTimestamp":' + _STAMP + rb'(?:,"stageTime
                     + _STAMP + rb')?[,}]')
 """Its timestamps, after the bodies."""
 _MINUTES: dict[bytes, int] = {}
-_SECONDS: dict[bytes, int] = {}
 
 
+@lru_cache(maxsize=4096)
 def _second_us(text: bytes) -> int:
     """:func:`_seconds` in microseconds, each second's text parsed once."""
-    found = _SECONDS.get(text)
-    if found is None:
-        if len(_SECONDS) > 4096:
-            _SECONDS.clear()
-        found = _SECONDS[text] = _seconds(text) * 1_000_000
-    return found
+    return _seconds(text) * 1_000_000
 
 
 def _seconds(text: bytes) -> int:
