@@ -1,5 +1,6 @@
-"""The byte scanner of the load analysis reads what a plain json.loads reads, on the real
-captures and on lines made to trip it."""
+"""The load analysis' typed reading of a line (msgspec) reads what a plain json.loads
+reads, on the real captures and on lines made to trip it; what msgspec refuses goes to the
+decoder."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def test_scan_reads_what_json_reads_on_real_captures(name: str) -> None:
         assert tuple(facts)[:11] == expected, raw[:300]
         read += 1
     if name.startswith(("perfspec", "openshift")):  # kube-apiserver's own field order:
-        assert read > 0 and unreadable == 0  # every line is read from its bytes
+        assert read > 0 and unreadable == 0  # every line is read by the fast path
 
 
 LINE = ('{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a",'
@@ -107,6 +108,22 @@ def test_scan_leaves_what_it_cannot_tell_to_the_decoder() -> None:
         facts = scan(odd)
         assert isinstance(facts, RequestFacts)
         assert tuple(facts)[:11] == oracle(json.loads(odd))
+
+
+def test_fields_of_another_type_read_as_absent_through_the_decoder(tmp_path: Path) -> None:
+    """msgspec refuses a field of another type; the decoder then reads it as absent, as it
+    reads every line msgspec cannot."""
+    odd = [_line().replace(b'"userAgent":"k/1"', b'"userAgent":5'),
+           _line().replace(b'"code":200', b'"code":"200"'),
+           _line(annotations=',"annotations":["apiserver.latency.k8s.io/apf-queue-wait"]'),
+           _line(annotations=',"annotations":{"apiserver.latency.k8s.io/apf-queue-wait":7}')]
+    assert [scan(raw) is UNREADABLE for raw in odd] == [True, True, True, False]
+    log = tmp_path / "odd.log"
+    log.write_bytes(b"".join(odd))
+    facts = list(read_facts([str(log)], BadRecords()))
+    assert [(f.user_agent, f.code, f.apf_wait_us) for f in facts] == [
+        ("", 200, None), ("k/1", 0, None), ("k/1", 200, None), ("k/1", 200, None)]
+    assert scan(odd[3]) == facts[3]  # a wait that is not a text: none, on either path
 
 
 def test_go_durations() -> None:

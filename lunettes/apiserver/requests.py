@@ -75,7 +75,7 @@ class RequestTables:
         if facts.code == 429:
             self._count(self.rejected, (client, facts.user, facts.verb, facts.resource), n)
         if facts.apf_wait_us is not None:
-            self._histogram(self.queue_wait, client).add(facts.apf_wait_us)
+            self._histogram(self.queue_wait, client).add_all([facts.apf_wait_us] * n)
         if _from_controller_manager(client, facts.user) and facts.resource != "leases" and (
                 facts.resource or not is_discovery(facts.uri)):
             account = facts.user if facts.user.startswith(_SYSTEM_ACCOUNT) else (

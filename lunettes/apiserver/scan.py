@@ -1,24 +1,20 @@
-"""The few fields of an audit Event the load analysis needs, read from the bytes of a line.
+"""The few fields of an audit Event the load analysis needs, decoded by msgspec.
 
-kube-apiserver writes every audit.k8s.io/v1 line in one field order: ``kind, apiVersion,
-level, auditID, stage, requestURI, verb, user, impersonatedUser, sourceIPs, userAgent,
-objectRef, responseStatus, requestObject, responseObject, requestReceivedTimestamp,
-stageTimestamp, annotations``. A JSON string holds no unescaped quote, so a key pattern such
-as ``,"requestObject":`` cannot be faked by a value; the metadata fields come before the
-first body, and the two timestamps and the annotations after the bodies. So the line is cut
-at its first body and at its last ``requestReceivedTimestamp``, and only the two ends are
-decoded. :func:`scan` answers :data:`UNREADABLE` whenever the bytes do not tell for sure
-(another shape or version, an escape in a value, a line that is not one whole object); such
-lines are decoded and read by :func:`facts_from_event`.
+:func:`read` decodes a line into typed fields (verb, URI, user, userAgent, objectRef,
+code, the two timestamps and the annotations); msgspec skips the rest (the bodies, most
+of a RequestResponse line) without building it. It answers :data:`UNREADABLE` whenever
+msgspec refuses the line (not JSON, not one audit.k8s.io/v1 Event, a field of another
+type); such lines are decoded by ``orjson`` and read by :func:`facts_from_event`, the
+reference this fast path is tested against.
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
-from orjson import JSONDecodeError, loads
+import msgspec
+from msgspec import Raw, Struct
 
 from lunettes.model.times import parse_time
 
@@ -46,119 +42,114 @@ class RequestFacts(NamedTuple):
 
 
 class _Unreadable:
-    """The bytes do not tell: decode the line."""
+    """msgspec refused the line: decode it."""
 
 
 UNREADABLE: Final = _Unreadable()
 NOT_FINAL: Final = None
 """:func:`scan` of a record whose stage is not final (RequestReceived, ResponseStarted)."""
 
-_HEAD = b'{"kind":"Event","apiVersion":"audit.k8s.io/v1",'
-_STAGE_KEY = b',"stage":"'
-_BODIES = (b',"requestObject":', b',"responseObject":')
-_RECEIVED = b',"requestReceivedTimestamp":"'
-_WHOLE = (b"}\n", b"}", b"}\r\n")
-_APF_KEY = APF_QUEUE_WAIT.encode()
-_FINAL = (b"ResponseComplete", b"Panic")
 _LONG_RUNNING_SUB = frozenset({"exec", "attach", "portforward", "proxy"})
 _DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|μs|ms|s|m|h)")
 _UNIT_US = {"ns": 0.001, "us": 1.0, "µs": 1.0, "μs": 1.0, "ms": 1e3, "s": 1e6, "m": 6e7,
             "h": 3.6e9}
 
 
-_STRING = rb'"([^"\\]*)"'  # a JSON string without escapes, captured
-_SKIP = rb'"[^"\\]*"'
-_URI = rb'"([^"\\]*(?:\\u00(?:26|3c|3e)[^"\\]*)*)"'  # Go escapes &, <, > in JSON
-_OBJ = rb'[^{}]*(?:\{[^{}]*\}[^{}]*)?\}'  # the rest of an object, one nested level
-_STAMP = rb'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{6})Z"'
-_FIELDS = re.compile(
-    rb'\{"kind":"Event","apiVersion":"audit\.k8s\.io/v1","level":"[A-Za-z]+","auditID":'
-    + _SKIP + rb',"stage":"(?:ResponseComplete|Panic)","requestURI":' + _URI
-    + rb',"verb":"([a-z]+)","user":\{(?:"username":' + _STRING + rb')?' + _OBJ
-    + rb'(?:,"impersonatedUser":\{' + _OBJ + rb')?(?:,"sourceIPs":\[[^\]]*\])?'
-    rb'(?:,"userAgent":' + _STRING + rb')?'
-    rb'(?:,"objectRef":\{"resource":' + _STRING + rb'(?:,"namespace":' + _STRING
-    + rb')?(?:,"name":' + _STRING + rb')?(?:,"uid":' + _SKIP + rb')?(?:,"apiGroup":' + _SKIP
-    + rb')?(?:,"apiVersion":' + _SKIP + rb')?(?:,"resourceVersion":' + _SKIP
-    + rb')?(?:,"subresource":' + _STRING + rb')?\})?'
-    rb',"responseStatus":\{"metadata":\{\}(?:,"status":' + _SKIP + rb')?(?:,"message":'
-    + _SKIP + rb')?(?:,"reason":' + _SKIP + rb')?,"code":(\d{1,3})\}[,}]')
-"""The fields of a final line as kube-apiserver writes it, up to its first body."""
-_TIMES = re.compile(rb'"requestReceivedTimestamp":' + _STAMP + rb'(?:,"stageTimestamp":'
-                    + _STAMP + rb')?[,}]')
-"""Its timestamps, after the bodies."""
-_MINUTES: dict[bytes, int] = {}
+class _User(Struct, gc=False):
+    username: str = ""
 
 
-@lru_cache(maxsize=4096)
-def _second_us(text: bytes) -> int:
-    """:func:`_seconds` in microseconds, each second's text parsed once."""
-    return _seconds(text) * 1_000_000
+class _ObjectRef(Struct, gc=False):
+    resource: str = ""
+    namespace: str = ""
+    name: str = ""
+    subresource: str = ""
 
 
-def _seconds(text: bytes) -> int:
-    """``2026-01-02T03:04:05`` (checked digits) in seconds since the epoch: each minute
-    parsed once, then its seconds added."""
-    minute = _MINUTES.get(text[:16])
-    if minute is None:
-        minute = parse_time(text[:16].decode() + ":00Z") // 1_000_000
-        if len(_MINUTES) > 4096:
-            _MINUTES.clear()
-        _MINUTES[text[:16]] = minute
-    seconds = int(text[17:19])
-    if seconds > 59:
-        raise ValueError(f"{text!r}: not a time")
-    return minute + seconds
+class _Status(Struct, gc=False):
+    code: int = 0
 
 
-RawKey = tuple[bytes, ...]
-"""A request's fields as bytes: uri, verb, user, userAgent, resource, namespace, name,
-subresource, code (see :func:`raw_request`)."""
+class _Event(Struct, gc=False):
+    """The fields read, named as the audit Event names them."""
+
+    kind: str
+    apiVersion: str
+    stage: str = ""
+    requestURI: str = ""
+    verb: str = ""
+    user: _User | None = None
+    userAgent: str = ""
+    objectRef: _ObjectRef | None = None
+    responseStatus: _Status | None = None
+    requestReceivedTimestamp: str = ""
+    stageTimestamp: str | None = None
+    annotations: Raw = Raw()  # decoded only when it holds the APF queue wait
 
 
-def raw_request(raw: bytes) -> tuple[RawKey, int, int | None] | None:
-    """A final line exactly as kube-apiserver writes it (one whole object, values free of
-    escapes but Go's ``\\u0026`` for ``&`` and the like in the URI, no annotation of the
-    APF queue wait), read from its bytes alone by two regular expressions: its
-    fields undecoded, its requestReceivedTimestamp and its stageTimestamp (None when
-    absent) in microseconds; None for any other line."""
-    fields = _FIELDS.match(raw)
-    if fields is None or not raw.endswith(_WHOLE):
-        return None
-    tail = raw.rfind(_RECEIVED)
-    times = _TIMES.match(raw, tail + 1) if tail > 0 else None
-    if times is None or raw.find(_APF_KEY, tail) >= 0:
-        return None
-    received_s, fraction, stage_s, stage_fraction = times.groups()
+_decode = msgspec.json.Decoder(_Event).decode
+_decode_notes = msgspec.json.Decoder(dict[str, Any]).decode
+_NO_USER, _NO_REF, _NO_STATUS = _User(), _ObjectRef(), _Status()
+_APF_KEY = APF_QUEUE_WAIT.encode()
+_SECONDS: dict[str, int] = {}
+
+Key = tuple[str, str, str, str, str, str, str, str, int, str]
+"""A request's fields but its times: uri, verb, user, userAgent, resource, namespace,
+name, subresource, code and the APF queue wait's text (see :func:`read`)."""
+
+
+def read(raw: bytes) -> tuple[Key, int, int | None] | _Unreadable | None:
+    """One audit line's request: its :data:`Key`, its requestReceivedTimestamp and its
+    stageTimestamp (None when absent or not a time) in microseconds; None
+    (:data:`NOT_FINAL`) for a stage that is not final; :data:`UNREADABLE` when msgspec
+    refuses the line or its arrival time is not a time."""
     try:
-        second = _second_us(received_s)
-        received = second + int(fraction)
-        if stage_s is None:
-            return fields.groups(b""), received, None
-        stage_at = (second if stage_s == received_s else _second_us(stage_s)) + int(
-            stage_fraction)
+        event = _decode(raw)
+    except msgspec.MsgspecError:
+        return UNREADABLE
+    if event.kind != "Event" or event.apiVersion != "audit.k8s.io/v1":
+        return UNREADABLE
+    if event.stage not in FINAL_STAGES:
+        return NOT_FINAL
+    received_text = event.requestReceivedTimestamp
+    try:
+        received = _time_us(received_text)
     except ValueError:
-        return None  # not a date: the decoder says why
-    return fields.groups(b""), received, stage_at
+        return UNREADABLE
+    user = event.user or _NO_USER
+    ref = event.objectRef or _NO_REF
+    wait = ""
+    if _APF_KEY in bytes(event.annotations):
+        try:
+            wait = _decode_notes(event.annotations).get(APF_QUEUE_WAIT, "")
+        except msgspec.ValidationError:  # not an object: the decoder reads it
+            return UNREADABLE
+    key = (event.requestURI, event.verb, user.username, event.userAgent, ref.resource,
+           ref.namespace, ref.name, ref.subresource, (event.responseStatus or _NO_STATUS).code,
+           wait if type(wait) is str else "")
+    return key, received, _later(received, received_text, event.stageTimestamp)
 
 
-def request_uri(raw: bytes) -> str:
-    """The request URI of :func:`raw_request`'s reading, Go's escapes of ``&<>`` read."""
-    uri = raw.decode()
-    if "\\" in uri:
-        uri = uri.replace("\\u0026", "&").replace("\\u003c", "<").replace("\\u003e", ">")
-    return uri
+def _time_us(text: str) -> int:
+    """:func:`~lunettes.model.times.parse_time`, each second of kube-apiserver's own shape
+    (``2026-01-02T03:04:05.123456Z``) parsed once."""
+    if len(text) != 27 or text[19] != ".":
+        return parse_time(text)
+    fraction = text[20:26]
+    second = _SECONDS.get(text[:19])
+    if second is None or not fraction.isdigit() or not fraction.isascii() or text[26] != "Z":
+        second = parse_time(text) - int(fraction)  # raises for what is not a time
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        _SECONDS[text[:19]] = second
+    return second + int(fraction)
 
 
-def facts_of(key: RawKey, received: int, stage_at: int | None) -> RequestFacts | None:
-    """The facts of :func:`raw_request`'s reading (None when a value is not UTF-8)."""
-    uri, verb, user, agent, resource, namespace, name, sub, code = key
-    try:
-        return _facts(received, stage_at, verb.decode(), request_uri(uri), user.decode(),
-                      agent.decode(), resource.decode(), sub.decode(), namespace.decode(),
-                      name.decode(), int(code), "")
-    except UnicodeDecodeError:
-        return None
+def facts_of(key: Key, received: int, stage_at: int | None) -> RequestFacts:
+    """The facts of :func:`read`'s reading."""
+    uri, verb, user, agent, resource, namespace, name, sub, code, wait = key
+    return _facts(received, stage_at, verb, uri, user, agent, resource, sub, namespace, name,
+                  code, wait)
 
 
 def is_timed(verb: str, subresource: str) -> bool:
@@ -169,48 +160,11 @@ def is_timed(verb: str, subresource: str) -> bool:
 
 def scan(raw: bytes) -> RequestFacts | _Unreadable | None:
     """The facts of one audit line; None (:data:`NOT_FINAL`) for a stage that is not final;
-    :data:`UNREADABLE` when the bytes do not tell.
-
-    A line exactly as kube-apiserver writes it is read by two regular expressions (its
-    metadata, then its timestamps after the bodies); any other is cut before its bodies
-    and after them, and only the metadata and the timestamps and annotations are decoded
-    (two small ``orjson`` calls). The bodies, most of a RequestResponse line, are never
-    read.
-    """
-    read = raw_request(raw)
-    if read is not None:
-        fast = facts_of(*read)
-        if fast is not None:
-            return fast
-    return scan_decoding(raw)
-
-
-def scan_decoding(raw: bytes) -> RequestFacts | _Unreadable | None:
-    """:func:`scan` without reading the line as kube-apiserver writes it first: the line
-    cut before and after its bodies, the two ends decoded."""
-    if not raw.startswith(_HEAD) or not raw.endswith(_WHOLE):
-        return UNREADABLE
-    at = raw.find(_STAGE_KEY, len(_HEAD), 200)
-    if at < 0:
-        return UNREADABLE
-    at += len(_STAGE_KEY)
-    if raw[at:raw.find(b'"', at)] not in _FINAL:
-        return NOT_FINAL
-    tail = raw.rfind(_RECEIVED)  # the last of its name: after the bodies
-    if tail < 0:
-        return UNREADABLE
-    end = tail
-    for key in _BODIES:
-        found = raw.find(key, at, tail)
-        if found >= 0:
-            end = found
-            break
-    try:
-        event = loads(raw[:end] + b"}")
-        event.update(loads(b"{" + raw[tail + 1:]))
-    except JSONDecodeError:
-        return UNREADABLE
-    return facts_from_event(event)
+    :data:`UNREADABLE` when msgspec refuses the line (see :func:`read`)."""
+    got = read(raw)
+    if got is None or got is UNREADABLE:
+        return got
+    return facts_of(*got)  # type: ignore[misc]
 
 
 def _facts(received: int, stage_at: int | None, verb: str, uri: str, user: str, agent: str,

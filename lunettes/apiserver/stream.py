@@ -6,14 +6,14 @@ reads, and ``lunettes replay/serve --apiserver-load`` the lines the pipeline's s
 asks, ``keep_lines``, or in ``record.undecoded`` when it decodes the line later;
 :meth:`RequestStream.process` passes the record on without ``raw``).
 
-Cheap by aggregation: a line exactly as kube-apiserver writes it is read by two regular
-expressions (:func:`~lunettes.apiserver.scan.raw_request`) and counted under its fields as
-bytes, with its latency, in a table of its interval. When the interval is no longer among
+Cheap by aggregation: a line's few fields are decoded by msgspec
+(:func:`~lunettes.apiserver.scan.read`) and counted under them, with its latency, in a
+table of its interval. When the interval is no longer among
 the two newest, the requests that differ only in what no count reads (object names and
 query values in the URI; the name but for its presence) are counted together: decoded
 once and counted into the series (:mod:`.series`), the tables (:mod:`.requests`) and the
-Prometheus counts (:mod:`.counts`) with their number and latencies. Any other line is
-decoded and counted at once (a bad one counted in ``bad``), as is a line whose interval
+Prometheus counts (:mod:`.counts`) with their number and latencies. A line msgspec refuses
+is decoded and counted at once (a bad one counted in ``bad``), as is a line whose interval
 was already handed on. The analysis' own results (anomalies, drilldown) need the
 ``analyze`` extra and are computed only when asked (:meth:`RequestStream.analysis`).
 """
@@ -29,16 +29,7 @@ from lunettes.apiserver.clients import uri_pattern
 from lunettes.apiserver.counts import RequestCounts
 from lunettes.apiserver.reader import decoded_facts, read_lines
 from lunettes.apiserver.requests import RequestTables, is_discovery
-from lunettes.apiserver.scan import (
-    UNREADABLE,
-    RawKey,
-    RequestFacts,
-    facts_of,
-    is_timed,
-    raw_request,
-    request_uri,
-    scan_decoding,
-)
+from lunettes.apiserver.scan import UNREADABLE, Key, RequestFacts, facts_of, is_timed, read
 from lunettes.apiserver.series import Series, SeriesBuilder
 from lunettes.model.audit import AuditRecord
 from lunettes.sources.errors import BadRecords
@@ -65,7 +56,7 @@ class RequestStream:
         self.tables = RequestTables()
         self.bad = bad if bad is not None else BadRecords()
         self.requests = 0
-        self._pending: dict[int, dict[RawKey, list[Any]]] = {}
+        self._pending: dict[int, dict[Key, list[Any]]] = {}
         self._newest = -1
         self._series: Series | None = None
         self.lock = threading.Lock()
@@ -115,25 +106,19 @@ class RequestStream:
 
     def add_line(self, raw: bytes, origin: str = "") -> None:
         """Count the request of one audit line (nothing for a stage that is not final)."""
-        read = raw_request(raw)
-        if read is None:
-            facts = scan_decoding(raw)
-            if facts is UNREADABLE:
-                for item in decoded_facts(raw, origin, self.bad):
-                    self.add(item)
-            elif facts is not None:
-                self.add(facts)  # type: ignore[arg-type]
+        got = read(raw)
+        if got is None:
             return
-        key, received, stage_at = read
+        if got is UNREADABLE:
+            for item in decoded_facts(raw, origin, self.bad):
+                self.add(item)
+            return
+        key, received, stage_at = got  # type: ignore[misc]
         index = received // self.interval_us
         if index > self._newest:
             self._advance(index)
         elif index <= self._newest - _PENDING:  # its interval was handed on: count it now
-            facts = facts_of(key, received, stage_at)
-            if facts is None:
-                self.bad.add("not_utf8", origin or "?", "a value is not UTF-8")
-            else:
-                self.add(facts)
+            self.add(facts_of(key, received, stage_at))
             return
         lines = self._pending.get(index)
         if lines is None:
@@ -171,12 +156,8 @@ class RequestStream:
         for its presence) are counted together, once."""
         shapes: dict[tuple[Any, ...], list[Any]] = {}
         for key, (n, received, latencies) in self._pending.pop(index).items():
-            try:
-                uri = request_uri(key[0])
-            except UnicodeDecodeError:
-                self.bad.add("not_utf8", "?", f"{n} lines with a value that is not UTF-8")
-                continue
-            shape = (uri_pattern(uri), is_discovery(uri), key[1:6], key[6] == b"", key[7:])
+            uri = key[0]
+            shape = (uri_pattern(uri), is_discovery(uri), key[1:6], key[6] == "", key[7:])
             entry = shapes.get(shape)
             if entry is None:
                 shapes[shape] = [key, n, received, latencies]
@@ -185,9 +166,6 @@ class RequestStream:
                 entry[3] += latencies
         for key, n, received, latencies in shapes.values():
             facts = facts_of(key, received, None)
-            if facts is None:
-                self.bad.add("not_utf8", "?", f"{n} lines with a value that is not UTF-8")
-                continue
             timed = latencies if is_timed(facts.verb, facts.subresource) else []
             self._count(facts, index, n, timed)
 
