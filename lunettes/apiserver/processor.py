@@ -50,6 +50,8 @@ class Requests(Stateless):
         for source in run.sources:
             if hasattr(source, "keep_lines"):
                 source.keep_lines = True
+            if hasattr(source, "line_reader"):  # one decode of each line for both
+                source.line_reader = self.stream.peek_line
         yield from self.stream.process(items)
         if run.ending:
             with self.stream.lock:

@@ -77,27 +77,39 @@ def _facts_of(doc: Any, origin: str, bad: BadRecords) -> Iterator[RequestFacts]:
 
 
 def _events(doc: Any, origin: str, bad: BadRecords) -> Iterator[dict[str, Any]]:
-    if isinstance(doc, list):
-        for item in doc:
-            yield from _events(item, origin, bad)
-    elif not isinstance(doc, dict):
-        bad.add("not_an_object", origin, type(doc).__name__)
-    elif doc.get("kind") == "EventList" and isinstance(doc.get("items"), list):
-        for item in doc["items"]:
-            yield from _events({"kind": "Event", **item} if isinstance(item, dict) else item,
-                               origin, bad)
-    elif doc.get("kind") == "Event" and doc.get("apiVersion", "audit.k8s.io/v1") in \
-            AUDIT_API_VERSIONS:
-        yield doc
-    elif (items := batch(doc)) is not None:
-        yield from _events(items, origin, bad)
-    else:
-        try:
-            if is_log_entry(doc):
-                yield from_log_entry(doc)
-            elif (inner := wrapped(doc)) is not None:
-                yield from _events(unwrap(inner), origin, bad)
-            else:
-                bad.add("unknown_kind", origin, f"kind={doc.get('kind')!r}")
-        except BadRecord as exc:
-            bad.add(exc.reason, origin, str(exc))
+    """The audit Events of one decoded document, in order: lists, EventLists and exports
+    opened, however deep (a stack, not recursion: a hostile line nests a thousand lists)."""
+    stack: list[Iterator[Any]] = [iter((doc,))]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, list):
+            stack.append(iter(item))
+        elif not isinstance(item, dict):
+            bad.add("not_an_object", origin, type(item).__name__)
+        elif item.get("kind") == "EventList" and isinstance(item.get("items"), list):
+            stack.append({"kind": "Event", **event} if isinstance(event, dict) else event
+                          for event in item["items"])
+        elif item.get("kind") == "Event" and _version(item) in AUDIT_API_VERSIONS:
+            yield item
+        elif (items := batch(item)) is not None:
+            stack.append(iter((items,)))
+        else:
+            try:
+                if is_log_entry(item):
+                    yield from_log_entry(item)
+                elif (inner := wrapped(item)) is not None:
+                    stack.append(iter((unwrap(inner),)))
+                else:
+                    bad.add("unknown_kind", origin, f"kind={item.get('kind')!r}")
+            except BadRecord as exc:
+                bad.add(exc.reason, origin, str(exc))
+
+
+_END = object()
+
+
+def _version(event: dict[str, Any]) -> str:
+    version = event.get("apiVersion", "audit.k8s.io/v1")
+    return version if type(version) is str else ""

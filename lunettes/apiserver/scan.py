@@ -41,11 +41,11 @@ class RequestFacts(NamedTuple):
     apf_wait_us: int | None
 
 
-class _Unreadable:
+class Unreadable:
     """msgspec refused the line: decode it."""
 
 
-UNREADABLE: Final = _Unreadable()
+UNREADABLE: Final = Unreadable()
 NOT_FINAL: Final = None
 """:func:`scan` of a record whose stage is not final (RequestReceived, ResponseStarted)."""
 
@@ -70,11 +70,12 @@ class _Status(Struct, gc=False):
     code: int = 0
 
 
-class _Event(Struct, gc=False):
+class Event(Struct, gc=False):
     """The fields read, named as the audit Event names them."""
 
     kind: str
     apiVersion: str
+    auditID: str = ""
     stage: str = ""
     requestURI: str = ""
     verb: str = ""
@@ -87,28 +88,34 @@ class _Event(Struct, gc=False):
     annotations: Raw = Raw()  # decoded only when it holds the APF queue wait
 
 
-_decode = msgspec.json.Decoder(_Event).decode
+_decode = msgspec.json.Decoder(Event).decode
 _decode_notes = msgspec.json.Decoder(dict[str, Any]).decode
 _NO_USER, _NO_REF, _NO_STATUS = _User(), _ObjectRef(), _Status()
 _APF_KEY = APF_QUEUE_WAIT.encode()
-_SECONDS: dict[str, int] = {}
+_MINUTES: dict[str, int] = {}
 
 Key = tuple[str, str, str, str, str, str, str, str, int, str]
 """A request's fields but its times: uri, verb, user, userAgent, resource, namespace,
 name, subresource, code and the APF queue wait's text (see :func:`read`)."""
 
 
-def read(raw: bytes) -> tuple[Key, int, int | None] | _Unreadable | None:
-    """One audit line's request: its :data:`Key`, its requestReceivedTimestamp and its
-    stageTimestamp (None when absent or not a time) in microseconds; None
-    (:data:`NOT_FINAL`) for a stage that is not final; :data:`UNREADABLE` when msgspec
-    refuses the line or its arrival time is not a time."""
+def decode(raw: bytes) -> Event | Unreadable:
+    """The fields of one audit.k8s.io/v1 Event line; :data:`UNREADABLE` when msgspec
+    refuses it (not JSON, another kind or version, a field of another type)."""
     try:
         event = _decode(raw)
     except msgspec.MsgspecError:
         return UNREADABLE
     if event.kind != "Event" or event.apiVersion != "audit.k8s.io/v1":
         return UNREADABLE
+    return event
+
+
+def request(event: Event) -> tuple[Key, int, int | None] | Unreadable | None:
+    """A decoded line's request: its :data:`Key`, its requestReceivedTimestamp and its
+    stageTimestamp (None when absent or not a time) in microseconds; None
+    (:data:`NOT_FINAL`) for a stage that is not final; :data:`UNREADABLE` when its arrival
+    time is not a time or its annotations not an object."""
     if event.stage not in FINAL_STAGES:
         return NOT_FINAL
     received_text = event.requestReceivedTimestamp
@@ -130,19 +137,27 @@ def read(raw: bytes) -> tuple[Key, int, int | None] | _Unreadable | None:
     return key, received, _later(received, received_text, event.stageTimestamp)
 
 
+def read(raw: bytes) -> tuple[Key, int, int | None] | Unreadable | None:
+    """:func:`request` of :func:`decode`."""
+    event = decode(raw)
+    return event if isinstance(event, Unreadable) else request(event)
+
+
 def _time_us(text: str) -> int:
-    """:func:`~lunettes.model.times.parse_time`, each second of kube-apiserver's own shape
-    (``2026-01-02T03:04:05.123456Z``) parsed once."""
-    if len(text) != 27 or text[19] != ".":
+    """:func:`~lunettes.model.times.parse_time`, each minute of kube-apiserver's own shape
+    (``2026-01-02T03:04:05.123456Z``) parsed once: its seconds and microseconds are one
+    integer (``05123456``) added to the minute."""
+    if len(text) != 27 or text[26] != "Z" or text[4:20:3] != "--T::.":
         return parse_time(text)
-    fraction = text[20:26]
-    second = _SECONDS.get(text[:19])
-    if second is None or not fraction.isdigit() or not fraction.isascii() or text[26] != "Z":
-        second = parse_time(text) - int(fraction)  # raises for what is not a time
-        if len(_SECONDS) >= 4096:
-            _SECONDS.clear()
-        _SECONDS[text[:19]] = second
-    return second + int(fraction)
+    digits = text[17:19] + text[20:26]
+    if text[17] > "5" or not digits.isdigit() or not digits.isascii():
+        return parse_time(text)  # (refused there)
+    minute = _MINUTES.get(text[:16])
+    if minute is None:
+        if len(_MINUTES) >= 4096:
+            _MINUTES.clear()
+        minute = _MINUTES[text[:16]] = parse_time(text) - int(digits)  # raises: not a time
+    return minute + int(digits)
 
 
 def facts_of(key: Key, received: int, stage_at: int | None) -> RequestFacts:
@@ -158,13 +173,13 @@ def is_timed(verb: str, subresource: str) -> bool:
     return verb != "watch" and subresource not in _LONG_RUNNING_SUB
 
 
-def scan(raw: bytes) -> RequestFacts | _Unreadable | None:
+def scan(raw: bytes) -> RequestFacts | Unreadable | None:
     """The facts of one audit line; None (:data:`NOT_FINAL`) for a stage that is not final;
     :data:`UNREADABLE` when msgspec refuses the line (see :func:`read`)."""
     got = read(raw)
-    if got is None or got is UNREADABLE:
+    if got is None or isinstance(got, Unreadable):
         return got
-    return facts_of(*got)  # type: ignore[misc]
+    return facts_of(*got)
 
 
 def _facts(received: int, stage_at: int | None, verb: str, uri: str, user: str, agent: str,

@@ -29,10 +29,20 @@ from lunettes.apiserver.clients import uri_pattern
 from lunettes.apiserver.counts import RequestCounts
 from lunettes.apiserver.reader import decoded_facts, read_lines
 from lunettes.apiserver.requests import RequestTables, is_discovery
-from lunettes.apiserver.scan import UNREADABLE, Key, RequestFacts, facts_of, is_timed, read
+from lunettes.apiserver.scan import (
+    Key,
+    RequestFacts,
+    Unreadable,
+    decode,
+    facts_of,
+    is_timed,
+    read,
+    request,
+)
 from lunettes.apiserver.series import Series, SeriesBuilder
 from lunettes.model.audit import AuditRecord
 from lunettes.sources.errors import BadRecords
+from lunettes.sources.peek import Peek, peek_decoded
 
 if TYPE_CHECKING:
     from lunettes.apiserver.report import LoadAnalysis
@@ -71,10 +81,25 @@ class RequestStream:
                 record.raw = b""
                 with lock:
                     add(raw, record.origin)
-            elif record.undecoded is not None:  # a line left for the pipeline to decode
-                with lock:
-                    add(record.undecoded, record.origin)
             yield record
+
+    def peek_line(self, raw: bytes, origin: str) -> Peek | None:
+        """A source's reading of one line (its
+        :attr:`~lunettes.sources.files.FileSource.line_reader`): the line's request
+        counted, and what :func:`~lunettes.sources.peek.peek` tells of it, from the line
+        decoded once for both; None when msgspec refuses the line (decoded here by the
+        checked path, and by the source)."""
+        event = decode(raw)
+        got = event if isinstance(event, Unreadable) else request(event)
+        with self.lock:
+            if isinstance(got, Unreadable):
+                self._add_decoded(raw, origin)
+            elif got is not None:
+                self._gather(*got)
+        if isinstance(got, Unreadable) or isinstance(event, Unreadable):
+            return None
+        return peek_decoded(event.auditID, event.stage, event.requestURI, event.verb,
+                            event.objectRef, None if got is None else got[1])
 
     def snapshot(self) -> RequestStream:
         """A copy of what was counted so far, every interval closed (its analysis is the
@@ -107,13 +132,20 @@ class RequestStream:
     def add_line(self, raw: bytes, origin: str = "") -> None:
         """Count the request of one audit line (nothing for a stage that is not final)."""
         got = read(raw)
-        if got is None:
-            return
-        if got is UNREADABLE:
-            for item in decoded_facts(raw, origin, self.bad):
-                self.add(item)
-            return
-        key, received, stage_at = got  # type: ignore[misc]
+        if isinstance(got, Unreadable):
+            self._add_decoded(raw, origin)
+        elif got is not None:
+            self._gather(*got)
+
+    def _add_decoded(self, raw: bytes, origin: str) -> None:
+        """Count the requests of a line msgspec refused, decoded by the checked path (a
+        bad line counted in :attr:`bad`)."""
+        for item in decoded_facts(raw, origin, self.bad):
+            self.add(item)
+
+    def _gather(self, key: Key, received: int, stage_at: int | None) -> None:
+        """Count a request :func:`~lunettes.apiserver.scan.request` read: gathered in its
+        interval's table, counted at once when that interval was handed on already."""
         index = received // self.interval_us
         if index > self._newest:
             self._advance(index)

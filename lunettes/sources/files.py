@@ -24,7 +24,7 @@ from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.exports import strip_time_prefix
 from lunettes.sources.fastdecode import fast_event
 from lunettes.sources.partition import ANY, CLOCK, Partition, route_seen
-from lunettes.sources.peek import deferred, peek
+from lunettes.sources.peek import Peek, deferred, peek
 
 STDIN = "-"
 MAX_LINE_BYTES = 64 << 20
@@ -255,8 +255,12 @@ class FileSource:
         self.lines = 0
         self.keep_lines = False
         """Records read from one line of JSON carry it in ``raw`` (the first record of a
-        line; set by the pipeline when a processor reads lines), unless they carry it in
-        ``undecoded``."""
+        line; set by the pipeline when a processor reads lines), unless a
+        :attr:`line_reader` reads them."""
+        self.line_reader: Callable[[bytes, str], Peek | None] | None = None
+        """Reads each line (and where it was) instead of
+        :func:`~lunettes.sources.peek.peek`, set by a processor that reads every line
+        itself (the API server load analysis): lines are then not handed on in ``raw``."""
 
     @classmethod
     def from_config(cls, key: str, section: Section, context: BuildContext) -> FileSource:
@@ -335,13 +339,18 @@ class FileSource:
     def _emit(self, doc: Any, origin: str, whole: bool = False, line: bytes | None = None
               ) -> Iterator[AuditRecord]:
         """The records of a document (read from ``line``, when one line holds it);
-        ``whole``: the partition routed it here entire."""
+        ``whole``: the partition routed it here entire. With ``keep_lines``, the first
+        record of a document of several lines (YAML, a file that is one JSON document)
+        carries it as one line of JSON."""
         part = None if whole else self.partition
+        keep = self.keep_lines and line is None
         for item in decode_document(doc, origin):
             if isinstance(item, BadRecord):
                 if part is None or part.index == 0:  # counted once over all workers
                     self.bad.add(item.reason, origin, str(item), line)
             elif part is None:
+                if keep:
+                    item.raw, keep = orjson.dumps(doc), False
                 yield item
             else:
                 yield from part.filter(item, origin)
@@ -384,7 +393,8 @@ class FileSource:
         bad, part = self.bad, self.partition
         mine, workers = (part.index, part.count) if part is not None else (0, 1)
         every, limit, decode = self.every_record, self.max_line_bytes, self._decode
-        keep, late = self.keep_lines, self.decode_late
+        late, reader = self.decode_late, self.line_reader
+        keep = self.keep_lines and reader is None
         for number, raw in enumerate(lines, 1):
             self.lines += 1
             if len(raw) >= limit and raw[-1] != 10:  # 10: newline
@@ -394,7 +404,7 @@ class FileSource:
                             f"{size} bytes, more than max_line_bytes ({limit})", raw)
                 continue
             try:
-                seen = peek(raw)
+                seen = peek(raw) if reader is None else reader(raw, f"{name}:{number}")
                 what, owner, received = route_seen(raw, seen, number, workers, every)
             except Exception as exc:  # a bug must not stop the run: count it, where it was
                 if mine == 0:
@@ -411,7 +421,10 @@ class FileSource:
                     told = (deferred(raw, seen, received)  # received: a final stage's
                             if late and seen is not None and received is not None else None)
                     if told is not None:  # decoded when the pipeline folds it
-                        yield undecoded(*told, raw, f"{name}:{number}")
+                        record = undecoded(*told, raw, f"{name}:{number}")
+                        if keep:
+                            record.raw = raw
+                        yield record
                     elif keep:
                         yield from _with_line(decode(raw, name, number, True), raw)
                     else:

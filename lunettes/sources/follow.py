@@ -42,7 +42,7 @@ from lunettes.registry import BuildContext
 from lunettes.sources.decode import decode_document
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.files import MAX_LINE_BYTES, resolve
-from lunettes.sources.peek import clock_only, deferred, peek
+from lunettes.sources.peek import Peek, clock_only, deferred, peek
 
 __all__ = ["FollowSource"]
 
@@ -115,7 +115,10 @@ class FollowSource:
         self.resume = resume or {}
         self.keep_lines = False
         """Records read from one line of JSON carry it in ``raw`` (set by the pipeline),
-        unless they carry it in ``undecoded``."""
+        unless a :attr:`line_reader` reads them."""
+        self.line_reader: Callable[[bytes, str], Peek | None] | None = None
+        """Reads each line instead of :func:`~lunettes.sources.peek.peek` (see
+        :attr:`FileSource.line_reader <lunettes.sources.files.FileSource.line_reader>`)."""
         self.heartbeat = heartbeat
         self.state, self.error = "starting", ""
         self.lanes = [_Lane(path, f"{name}:{path}") for path in self.paths]
@@ -345,18 +348,23 @@ class FollowSource:
             self.bad.add("line_too_long", origin,
                          f"{len(raw)} bytes, more than {MAX_LINE_BYTES}", raw)
             return
-        seen = peek(raw)
+        reader = self.line_reader
+        seen = peek(raw) if reader is None else reader(raw, origin)
+        keep = self.keep_lines and reader is None
         received = None if seen is None else clock_only(raw, seen)
         if received is not None:  # nothing about a Pod (see FileSource)
             other = skipped(received, origin)
-            if self.keep_lines:
+            if keep:
                 other.raw = raw
             yield other
             return
         told = deferred(raw, seen) if seen is not None and seen.final and \
             self.decode_late else None
         if told is not None:  # decoded when the pipeline folds it (see FileSource)
-            yield undecoded(*told, raw, origin)
+            record = undecoded(*told, raw, origin)
+            if keep:
+                record.raw = raw
+            yield record
             return
         try:
             doc = orjson.loads(raw)
@@ -367,8 +375,8 @@ class FollowSource:
             if isinstance(item, BadRecord):
                 self.bad.add(item.reason, origin, str(item), raw)
             else:
-                if self.keep_lines and type(doc) is dict:  # one Event: its line
-                    item.raw = raw
+                if keep:  # the first record carries the line (a list's line is read once)
+                    item.raw, keep = raw, False
                 yield item
 
 

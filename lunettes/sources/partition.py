@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lunettes.model.audit import AuditRecord, tick
-from lunettes.sources.peek import Peek, clock_only, created_pod_name, peek, received_us
+from lunettes.sources.peek import Peek, clock_only, created_pod_name, peek, time_of
 
 _FINAL_STAGES = ("ResponseComplete", "Panic")
 
@@ -111,7 +111,7 @@ def route_seen(raw: bytes, seen: Peek | None, number: int, count: int, every: bo
     found = 0 if count == 1 else line_owner(raw, seen, number, count)
     if found is None:
         return ANY, -1, None
-    return POD, found, received_us(raw) if seen.final else None
+    return POD, found, time_of(raw, seen) if seen.final else None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ version, an escape in a value, a line that is not one whole object); such lines 
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from lunettes.model.audit import FOLDED_VERBS
 from lunettes.model.times import parse_time
@@ -38,6 +38,10 @@ _WHOLE = (b"}\n", b"}", b"}\r\n")
 _FOLDED = {resource.encode(): frozenset(verb.encode() for verb in verbs)
            for resource, verbs in FOLDED_VERBS.items()}
 _CHANGES = frozenset().union(*_FOLDED.values())
+_VERBS = {verb.decode(): verb for verb in _CHANGES}
+_FINAL_TEXT = frozenset(stage.decode() for stage in _FINAL)
+_STAGE_BYTES = {stage.decode(): stage for stage in (*_FINAL, b"RequestReceived",
+                                                    b"ResponseStarted")}
 _SECONDS: dict[bytes, int] = {}
 
 
@@ -52,6 +56,9 @@ class Peek(NamedTuple):
     name: bytes
     audit_id: bytes = b""
     stage: bytes = b""
+    received: int | None = None
+    """The requestReceivedTimestamp of a final stage, when the reader decoded it already
+    (:func:`peek_decoded`); else None, and :func:`received_us` reads it."""
 
 
 def peek(raw: bytes) -> Peek | None:
@@ -71,13 +78,44 @@ def peek(raw: bytes) -> Peek | None:
     return Peek(final, verb, resource, namespace, name, audit_id, stage)
 
 
+class ObjectRef(Protocol):
+    """An objectRef decoded already."""
+
+    resource: str
+    namespace: str
+    name: str
+
+
+def peek_decoded(audit_id: str, stage: str, uri: str, verb: str, ref: ObjectRef | None,
+                 received: int | None) -> Peek | None:
+    """:func:`peek`'s answer for a line decoded already (the API server load analysis
+    decodes every line): ``ref`` its objectRef (None when it has none), ``received`` its
+    time when its stage is final."""
+    final = stage in _FINAL_TEXT
+    verb_bytes = _VERBS.get(verb) or verb.encode()
+    stage_bytes = _STAGE_BYTES.get(stage) or stage.encode()
+    if verb_bytes not in _CHANGES or ("/pods" not in uri and "/events" not in uri):
+        return Peek(final, verb_bytes, b"", b"", b"", audit_id.encode(), stage_bytes,
+                    received)
+    if ref is None:
+        return None
+    return Peek(final, verb_bytes, ref.resource.encode(), ref.namespace.encode(),
+                ref.name.encode(), audit_id.encode(), stage_bytes, received)
+
+
+def time_of(raw: bytes, seen: Peek) -> int | None:
+    """The requestReceivedTimestamp of a final line :func:`peek` read (None when it cannot
+    be read)."""
+    return seen.received if seen.received is not None else received_us(raw)
+
+
 def clock_only(raw: bytes, seen: Peek) -> int | None:
     """For a line that cannot be about a Pod: the time it moves the audit clock to (0 for
     a stage that is not final). None when it may be about a Pod, or its time cannot be read:
     decode it."""
     if seen.verb in _FOLDED.get(seen.resource, ()):
         return None
-    return received_us(raw) if seen.final else 0
+    return time_of(raw, seen) if seen.final else 0
 
 
 def received_us(raw: bytes) -> int | None:
@@ -123,7 +161,7 @@ def deferred(raw: bytes, seen: Peek, received: int | None = None
     if stage is None:
         return None
     if received is None:
-        received = received_us(raw)
+        received = time_of(raw, seen)
     if received is None:
         return None
     try:
