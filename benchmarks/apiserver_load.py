@@ -3,6 +3,7 @@ on 10^6 requests from 10^5 distinct userAgents.
 
     python3 benchmarks/apiserver_load.py                 # 10^6 records, 10^5 agents
     python3 benchmarks/apiserver_load.py --records 1e5   # quicker
+    python3 benchmarks/apiserver_load.py --skip-many --instructions   # + valgrind counts
 
 Each measurement runs in a fresh subprocess, so its peak RSS is its own; times are CPU
 seconds of that process (user + system: the figures a loaded machine disturbs least),
@@ -20,11 +21,13 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import re
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -95,6 +98,22 @@ def _run(kind: str, path: str, records: int, agents: int) -> dict[str, float]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _instructions(path: str, flags: list[str]) -> int:
+    """Instructions a replay executes (valgrind's callgrind: the same count whatever else
+    the machine is doing)."""
+    try:
+        out = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+             "-m", "lunettes.cli.main", "replay", path, "--no-store", "--format", "none",
+             *flags], check=True, capture_output=True, text=True).stderr
+    except FileNotFoundError:
+        raise SystemExit("--instructions needs valgrind (Debian: apt install valgrind)") from None
+    found = re.search(r"I\s+refs:\s+([\d,]+)", out)
+    if found is None:
+        raise SystemExit(f"valgrind printed no instruction count:\n{out[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=float, default=1e6)
@@ -108,6 +127,9 @@ def main() -> None:
                         help="runs of each replay measurement (the best is kept)")
     parser.add_argument("--skip-many", action="store_true",
                         help="leave out the 10^5 userAgents measurement")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count the instructions of the two replays under valgrind "
+                             "(minutes; deterministic where CPU time is noisy)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -145,6 +167,12 @@ def main() -> None:
           f"{min(pairs):.2f}x to {max(pairs):.2f}x)")
     ratio = (replay["seconds"] + analysis["seconds"]) / replay["seconds"]
     print(f"  replay + analysis apart / replay: {ratio:.2f}x")
+    if args.instructions:
+        with ThreadPoolExecutor(2) as pool:  # one valgrind per core
+            off, on = pool.map(lambda flags: _instructions(str(path), flags),
+                               ([], ["--apiserver-load"]))
+        print(f"  instructions (valgrind): replay {off / 1e9:.2f} G, --apiserver-load "
+              f"{on / 1e9:.2f} G: {on / off:.2f}x")
     if args.skip_many:
         return
     many = _run("many", str(path), records, agents)
