@@ -199,13 +199,16 @@ def _json_facts(raw: bytes) -> RequestFacts | None:
 
 
 def counted(stream: RequestStream) -> dict[str, object]:
-    """Everything a stream counted: the series, the tables, the Prometheus counts."""
-    series = stream.series()
+    """Everything a stream counted: each interval's counts (the series'), the tables, the
+    Prometheus counts (by interval, not as a series: the GKE captures span years)."""
+    stream.finish()
     tables = stream.tables
     counts = stream.counts
+    intervals = stream.builder._intervals
     return {
-        "total": list(series.total), "joint": [dict(j) for j in series.joint],
-        "marginals": [[dict(m) for m in ms] for ms in series.marginals],
+        "joint": {i: dict(item.joint) for i, item in intervals.items()},
+        "marginals": {i: [dict(m) for m in item.marginals or []]
+                      for i, item in intervals.items()},
         "slow": {k: (h.count, h.total_us, dict(h.buckets)) for k, h in tables.slow.items()},
         "rejected": dict(tables.rejected), "controllers": dict(tables.controllers),
         "unbounded": dict(tables.unbounded),
