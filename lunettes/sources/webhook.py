@@ -38,7 +38,7 @@ import hmac
 import os
 import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,6 +51,7 @@ from lunettes.registry import BuildContext
 from lunettes.sources.decode import AUDIT_API_VERSIONS, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.follow import FollowSource
+from lunettes.sources.peek import Peek
 
 __all__ = ["Answer", "WebhookSource"]
 
@@ -198,13 +199,25 @@ class WebhookSource:
     @property
     def keep_lines(self) -> bool:
         """Records carry their spooled line in ``raw`` (set by the pipeline when a
-        processor reads lines: the API server load analysis)."""
+        processor reads lines: the API server load analysis), unless a
+        :attr:`line_reader` reads them."""
         return self._follow is not None and self._follow.keep_lines
 
     @keep_lines.setter
     def keep_lines(self, keep: bool) -> None:
         if self._follow is not None:
             self._follow.keep_lines = keep
+
+    @property
+    def line_reader(self) -> Callable[[bytes, str], Peek | None] | None:
+        """Reads each spooled line (see :attr:`FollowSource.line_reader
+        <lunettes.sources.follow.FollowSource.line_reader>`)."""
+        return None if self._follow is None else self._follow.line_reader
+
+    @line_reader.setter
+    def line_reader(self, reader: Callable[[bytes, str], Peek | None] | None) -> None:
+        if self._follow is not None:
+            self._follow.line_reader = reader
 
     @property
     def state(self) -> str:
