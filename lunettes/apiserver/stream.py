@@ -1,10 +1,12 @@
 """The load analysis of a stream of audit lines: series, tables and Prometheus counts.
 
 Both ways in use it: ``lunettes analyze apiserver`` feeds it the lines of the files it
-reads, and ``lunettes replay/serve --apiserver-load`` the lines the pipeline's sources read
-(``file`` and ``follow`` hand each record's line on in ``record.raw`` when the pipeline
-asks, ``keep_lines``, or in ``record.undecoded`` when it decodes the line later;
-:meth:`RequestStream.process` passes the record on without ``raw``).
+reads, and ``lunettes replay/serve --apiserver-load`` the lines the pipeline's sources read:
+the ``file``, ``follow`` and ``webhook`` sources read each line through
+:meth:`RequestStream.peek_line` (their ``line_reader``: one decode counts the request and
+tells the source what its byte peek would); the others hand each record's line on in
+``record.raw`` when the pipeline asks (``keep_lines``), and :meth:`RequestStream.process`
+counts it and passes the record on without it.
 
 Cheap by aggregation: a line's few fields are decoded by msgspec
 (:func:`~lunettes.apiserver.scan.read`) and counted under them, with its latency, in a
