@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -170,7 +171,21 @@ class EventLoop:
         asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def stop(self) -> None:
-        """Stop the loop and its thread (safe twice)."""
+        """Cancel what still runs on the loop (the client's own tasks: a subscription's
+        reader outlives ``close()``), then stop the loop and its thread and close the loop
+        (safe twice): nothing is left to run, or to fail, on a closed loop later."""
         if self._thread.is_alive():
+            with contextlib.suppress(NoAnswer):
+                self.run(_cancel_others(), 5)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
+        if not self._thread.is_alive() and not self.loop.is_closed():
+            self.loop.close()
+
+
+async def _cancel_others() -> None:
+    """Cancel every other task of the running loop and wait for them to end."""
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
