@@ -243,7 +243,7 @@ def test_a_restart_before_the_first_checkpoint_reads_every_acknowledged_event_on
     assert any(r.audit_id for r in again)
 
 
-def test_a_full_spool_refuses_with_503_says_stalled_and_takes_batches_once_read(
+def test_a_full_spool_refuses_with_503_says_stalled_until_read_and_checkpointed(
         tmp_path: Path) -> None:
     bodies = sample_batches(200, 20)
     source = WebhookSource(tmp_path, fsync=False, spool_max_bytes=30_000,
@@ -264,10 +264,12 @@ def test_a_full_spool_refuses_with_503_says_stalled_and_takes_batches_once_read(
     records = read_now(stream)
     assert len(records) == 20 * accepted  # every acknowledged event, none of the refused
     assert source.receive(bodies[accepted]).status == 503  # read, but no checkpoint yet
+    assert source.state == "stalled"
     last = records[-1].position
     assert last is not None
     source.checkpoint(*last)
-    source.checkpoint(*last)  # written: the rotated spools go
+    source.checkpoint(*last)  # written: the rotated spools may go
+    assert source.state == "following" and source.error == ""  # ready before a batch comes
     assert source.receive(bodies[accepted]).status == 200
     assert source.state == "following" and source.error == ""
     assert len(read_now(stream)) == 20

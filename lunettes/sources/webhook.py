@@ -21,7 +21,9 @@ to its end (a restart without checkpoints reads the current spool again, so it d
 the rotated ones left behind and counts them in ``bad`` as ``webhook_spool_dropped``).
 The spools together stay under ``spool_limit_bytes``: a batch that would pass it is
 refused with 503 and ``Retry-After`` instead of dropping spooled data, and the source says
-``stalled`` (``/readyz``, ``lunettes_source_state``) until a batch is accepted again.
+``stalled`` (``/readyz``, ``lunettes_source_state``) until the spools read (and
+checkpointed) may go and the refused batch fits again: its state is checked each time it
+is asked, so readiness comes back without waiting for a batch a Service would not route.
 
 Answers: 200 accepted; 400 not an EventList (counted in ``bad`` as
 ``webhook_invalid_document``); 401 bad or missing token; 413 body (or its gzip content)
@@ -121,6 +123,7 @@ class WebhookSource:
         """The spool file of the last checkpoint written: older ones are not needed."""
         self._asked: tuple[int, int] | None = None
         self._full = False
+        self._refused_bytes = 0  # the batch the full spool refused last
         self._spool_bytes = 0
         self._wake = threading.Event()
         self.publisher = publisher
@@ -224,7 +227,18 @@ class WebhookSource:
         if self.publisher is not None:
             return "done" if self._closed.is_set() else self.publisher.state
         assert self._follow is not None
+        if self._full:
+            self._make_room()
         return "stalled" if self._full else self._follow.state
+
+    def _make_room(self) -> None:
+        """While the spool is full: prune, and leave the full state once the refused batch
+        fits, without waiting for it to come again (a Service routes no batch to a pod
+        whose /readyz says stalled)."""
+        with self._lock:
+            self._prune()
+            if self._spooled_bytes() + self._refused_bytes <= self.spool_limit_bytes:
+                self._full, self._error = False, ""
 
     @property
     def error(self) -> str:
@@ -324,7 +338,7 @@ class WebhookSource:
             if self._spooled_bytes() + len(data) > self.spool_limit_bytes:
                 self._prune()
                 if self._spooled_bytes() + len(data) > self.spool_limit_bytes:
-                    return self._spool_full()
+                    return self._spool_full(len(data))
             if self._full:
                 self._full, self._error = False, ""
             self._append(data)
@@ -396,8 +410,8 @@ class WebhookSource:
             path.unlink()
             self.stats["spools_deleted"] += 1
 
-    def _spool_full(self) -> Answer:
-        self._full = True
+    def _spool_full(self, refused_bytes: int) -> Answer:
+        self._full, self._refused_bytes = True, refused_bytes
         self.stats["spool_full"] += 1
         self._error = (f"spool full: {self._spooled_bytes()} bytes in {self.spool.parent} "
                        f"(spool_limit_bytes {self.spool_limit_bytes}) until rotated spools "
