@@ -66,12 +66,16 @@ def test_the_sample_gives_the_same_pods_decoded_late() -> None:
     assert undecoded > 1000 and bad == {}
 
 
-@pytest.mark.parametrize("options", [
+SIMULATED = pytest.mark.parametrize("options", [
     {"policy": "requestresponse", "seed": 21, "pods": 120},
     {"policy": "requestresponse", "seed": 22, "pods": 120, "apiservers": 3, "skew_s": 4.0,
      "duplicates": 0.05, "request_received": 0.3},
     {"policy": "gke", "seed": 23, "pods": 100},
 ], ids=["requestresponse", "ha-disorder", "gke"])
+"""Simulated logs: RequestResponse, HA disorder with duplicates and interim stages, GKE."""
+
+
+@SIMULATED
 def test_simulated_logs_give_the_same_pods_decoded_late(tmp_path: Path,
                                                         options: dict[str, Any]) -> None:
     log, _ = simulate(tmp_path, **options)

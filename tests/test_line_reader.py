@@ -16,6 +16,7 @@ import pytest
 from hostile import MAX_LINE_BYTES, kinds, sample_lines
 from realdata import real
 from test_apiserver_scan import counted
+from test_decode_late import SIMULATED
 from test_real_expected import CAPTURES
 from test_replay_truth import simulate
 
@@ -93,12 +94,7 @@ def test_a_followed_file_gives_the_same_pods_and_requests_with_the_analysis(
     assert same_with_the_analysis([str(log)], follow=True).requests > 1000
 
 
-@pytest.mark.parametrize("options", [
-    {"policy": "requestresponse", "seed": 31, "pods": 120},
-    {"policy": "requestresponse", "seed": 32, "pods": 120, "apiservers": 3, "skew_s": 4.0,
-     "duplicates": 0.05, "request_received": 0.3},
-    {"policy": "gke", "seed": 33, "pods": 100},
-], ids=["requestresponse", "ha-disorder", "gke"])
+@SIMULATED
 def test_simulated_logs_give_the_same_pods_and_requests_with_the_analysis(
         tmp_path: Path, options: dict[str, Any]) -> None:
     log, _ = simulate(tmp_path, **options)
