@@ -438,7 +438,10 @@ def test_shutdown_delivers_what_is_queued_unless_elasticsearch_is_down(es, tmp_p
 
 def test_the_spool_drops_its_oldest_files_past_its_limit(es, tmp_path, caplog):
     es.go_down()
-    sink = make_sink(es, tmp_path, max_retries=0, spool_max_mb=0.004)  # ~4 KB
+    # No probe while the batches are spooled (the first flush probes at once): a file
+    # being sent is never dropped, so a probe would make the dropped ones depend on timing.
+    sink = make_sink(es, tmp_path, max_retries=0, spool_max_mb=0.004,  # ~4 KB
+                     backoff_base_s=600.0, backoff_max_s=600.0)
     with caplog.at_level(logging.ERROR, "lunettes.sinks.spool"):
         for n in range(1, 7):
             sink.export([record(n)])
@@ -453,6 +456,17 @@ def test_the_spool_drops_its_oldest_files_past_its_limit(es, tmp_path, caplog):
     # The newest survive; the dropped ones are exactly the oldest.
     assert {k[1] for k in es.documents} == {uid(n) for n in range(dropped + 1, 7)}
     sink.shutdown()
+
+
+def test_the_spool_limit_never_drops_the_file_being_sent(tmp_path):
+    spool = DiskSpool(tmp_path / "s", 250)
+    first, _ = spool.append([{"n": 1, "pad": "x" * 90}])
+    assert first is not None
+    spool.busy = first
+    spool.append([{"n": 2, "pad": "x" * 90}])
+    _, dropped = spool.append([{"n": 3, "pad": "x" * 90}])
+    assert dropped.count == 1
+    assert [spool.read(f)[0]["n"] for f in spool.files()] == [1, 3]
 
 
 def test_spool_files_are_whole_and_bad_lines_are_skipped(tmp_path, caplog):
