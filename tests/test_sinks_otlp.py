@@ -653,7 +653,10 @@ def test_what_a_run_left_spooled_the_next_run_sends_once(otlp_receiver, protocol
 def test_a_full_spool_drops_the_oldest_and_counts_them_lost(otlp_receiver, tmp_path, caplog):
     otlp_receiver.go_down()
     records = records_named("pod", 20)
-    sink = outage_sink(otlp_receiver, "grpc", tmp_path / "spool", spool_max_mb=0.004)
+    # No probe while spooling: a file being sent is never dropped, which would make the
+    # dropped ones depend on timing.
+    sink = outage_sink(otlp_receiver, "grpc", tmp_path / "spool", spool_max_mb=0.004,
+                       backoff_base_s=600.0, backoff_max_s=600.0)
     with caplog.at_level(logging.ERROR, "lunettes.sinks.spool"):
         for record in records:
             sink.export([record])
