@@ -10,20 +10,16 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from lunettes.apiserver.reader import read_facts
 from lunettes.apiserver.scan import (
     NOT_FINAL,
     UNREADABLE,
     RequestFacts,
-    _time_us,
     go_duration_us,
     scan,
 )
 from lunettes.apiserver.stream import RequestStream
-from lunettes.model.times import format_time, parse_time
 from lunettes.sources.errors import BadRecords
 from tests.realdata import real
 
@@ -134,28 +130,6 @@ def test_fields_of_another_type_read_as_absent_through_the_decoder(tmp_path: Pat
     assert [(f.user_agent, f.code, f.apf_wait_us) for f in facts] == [
         ("", 200, None), ("k/1", 0, None), ("k/1", 200, None), ("k/1", 200, None)]
     assert scan(odd[3]) == facts[3]  # a wait that is not a text: none, on either path
-
-
-@settings(max_examples=3000, deadline=None)
-@given(st.integers(min_value=0, max_value=253402300799999999), st.integers(0, 26),
-       st.sampled_from("0123456789:.Z+-T x\u0663"))
-def test_the_time_fast_path_reads_what_parse_time_reads(us: int, at: int, char: str) -> None:
-    """The fast path of the load analysis (each minute parsed once) reads every time
-    kube-apiserver writes, and that time with one character changed, as the pipeline's
-    parse_time does (or refuses it as parse_time does), the minute cached or not."""
-    text = format_time(us)
-    assert _time_us(text) == us
-    changed = text[:at] + char + text[at + 1:]
-    try:
-        expected: int | None = parse_time(changed)
-    except ValueError:
-        expected = None
-    for _ in range(2):  # the minute cached the second time
-        try:
-            got: int | None = _time_us(changed)
-        except ValueError:
-            got = None
-        assert got == expected, changed
 
 
 def test_go_durations() -> None:

@@ -1,10 +1,10 @@
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lunettes.model.times import format_time, parse_time
+from lunettes.model.times import _parse, format_time, parse_time
 
 
 @given(st.integers(min_value=0, max_value=4_102_444_800_000_000))
@@ -27,3 +27,26 @@ def test_parse_time_matches_datetime(text: str, expected: datetime) -> None:
 def test_parse_time_rejects_garbage(text: str) -> None:
     with pytest.raises(ValueError):
         parse_time(text)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.integers(min_value=0, max_value=253402300799999999), st.integers(0, 26),
+       st.sampled_from("0123456789:.Z+-T x\u0663"))
+def test_the_per_minute_cache_reads_what_the_uncached_parse_reads(us: int, at: int,
+                                                                   char: str) -> None:
+    """Every time kube-apiserver writes, and that time with one character changed, reads
+    the same through the per-minute cache as without it (or is refused by both), the
+    minute cached or not."""
+    text = format_time(us)
+    assert parse_time(text) == us
+    changed = text[:at] + char + text[at + 1:]
+    try:
+        expected: int | None = _parse(changed)
+    except ValueError:
+        expected = None
+    for _ in range(2):  # the minute cached the second time
+        try:
+            got: int | None = parse_time(changed)
+        except ValueError:
+            got = None
+        assert got == expected, changed

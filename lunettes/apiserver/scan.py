@@ -92,7 +92,6 @@ _decode = msgspec.json.Decoder(Event).decode
 _decode_notes = msgspec.json.Decoder(dict[str, Any]).decode
 _NO_USER, _NO_REF, _NO_STATUS = _User(), _ObjectRef(), _Status()
 _APF_KEY = APF_QUEUE_WAIT.encode()
-_MINUTES: dict[str, int] = {}
 
 Key = tuple[str, str, str, str, str, str, str, str, int, str]
 """A request's fields but its times: uri, verb, user, userAgent, resource, namespace,
@@ -120,7 +119,7 @@ def request(event: Event) -> tuple[Key, int, int | None] | Unreadable | None:
         return NOT_FINAL
     received_text = event.requestReceivedTimestamp
     try:
-        received = _time_us(received_text)
+        received = parse_time(received_text)
     except ValueError:
         return UNREADABLE
     user = event.user or _NO_USER
@@ -141,23 +140,6 @@ def read(raw: bytes) -> tuple[Key, int, int | None] | Unreadable | None:
     """:func:`request` of :func:`decode`."""
     event = decode(raw)
     return event if isinstance(event, Unreadable) else request(event)
-
-
-def _time_us(text: str) -> int:
-    """:func:`~lunettes.model.times.parse_time`, each minute of kube-apiserver's own shape
-    (``2026-01-02T03:04:05.123456Z``) parsed once: its seconds and microseconds are one
-    integer (``05123456``) added to the minute."""
-    if len(text) != 27 or text[26] != "Z" or text[4:20:3] != "--T::.":
-        return parse_time(text)
-    digits = text[17:19] + text[20:26]
-    if text[17] > "5" or not digits.isdigit() or not digits.isascii():
-        return parse_time(text)  # (refused there)
-    minute = _MINUTES.get(text[:16])
-    if minute is None:
-        if len(_MINUTES) >= 4096:
-            _MINUTES.clear()
-        minute = _MINUTES[text[:16]] = parse_time(text) - int(digits)  # raises: not a time
-    return minute + int(digits)
 
 
 def facts_of(key: Key, received: int, stage_at: int | None) -> RequestFacts:

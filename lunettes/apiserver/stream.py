@@ -94,10 +94,7 @@ class RequestStream:
         event = decode(raw)
         got = event if isinstance(event, Unreadable) else request(event)
         with self.lock:
-            if isinstance(got, Unreadable):
-                self._add_decoded(raw, origin)
-            elif got is not None:
-                self._gather(*got)
+            self._count_read(raw, origin, got)
         if isinstance(got, Unreadable) or isinstance(event, Unreadable):
             return None
         return peek_decoded(event.auditID, event.stage, event.requestURI, event.verb,
@@ -133,17 +130,17 @@ class RequestStream:
 
     def add_line(self, raw: bytes, origin: str = "") -> None:
         """Count the request of one audit line (nothing for a stage that is not final)."""
-        got = read(raw)
+        self._count_read(raw, origin, read(raw))
+
+    def _count_read(self, raw: bytes, origin: str,
+                    got: tuple[Key, int, int | None] | Unreadable | None) -> None:
+        """Count what :func:`~lunettes.apiserver.scan.read` read of a line; a line msgspec
+        refused is decoded by the checked path (a bad line counted in :attr:`bad`)."""
         if isinstance(got, Unreadable):
-            self._add_decoded(raw, origin)
+            for item in decoded_facts(raw, origin, self.bad):
+                self.add(item)
         elif got is not None:
             self._gather(*got)
-
-    def _add_decoded(self, raw: bytes, origin: str) -> None:
-        """Count the requests of a line msgspec refused, decoded by the checked path (a
-        bad line counted in :attr:`bad`)."""
-        for item in decoded_facts(raw, origin, self.bad):
-            self.add(item)
 
     def _gather(self, key: Key, received: int, stage_at: int | None) -> None:
         """Count a request :func:`~lunettes.apiserver.scan.request` read: gathered in its
