@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import re
 import resource
 import statistics
 import subprocess
@@ -29,6 +28,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from callgrind import instructions
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -99,19 +100,9 @@ def _run(kind: str, path: str, records: int, agents: int) -> dict[str, float]:
 
 
 def _instructions(path: str, flags: list[str]) -> int:
-    """Instructions a replay executes (valgrind's callgrind: the same count whatever else
-    the machine is doing)."""
-    try:
-        out = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-             "-m", "lunettes.cli.main", "replay", path, "--no-store", "--format", "none",
-             *flags], check=True, capture_output=True, text=True).stderr
-    except FileNotFoundError:
-        raise SystemExit("--instructions needs valgrind (Debian: apt install valgrind)") from None
-    found = re.search(r"I\s+refs:\s+([\d,]+)", out)
-    if found is None:
-        raise SystemExit(f"valgrind printed no instruction count:\n{out[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    """Instructions of a replay (see :mod:`callgrind`)."""
+    return instructions(["-m", "lunettes.cli.main", "replay", path, "--no-store", "--format",
+                         "none", *flags])
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ rates, a replay slower than its parsing floor, memory figures, every pod account
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -86,3 +87,22 @@ def test_verdict_and_docs(results: dict) -> None:
     docs = results["_docs"]
     assert docs.startswith("# Benchmarks") and docs.rstrip().endswith("after")
     assert "STALE-RESULTS" not in docs and "events/s" in docs and "Workers" in docs
+
+
+def test_the_breakdown_adds_the_pipeline_part_by_part(tmp_path: Path) -> None:
+    """benchmarks/breakdown.py runs every part on a log and prints one row per part, each
+    part's cost including those above it (CPU seconds: no valgrind needed)."""
+    log = tmp_path / "sample.jsonl"
+    log.write_bytes(gzip.decompress((ROOT / "lunettes/data/sample-audit.jsonl.gz").read_bytes()))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "breakdown.py"), str(log), "--cpu",
+         "--lines", "3000"], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {line.split()[0]: [float(x) for x in line.split()[1:]]
+            for line in done.stdout.splitlines()[2:8]}
+    assert list(rows) == ["floor", "source", "chain", "fold", "analyzers", "store"]
+    assert rows["floor"][1] == 1.0  # in floors
+    assert rows["store"][0] > rows["floor"][0]
+    assert "3,000 lines" in done.stdout.splitlines()[0]
+    ratio = float(done.stdout.splitlines()[-1].rsplit(" ", 1)[1])
+    assert 0 < ratio < 1
