@@ -15,6 +15,7 @@ from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.exports import batch, strip_time_prefix, unwrap, wrapped
 from lunettes.sources.files import STDIN, expand, is_yaml, yaml_documents
 from lunettes.sources.files import _open as open_log  # the sources' opener: gzip, BOM, stdin
+from lunettes.sources.jsonline import loads
 
 
 def read_lines(paths: Iterable[str], bad: BadRecords
@@ -59,7 +60,7 @@ def decoded_facts(raw: bytes, origin: str, bad: BadRecords) -> Iterator[RequestF
     if not raw.strip():
         return
     try:
-        doc = orjson.loads(strip_time_prefix(raw) or raw)
+        doc = loads(strip_time_prefix(raw) or raw)
     except orjson.JSONDecodeError as exc:
         bad.add("invalid_json", origin, str(exc))
         return

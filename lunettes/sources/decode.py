@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
-
 from lunettes.model.audit import AuditRecord
 from lunettes.model.times import parse_time
 from lunettes.sources.cloudlogging import from_log_entry, is_log_entry
 from lunettes.sources.errors import BadRecord
 from lunettes.sources.exports import batch, unwrap, wrapped
 from lunettes.sources.fastdecode import fast_event
+from lunettes.sources.jsonline import loads
 
 AUDIT_API_VERSIONS = frozenset(
     {"audit.k8s.io/v1", "audit.k8s.io/v1beta1", "audit.k8s.io/v1alpha1"}
@@ -107,7 +106,7 @@ def decode_line(raw: bytes, origin: str = "") -> AuditRecord:
     record = fast_event(raw, origin)
     if record is not None:
         return record
-    doc = orjson.loads(raw)
+    doc = loads(raw)
     if type(doc) is dict and doc.get("kind") == "Event" and audit_version(doc):
         return decode_event(doc, origin)
     shown = doc if type(doc) is dict else {}

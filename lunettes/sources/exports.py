@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from lunettes.sources.errors import BadRecord
+from lunettes.sources.jsonline import loads
 
 AUDIT_CATEGORIES = frozenset({"kube-audit", "kube-audit-admin"})
 _TIMESTAMPED = re.compile(rb"^\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:?\d\d)? (?=[{\[])")
@@ -57,7 +58,7 @@ def unwrap(inner: str | dict[str, Any]) -> Any:
     if isinstance(inner, dict):
         return inner
     try:
-        return orjson.loads(inner)
+        return loads(inner)
     except orjson.JSONDecodeError as exc:
         raise BadRecord("invalid_json:log", str(exc)) from exc
 

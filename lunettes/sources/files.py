@@ -23,6 +23,7 @@ from lunettes.sources.decode import audit_version, decode_document, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.exports import strip_time_prefix
 from lunettes.sources.fastdecode import fast_event
+from lunettes.sources.jsonline import loads
 from lunettes.sources.partition import ANY, CLOCK, Partition, route_seen
 from lunettes.sources.peek import Peek, deferred, peek
 
@@ -101,7 +102,7 @@ def _first_time(path: str) -> str:
         with _open(path) as stream:
             for raw in stream:
                 try:
-                    doc = orjson.loads(strip_time_prefix(raw) or raw)
+                    doc = loads(strip_time_prefix(raw) or raw)
                 except orjson.JSONDecodeError:
                     return ""
                 for item in decode_document(doc):
@@ -116,7 +117,7 @@ def _first_time(path: str) -> str:
 def _whole_json(raw: bytes) -> bool:
     """True when the line is a JSON value of its own."""
     try:
-        orjson.loads(raw)
+        loads(raw)
     except orjson.JSONDecodeError:
         return False
     return True
@@ -370,7 +371,7 @@ class FileSource:
             if len(first) + len(rest) <= limit:
                 whole = first + rest
                 try:
-                    doc = orjson.loads(whole)
+                    doc = loads(whole)
                 except orjson.JSONDecodeError:
                     pass
                 else:
@@ -451,14 +452,14 @@ class FileSource:
                     yield from part.filter(record, origin)
                 return
             try:
-                doc = orjson.loads(raw)
+                doc = loads(raw)
             except orjson.JSONDecodeError as exc:
                 if not raw.strip():
                     return
                 json_part = strip_time_prefix(raw)
                 if json_part is not None:  # a CloudWatch export to S3: time, then Event
                     try:
-                        doc = orjson.loads(json_part)
+                        doc = loads(json_part)
                     except orjson.JSONDecodeError:
                         pass
                     else:

@@ -42,6 +42,7 @@ from lunettes.registry import BuildContext
 from lunettes.sources.decode import decode_document
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.files import MAX_LINE_BYTES, resolve
+from lunettes.sources.jsonline import loads
 from lunettes.sources.peek import Peek, clock_only, deferred, peek
 
 __all__ = ["FollowSource"]
@@ -367,7 +368,7 @@ class FollowSource:
             yield record
             return
         try:
-            doc = orjson.loads(raw)
+            doc = loads(raw)
         except orjson.JSONDecodeError as exc:
             self.bad.add("invalid_json", origin, str(exc), raw)
             return

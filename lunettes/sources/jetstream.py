@@ -76,6 +76,7 @@ from lunettes.sources.jetstream_link import (
     connect,
     ensure_stream,
 )
+from lunettes.sources.jsonline import loads
 
 __all__ = ["JetStreamSource"]
 
@@ -383,7 +384,7 @@ class _Lane:
         position = (self.name, seq)
         base = (message.headers or {}).get(CLOCK)
         try:
-            document = orjson.loads(message.data)
+            document = loads(message.data)
             if base is not None:
                 for after in document:
                     record = tick(int(base) + int(after), origin)

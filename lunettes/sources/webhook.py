@@ -53,6 +53,7 @@ from lunettes.registry import BuildContext
 from lunettes.sources.decode import AUDIT_API_VERSIONS, decode_event
 from lunettes.sources.errors import BadRecord, BadRecords
 from lunettes.sources.follow import FollowSource
+from lunettes.sources.jsonline import loads
 from lunettes.sources.peek import Peek
 
 __all__ = ["Answer", "WebhookSource"]
@@ -305,7 +306,7 @@ class WebhookSource:
         elif encoding.strip().lower() not in ("", "identity"):
             return Answer(415, {"message": f"Content-Encoding {encoding!r} is not supported"})
         try:
-            doc = orjson.loads(body)
+            doc = loads(body)
         except orjson.JSONDecodeError as exc:
             return self._invalid(f"not JSON: {exc}")
         if not (isinstance(doc, dict) and doc.get("kind") == "EventList"
