@@ -1,8 +1,8 @@
 """JSON of one audit line or body, decoded whatever its nesting.
 
 orjson from 3.9 on refuses JSON nested more than 1,024 deep, and msgspec refuses less deep,
-while kube-apiserver (Go's JSON decoder stops at 10,000) accepts and audits deeper objects. No field
-lunettes reads is deep, so :func:`loads` decodes such a document with every array or object
+while kube-apiserver (whose Go decoder stops at 10,000) accepts and audits deeper objects.
+No field lunettes reads is deep, so :func:`loads` decodes such a document with every array or object
 that opens deeper than :data:`KEPT_DEPTH` replaced by ``null``: what lies that deep is
 neither read nor checked, and the record around it is kept (or refused for what it is).
 """
