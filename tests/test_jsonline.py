@@ -59,7 +59,9 @@ def test_what_lies_deeper_than_the_kept_depth_is_not_checked() -> None:
     b'{"kind":"Event","deep":' + b"[" * 5000 + b"]" * 4999 + b"}",  # one bracket short
     b"[" * 5000 + b"]" * 5000 + b",",
     b"not json",
+    '{"a":"\ud800"}',  # text (an export's wrapped Event) with a lone surrogate
+    '{"a":"\ud800","deep":' + "[" * 5000 + "]" * 5000 + "}",
 ])
-def test_what_is_not_json_is_refused_either_way(line: bytes) -> None:
+def test_what_is_not_json_is_refused_either_way(line: bytes | str) -> None:
     with pytest.raises(orjson.JSONDecodeError):
         loads(line)

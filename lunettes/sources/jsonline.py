@@ -2,9 +2,10 @@
 
 orjson from 3.9 on refuses JSON nested more than 1,024 deep, and msgspec refuses less deep,
 while kube-apiserver (whose Go decoder stops at 10,000) accepts and audits deeper objects.
-No field lunettes reads is deep, so :func:`loads` decodes such a document with every array or object
-that opens deeper than :data:`KEPT_DEPTH` replaced by ``null``: what lies that deep is
-neither read nor checked, and the record around it is kept (or refused for what it is).
+No field lunettes reads is deep, so :func:`loads` decodes such a document with every array
+or object that opens deeper than :data:`KEPT_DEPTH` replaced by ``null``: what lies that
+deep is neither read nor checked, and the record around it is kept (or refused for what it
+is).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def loads(data: bytes | str) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        raw = data.encode() if isinstance(data, str) else data
+        # (a lone surrogate is kept as bytes for orjson to refuse, not raised here)
+        raw = data.encode(errors="surrogatepass") if isinstance(data, str) else data
         kept = shallow(raw)
         if kept is raw:
             raise
