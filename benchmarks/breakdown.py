@@ -43,17 +43,17 @@ from typing import Any
 import orjson
 from callgrind import instructions
 
+from lunettes.pipeline import DEFAULT_CONFIG_DIR, Pipeline, load_config
+from lunettes.processors.base import Run, decodes_late
+from lunettes.sources.errors import BadRecords
+from lunettes.sources.files import FileSource
+
 PARTS = ("floor", "source", "chain", "fold", "analyzers", "store")
 
 
 def measure(part: str, path: str, db: str) -> float:
     """Run one part over ``path`` (``start``: only build what the parts build) and return
     its CPU seconds."""
-    from lunettes.pipeline import DEFAULT_CONFIG_DIR, Pipeline, load_config
-    from lunettes.processors.base import Run, decodes_late
-    from lunettes.sources.errors import BadRecords
-    from lunettes.sources.files import FileSource
-
     data = {**load_config(DEFAULT_CONFIG_DIR), "sources": {},
             "sinks": {"sqlite": {"path": db}} if part == "store" else {}}
     pipeline = Pipeline.from_config(DEFAULT_CONFIG_DIR, data, env={})
@@ -62,7 +62,7 @@ def measure(part: str, path: str, db: str) -> float:
         "start": lambda: None,
         "floor": lambda: _floor(path),
         "source": lambda: _drain(source),
-        "chain": lambda: _drain(_chain(pipeline.processors[:-1], source, Run, BadRecords)),
+        "chain": lambda: _drain(_chain(pipeline.processors[:-1], source)),
         "fold": lambda: _fold_only(pipeline, source),
         "analyzers": lambda: pipeline.run(source),
         "store": lambda: pipeline.run(source),
@@ -85,8 +85,9 @@ def _drain(items: Any) -> None:
         pass
 
 
-def _chain(processors: list[Any], source: Any, run_type: Any, bad_type: Any) -> Any:
-    run = run_type(Counter(), bad_type(), lambda timeline, event: False)
+def _chain(processors: list[Any], source: FileSource) -> Any:
+    """The records ``processors`` pass on (the processors before the fold)."""
+    run = Run(Counter(), BadRecords(), lambda timeline, event: False)
     items = iter(source)
     for processor in processors:
         items = processor.process(items, run)
